@@ -1,0 +1,1 @@
+"""Generated gRPC stubs of the edgescore v1 contract (tools/gen_protos.py)."""
