@@ -1,0 +1,52 @@
+"""The one small interface every search space implements."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ParsedArch:
+    """A validated architecture in canonical form; `payload` is the space's own parsed value."""
+
+    space: str
+    canonical: str
+    num_classes: int
+    input_resolution: int
+    payload: Any = None
+    flags: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def arch_hash(self) -> str:
+        return arch_hash(self.space, self.canonical)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one input image."""
+        return (3, self.input_resolution, self.input_resolution)
+
+
+def arch_hash(space: str, canonical: str) -> str:
+    return hashlib.sha256(f"{space}:{canonical}".encode()).hexdigest()
+
+
+class SearchSpace(Protocol):
+    name: str
+    description: str
+    example: str
+    fields: dict[str, str]
+    default_num_classes: int
+    default_input_resolution: int
+
+    def parse(self, spec: Any, num_classes: int = 0, input_resolution: int = 0) -> ParsedArch:
+        """Validate `spec`; raise errors.InvalidArgument naming the field and the bad token."""
+
+    def build(self, arch: ParsedArch) -> nn.Module:
+        """The full network, as the space's reference code builds it (proxies run on this)."""
+
+    def build_exportable(self, arch: ParsedArch) -> nn.Module:
+        """A network with the same outputs and dead parts removed (latency is measured on this)."""
