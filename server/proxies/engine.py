@@ -1,0 +1,205 @@
+"""Runs a request's proxies on one architecture: settings, seeding, init, isolation, errors."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ..errors import InvalidArgument, NumericalFailure, ResourceExhausted, ServerError
+from ..spaces.base import ParsedArch, SearchSpace
+from . import data
+from .base import DATA_KINDS, INITS, Proxy, ProxyInput, ResolvedSettings, SettingsOverride
+from .registry import get_proxy
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE_RANGE = (1, 4096)
+REPEATS_RANGE = (1, 100)
+SEED_RANGE = (0, 2**63 - 1)
+MAX_EXTRA_CHARS = 256
+_NETWORK_CACHE_SIZE = 4  # networks kept per request, keyed by (seed, init)
+# Builds draw initial weights from torch's one global RNG; concurrent requests (server threads)
+# must not interleave between seeding it and finishing the init.
+_GLOBAL_RNG_LOCK = threading.Lock()
+
+
+@dataclass
+class ProxyOutcome:
+    name: str
+    value: Optional[float]
+    unit: str
+    transform: str
+    settings: ResolvedSettings
+    seconds: float
+    error: Optional[ServerError] = None
+    flags: tuple[str, ...] = ()
+
+
+def _check_range(field: str, value: int, bounds: tuple[int, int]) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgument(field, f"must be an integer, got {value!r}")
+    if not bounds[0] <= value <= bounds[1]:
+        raise InvalidArgument(field, f"must be in {bounds[0]}..{bounds[1]}, got {value}")
+    return value
+
+
+def resolve_settings(proxy: Proxy, override: Optional[SettingsOverride],
+                     field: str = "settings") -> ResolvedSettings:
+    """The proxy's defaults overlaid with `override`, validated; `field` prefixes error fields."""
+    o = override or SettingsOverride()
+
+    def pick(value, default):
+        return default if value is None else value
+
+    batch_size = _check_range(f"{field}.batch_size", pick(o.batch_size, proxy.batch_size),
+                              BATCH_SIZE_RANGE)
+    seed = _check_range(f"{field}.seed", pick(o.seed, proxy.seed), SEED_RANGE)
+    repeats = _check_range(f"{field}.repeats", pick(o.repeats, proxy.repeats), REPEATS_RANGE)
+    if seed + repeats - 1 > SEED_RANGE[1]:
+        raise InvalidArgument(f"{field}.seed", "seed + repeats - 1 overflows the seed range")
+    init = pick(o.init, proxy.init)
+    if init not in INITS:
+        raise InvalidArgument(f"{field}.init", f"unknown init {init!r}; known: {', '.join(INITS)}")
+    data_kind = pick(o.data_kind, proxy.data_kind)
+    if data_kind not in DATA_KINDS:
+        raise InvalidArgument(f"{field}.data_kind",
+                              f"unknown data kind {data_kind!r}; known: {', '.join(DATA_KINDS)}")
+    dataset_id = pick(o.dataset_id, "")
+    if data_kind == "registered" and not dataset_id:
+        raise InvalidArgument(f"{field}.dataset_id", "data kind 'registered' needs a dataset_id")
+    extra = dict(pick(o.extra, {}))
+    for key, value in extra.items():
+        if key not in proxy.extra_choices:
+            known = ", ".join(proxy.extra_choices) or "none"
+            raise InvalidArgument(f"{field}.extra", f"unknown key {key!r} for {proxy.name}; "
+                                                    f"known: {known}")
+        if not isinstance(value, str) or len(value) > MAX_EXTRA_CHARS:
+            raise InvalidArgument(f"{field}.extra[{key}]", "must be a string of at most "
+                                                           f"{MAX_EXTRA_CHARS} characters")
+        allowed = proxy.extra_choices[key]
+        if allowed and value not in allowed:
+            raise InvalidArgument(f"{field}.extra[{key}]",
+                                  f"unknown value {value!r}; known: {', '.join(allowed)}")
+    if not proxy.needs_data:
+        # Data-free proxies run on their own fixed input; report that, not an unused request.
+        batch_size, data_kind, dataset_id = proxy.batch_size, proxy.data_kind, ""
+    limit = data.max_batch_size(data_kind)
+    if limit is not None and batch_size > limit:
+        raise InvalidArgument(f"{field}.batch_size",
+                              f"data kind {data_kind!r} supplies at most {limit} images")
+    return ResolvedSettings(batch_size=batch_size, seed=seed, init=init, repeats=repeats,
+                            data_kind=data_kind, dataset_id=dataset_id, extra=extra)
+
+
+def _parse_device(device: str) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InvalidArgument("device", f"not a torch device: {device!r}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidArgument("device", "CUDA is not available on this server")
+    return dev
+
+
+def _apply_init(network: nn.Module, init: str) -> None:
+    # Weights of Conv2d/Linear only, biases and BN untouched, as zero-cost-nas's init_net with
+    # init_b_type='none'. "normal" is N(0, 1) (nn.init.normal_ defaults), the NASWOT repo's intent.
+    schemes = {"kaiming": nn.init.kaiming_normal_, "xavier": nn.init.xavier_normal_,
+               "normal": nn.init.normal_}
+    if init == "default":
+        return
+    for module in network.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            schemes[init](module.weight)
+
+
+class _Networks:
+    """Freshly built networks of one request, shared by proxies that promise not to change them."""
+
+    def __init__(self, space: SearchSpace, arch: ParsedArch, device: torch.device) -> None:
+        self.space, self.arch, self.device = space, arch, device
+        self.cache: OrderedDict[tuple[int, str], nn.Module] = OrderedDict()
+
+    def get(self, seed: int, init: str, private: bool) -> nn.Module:
+        key = (seed, init)
+        if key not in self.cache:
+            with _GLOBAL_RNG_LOCK:
+                # Seeding right before the build makes the initial weights a function of the seed.
+                torch.manual_seed(seed)
+                network = self.space.build(self.arch)
+                _apply_init(network, init)
+            self.cache[key] = network.to(self.device).train()
+            while len(self.cache) > _NETWORK_CACHE_SIZE:
+                self.cache.popitem(last=False)
+        self.cache.move_to_end(key)
+        network = self.cache[key]
+        return copy.deepcopy(network) if private else network
+
+
+def _short_reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(exc).__name__}: {first[:160]}" if first else type(exc).__name__
+
+
+def _run_one(proxy: Proxy, settings: ResolvedSettings, networks: _Networks) -> ProxyOutcome:
+    start = time.perf_counter()
+    flags: list[str] = list(networks.arch.flags)
+    value: Optional[float] = None
+    error: Optional[ServerError] = None
+    try:
+        values = []
+        # Repeat r runs on seed + r (network and batch); the served value is the mean.
+        for r in range(settings.repeats):
+            seed = settings.seed + r
+            run_settings = dataclasses.replace(settings, seed=seed)
+            inp = ProxyInput(
+                network=networks.get(seed, settings.init, proxy.mutates_network),
+                arch=networks.arch, settings=run_settings, device=networks.device,
+                normalisation=proxy.normalisation)
+            v = float(proxy.compute(inp))
+            flags.extend(inp.flags)
+            if not math.isfinite(v):
+                raise NumericalFailure(f"{proxy.name}: non-finite value {v}")
+            values.append(v)
+        value = math.fsum(values) / len(values)
+    except ServerError as exc:
+        error = exc
+    except torch.OutOfMemoryError:
+        error = ResourceExhausted(f"{proxy.name}: out of memory on {networks.device}")
+    except Exception as exc:  # a proxy bug or an odd network must not take down the request
+        log.warning("proxy %s failed on %s", proxy.name, networks.arch.canonical, exc_info=True)
+        error = ServerError(f"{proxy.name}: failed ({_short_reason(exc)})")
+    return ProxyOutcome(name=proxy.name, value=value if error is None else None, unit=proxy.unit,
+                        transform=proxy.transform, settings=settings,
+                        seconds=time.perf_counter() - start, error=error,
+                        flags=tuple(dict.fromkeys(flags)))
+
+
+def compute_proxies(space: SearchSpace, arch: ParsedArch,
+                    calls: Sequence[tuple[str, SettingsOverride]],
+                    device: str = "cpu") -> list[ProxyOutcome]:
+    """One outcome per call, in order. Unknown names and bad settings raise before anything runs;
+    failures while computing are reported per proxy in `ProxyOutcome.error`."""
+    dev = _parse_device(device)
+    plan = []
+    for name, override in calls:
+        proxy = get_proxy(name)
+        plan.append((proxy, resolve_settings(proxy, override, f"proxies[{name}].settings")))
+    if dev.type == "cuda":
+        # The references' own setting: deterministic cuDNN kernels, so a seed fixes the value.
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    networks = _Networks(space, arch, dev)
+    return [_run_one(proxy, settings, networks) for proxy, settings in plan]
