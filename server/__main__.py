@@ -1,0 +1,5 @@
+import sys
+
+from edgescore.server.main import main
+
+sys.exit(main())

@@ -1,0 +1,64 @@
+"""Server configuration: flags > EDGESCORE_* environment > config file (TOML or JSON) > defaults."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+
+@dataclass
+class ServerConfig:
+    address: str = "0.0.0.0:50051"
+    metrics_address: str = "0.0.0.0"
+    metrics_port: int = 9464          # 0 picks a free port, -1 disables /metrics
+    device: str = "cpu"               # torch device for proxies: cpu or cuda
+    fleet_token: str = ""             # agents must present it when set
+    heartbeat_interval: float = 5.0
+    missed_heartbeats: int = 3
+    latency_timeout: float = 120.0    # default per-device wait of a Score request
+    workers: int = 8                  # gRPC handler threads
+    stream_workers: int = 2           # concurrent candidates of one ScoreStream
+    grace_seconds: float = 10.0       # SIGTERM: finish in-flight RPCs for this long
+    port_file: str = ""               # write {"port":..., "metrics_port":...} once serving
+    log_level: str = "INFO"
+
+
+def _coerce(name: str, value: object) -> object:
+    kind = type(getattr(ServerConfig, name))
+    return kind(value)
+
+
+def load_config(argv: list[str] | None = None) -> ServerConfig:
+    parser = argparse.ArgumentParser(prog="edgescore-server", description=__doc__)
+    parser.add_argument("--config", help="TOML or JSON file with the settings below")
+    for f in fields(ServerConfig):
+        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None,
+                            help=f"(env EDGESCORE_{f.name.upper()}; default {f.default!r})")
+    ns = parser.parse_args(argv)
+
+    values: dict[str, object] = {}
+    if ns.config:
+        path = Path(ns.config)
+        if path.suffix == ".toml":
+            import tomllib  # Python 3.11+: the server's own minimum for TOML configs
+            values.update(tomllib.loads(path.read_text()))
+        else:
+            values.update(json.loads(path.read_text()))
+    for f in fields(ServerConfig):
+        env = os.environ.get(f"EDGESCORE_{f.name.upper()}")
+        if env is not None:
+            values[f.name] = env
+        flag = getattr(ns, f.name)
+        if flag is not None:
+            values[f.name] = flag
+    unknown = set(values) - {f.name for f in fields(ServerConfig)}
+    if unknown:
+        parser.error(f"unknown settings in config: {', '.join(sorted(unknown))}")
+    try:
+        return ServerConfig(**{k: _coerce(k, v) for k, v in values.items()})
+    except ValueError as exc:
+        parser.error(str(exc))
+        raise

@@ -1,0 +1,214 @@
+"""Agents online per device class, a FIFO job queue per class, and the futures that wait on jobs.
+
+The fleet knows nothing of gRPC streams: an agent session is an outbox (a queue the agent servicer
+drains onto the stream) plus what the fleet needs to schedule. One job at a time per agent; a job
+whose agent is lost goes back to the head of its class queue until its retry cap is reached.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from edgescore.v1 import agent_pb2, common_pb2
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class JobOutcome:
+    """What a job's future resolves to: a result, or a failure kind with its detail."""
+
+    job_id: str
+    agent_id: str = ""
+    result: agent_pb2.JobResult | None = None
+    failure_kind: int = common_pb2.FAILURE_KIND_UNSPECIFIED
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.result is not None
+
+
+@dataclass
+class PendingJob:
+    job: agent_pb2.Job
+    device_class: str
+    future: Future = field(default_factory=Future)
+    attempts: int = 0
+
+
+@dataclass
+class AgentSession:
+    agent_id: str
+    device_class: str
+    capabilities: agent_pb2.Capabilities
+    outbox: queue.Queue = field(default_factory=queue.Queue)
+    connected_at: float = field(default_factory=time.monotonic)
+    last_seen: float = field(default_factory=time.monotonic)
+    running: PendingJob | None = None
+    closed: bool = False
+
+
+class Fleet:
+    def __init__(
+        self,
+        heartbeat_interval: float = 5.0,
+        missed_heartbeats: int = 3,
+        max_attempts: int = 3,
+    ) -> None:
+        self.heartbeat_interval = heartbeat_interval
+        self.missed_heartbeats = missed_heartbeats
+        self.max_attempts = max_attempts
+        self._lock = threading.RLock()
+        self._agents: dict[str, AgentSession] = {}
+        self._queues: dict[str, deque[PendingJob]] = {}
+        self._known_classes: set[str] = set()
+        self._done: Counter[str] = Counter()
+        self._ids = itertools.count(1)
+        self._stop = threading.Event()
+        self._reaper = threading.Thread(target=self._reap_loop, name="fleet-reaper", daemon=True)
+        self._reaper.start()
+
+    # -- agents -----------------------------------------------------------------------------
+
+    def register(self, capabilities: agent_pb2.Capabilities, agent_id: str = "") -> AgentSession:
+        device_class = capabilities.device_class
+        with self._lock:
+            old = self._agents.get(agent_id) if agent_id else None
+            if old is not None:
+                # A reconnect that raced its old stream's teardown: the old session is gone.
+                self._drop(old, reason="replaced by a new connection")
+            agent_id = agent_id or f"{device_class}-{uuid.uuid4().hex[:8]}"
+            session = AgentSession(agent_id, device_class, capabilities)
+            self._agents[agent_id] = session
+            self._known_classes.add(device_class)
+            self._queues.setdefault(device_class, deque())
+            log.info("agent %s registered (class %s, host %s)", agent_id, device_class,
+                     capabilities.hostname)
+            self._dispatch(device_class)
+            return session
+
+    def heartbeat(self, session: AgentSession) -> None:
+        session.last_seen = time.monotonic()
+
+    def unregister(self, session: AgentSession, reason: str = "disconnected") -> None:
+        with self._lock:
+            if self._agents.get(session.agent_id) is session:
+                self._drop(session, reason)
+
+    def _drop(self, session: AgentSession, reason: str) -> None:
+        session.closed = True
+        del self._agents[session.agent_id]
+        session.outbox.put(None)
+        log.info("agent %s lost: %s", session.agent_id, reason)
+        pending, session.running = session.running, None
+        if pending is not None and not pending.future.done():
+            if pending.attempts >= self.max_attempts:
+                pending.future.set_result(JobOutcome(
+                    pending.job.job_id, session.agent_id,
+                    failure_kind=common_pb2.AGENT_LOST,
+                    detail=f"agent lost {pending.attempts} times; last: {reason}"))
+            else:
+                self._queues[pending.device_class].appendleft(pending)
+                self._dispatch(pending.device_class)
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    def is_known(self, device_class: str) -> bool:
+        with self._lock:
+            return device_class in self._known_classes
+
+    def submit(self, device_class: str, job: agent_pb2.Job) -> PendingJob:
+        if not job.job_id:
+            job.job_id = f"job-{next(self._ids)}-{uuid.uuid4().hex[:8]}"
+        pending = PendingJob(job, device_class)
+        with self._lock:
+            self._queues.setdefault(device_class, deque()).append(pending)
+            self._dispatch(device_class)
+        return pending
+
+    def cancel(self, pending: PendingJob) -> None:
+        """Forget a job nobody waits for any more (the caller timed out)."""
+        with self._lock:
+            q = self._queues.get(pending.device_class)
+            if q is not None and pending in q:
+                q.remove(pending)
+        if not pending.future.done():
+            pending.future.set_result(JobOutcome(
+                pending.job.job_id, failure_kind=common_pb2.TIMEOUT, detail="cancelled"))
+
+    def complete(self, session: AgentSession, message: agent_pb2.AgentMessage) -> None:
+        kind = message.WhichOneof("msg")
+        job_id = getattr(message, kind).job_id
+        with self._lock:
+            pending = session.running
+            if pending is None or pending.job.job_id != job_id:
+                # Idempotent by job_id: a late or duplicate answer is dropped.
+                log.warning("agent %s answered unknown job %s; dropped", session.agent_id, job_id)
+                return
+            session.running = None
+            if kind == "result":
+                self._done[session.device_class] += 1
+                outcome = JobOutcome(job_id, session.agent_id, result=message.result)
+            else:
+                outcome = JobOutcome(job_id, session.agent_id, failure_kind=message.failure.kind,
+                                     detail=message.failure.detail)
+            if not pending.future.done():
+                pending.future.set_result(outcome)
+            self._dispatch(session.device_class)
+
+    def _dispatch(self, device_class: str) -> None:
+        q = self._queues.get(device_class)
+        while q:
+            idle = [a for a in self._agents.values()
+                    if a.device_class == device_class and a.running is None and not a.closed]
+            if not idle:
+                return
+            agent = min(idle, key=lambda a: a.connected_at)
+            pending = q.popleft()
+            if pending.future.done():
+                continue
+            pending.attempts += 1
+            agent.running = pending
+            agent.outbox.put(agent_pb2.ServerMessage(job=pending.job))
+
+    # -- liveness ---------------------------------------------------------------------------
+
+    def _reap_loop(self) -> None:
+        while not self._stop.wait(self.heartbeat_interval):
+            deadline = time.monotonic() - self.heartbeat_interval * self.missed_heartbeats
+            with self._lock:
+                for session in [a for a in self._agents.values() if a.last_seen < deadline]:
+                    self._drop(session, f"missed {self.missed_heartbeats} heartbeats")
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._lock:
+            for session in list(self._agents.values()):
+                self._drop(session, "server shutting down")
+
+    # -- views ------------------------------------------------------------------------------
+
+    def snapshot(self) -> list[dict]:
+        """Per device class: agents, busy count, queue depth, measurements done."""
+        with self._lock:
+            now = time.monotonic()
+            out = []
+            for device_class in sorted(self._known_classes):
+                agents = [a for a in self._agents.values() if a.device_class == device_class]
+                out.append({
+                    "device_class": device_class,
+                    "agents": [(a, now - a.connected_at) for a in agents],
+                    "busy": sum(1 for a in agents if a.running is not None),
+                    "queue_depth": len(self._queues.get(device_class, ())),
+                    "done": self._done[device_class],
+                })
+            return out

@@ -1,0 +1,110 @@
+"""Assemble the gRPC server: servicers, interceptors, health, reflection, metrics."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from edgescore.server.config import ServerConfig
+from edgescore.server.export.artifacts import ArtifactStore
+from edgescore.server.export.onnx_export import export_onnx
+from edgescore.server.fleet.fleet import Fleet
+from edgescore.server.fleet.latency import EXPORT_SEED, LatencyService
+from edgescore.server.service.agents import AgentServicer
+from edgescore.server.service.fleet_service import FleetServicer
+from edgescore.server.service.interceptors import MetricsInterceptor
+from edgescore.server.service.metrics import Metrics
+from edgescore.server.service.scoring import ScoringServicer
+from edgescore.server.spaces import registry as spaces
+from edgescore.server.spaces.base import ParsedArch
+from edgescore.v1 import (
+    agent_pb2,
+    agent_pb2_grpc,
+    fleet_pb2,
+    fleet_pb2_grpc,
+    scoring_pb2,
+    scoring_pb2_grpc,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+
+SERVICE_NAMES = (
+    scoring_pb2.DESCRIPTOR.services_by_name["ScoringService"].full_name,
+    fleet_pb2.DESCRIPTOR.services_by_name["FleetService"].full_name,
+    agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
+)
+
+
+@dataclass
+class ServerApp:
+    server: grpc.Server
+    port: int
+    fleet: Fleet
+    metrics: Metrics
+    health: health.HealthServicer
+    scoring: ScoringServicer
+
+    def stop(self, grace: float | None = None) -> None:
+        """Drain: report NOT_SERVING, let in-flight RPCs finish within `grace`, then close."""
+        self.health.enter_graceful_shutdown()
+        event = self.server.stop(grace)
+        self.fleet.close()
+        event.wait()
+        self.scoring.close()
+
+
+def _exporter(metrics: Metrics):
+    def export(arch: ParsedArch, batch_size: int) -> bytes:
+        import torch
+
+        space = spaces.get_space(arch.space)
+        torch.manual_seed(EXPORT_SEED)
+        try:
+            data = export_onnx(space.build_exportable(arch), (batch_size, *arch.input_shape))
+        except Exception:
+            metrics.exports.labels("onnx", "error").inc()
+            raise
+        metrics.exports.labels("onnx", "ok").inc()
+        return data
+    return export
+
+
+def create_server(address: str = "127.0.0.1:0", config: ServerConfig | None = None) -> ServerApp:
+    """Build and start a server bound to `address` (port 0 picks a free one)."""
+    config = config or ServerConfig(address=address)
+    metrics = Metrics()
+    fleet = Fleet(config.heartbeat_interval, config.missed_heartbeats)
+    metrics.watch_fleet(fleet.snapshot)
+    latency = LatencyService(fleet, ArtifactStore(), _exporter(metrics), config.latency_timeout)
+
+    options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+               ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+               ("grpc.keepalive_permit_without_calls", 1),
+               ("grpc.http2.min_ping_interval_without_data_ms", 10_000)]
+    server = grpc.server(ThreadPoolExecutor(config.workers, thread_name_prefix="grpc"),
+                         interceptors=[MetricsInterceptor(metrics)], options=options)
+    scoring = ScoringServicer(latency, metrics, config.device, config.stream_workers)
+    scoring_pb2_grpc.add_ScoringServiceServicer_to_server(scoring, server)
+    fleet_pb2_grpc.add_FleetServiceServicer_to_server(FleetServicer(fleet), server)
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(
+        AgentServicer(fleet, config.fleet_token or None), server)
+
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ("", *SERVICE_NAMES):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise RuntimeError(f"could not bind {address}")
+    server.start()
+    return ServerApp(server, port, fleet, metrics, health_servicer, scoring)

@@ -1,0 +1,70 @@
+"""Conversions between the v1 messages and the server's domain objects."""
+
+from __future__ import annotations
+
+from edgescore.server.proxies.base import ResolvedSettings, SettingsOverride
+from edgescore.server.proxies.engine import ProxyOutcome
+from edgescore.v1 import common_pb2
+
+_DATA_KINDS = {
+    common_pb2.DataSource.SYNTHETIC: "synthetic",
+    common_pb2.DataSource.BUNDLED_CIFAR10: "cifar10",
+    common_pb2.DataSource.REGISTERED: "registered",
+}
+_DATA_KINDS_BACK = {v: k for k, v in _DATA_KINDS.items()}
+
+
+def override_from_pb(
+    own: common_pb2.ProxySettings, defaults: common_pb2.ProxySettings
+) -> SettingsOverride:
+    """Per-proxy settings win field by field over the request's defaults; zero means unset."""
+
+    def pick(name: str) -> object:
+        for source in (own, defaults):
+            value = getattr(source, name)
+            if value:
+                return value
+        return None
+
+    seed = own.seed if own.HasField("seed") else (
+        defaults.seed if defaults.HasField("seed") else None)
+    data = own.data if own.data.kind else defaults.data
+    return SettingsOverride(
+        batch_size=pick("batch_size"),
+        seed=seed,
+        init=pick("init"),
+        repeats=pick("repeats"),
+        data_kind=_DATA_KINDS.get(data.kind),
+        dataset_id=data.dataset_id or None,
+        extra={**dict(defaults.extra), **dict(own.extra)} or None,
+    )
+
+
+def settings_to_pb(settings: ResolvedSettings) -> common_pb2.ProxySettings:
+    return common_pb2.ProxySettings(
+        batch_size=settings.batch_size,
+        seed=settings.seed,
+        init=settings.init,
+        repeats=settings.repeats,
+        data=common_pb2.DataSource(kind=_DATA_KINDS_BACK.get(settings.data_kind, 0),
+                                   dataset_id=settings.dataset_id or ""),
+        extra=dict(settings.extra),
+    )
+
+
+def proxy_result_pb(outcome: ProxyOutcome) -> common_pb2.ProxyResult:
+    result = common_pb2.ProxyResult(
+        name=outcome.name,
+        unit=outcome.unit,
+        transform=outcome.transform,
+        provenance=common_pb2.COMPUTED,
+        settings=settings_to_pb(outcome.settings),
+        compute_seconds=outcome.seconds,
+        flags=list(outcome.flags),
+    )
+    if outcome.error is not None:
+        result.status.code = outcome.error.code.value[0]
+        result.status.message = outcome.error.message
+    else:
+        result.value = outcome.value
+    return result

@@ -1,0 +1,196 @@
+"""ScoringService: validate a candidate, start its latency jobs, compute its proxies, combine."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+
+import edgescore
+from edgescore.server.errors import InvalidArgument, ServerError, Unimplemented, status_of
+from edgescore.server.fleet.latency import LatencyRequest, LatencyService, resolve_measurement
+from edgescore.server.proxies import engine, registry
+from edgescore.server.service.convert import override_from_pb, proxy_result_pb, settings_to_pb
+from edgescore.server.service.metrics import Metrics
+from edgescore.server.service.rpc import abort_with, unary
+from edgescore.server.spaces import registry as spaces
+from edgescore.v1 import common_pb2, scoring_pb2, scoring_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+MAX_PROXIES_PER_REQUEST = 64
+MAX_DEVICES_PER_REQUEST = 16
+
+
+class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
+    def __init__(self, latency: LatencyService, metrics: Metrics, device: str = "cpu",
+                 stream_workers: int = 2) -> None:
+        self._latency = latency
+        self._metrics = metrics
+        self._device = device
+        self._stream_pool = ThreadPoolExecutor(stream_workers, thread_name_prefix="score-stream")
+
+    # -- one candidate ----------------------------------------------------------------------
+
+    def score(self, request: scoring_pb2.ScoreRequest) -> scoring_pb2.ScoreResult:
+        """Score one candidate; raises ServerError for request-level problems."""
+        start = time.perf_counter()
+        which = request.arch.WhichOneof("spec")
+        space, arch = spaces.parse_arch(
+            which, getattr(request.arch, which) if which else None,
+            request.arch.num_classes, request.arch.input_resolution)
+        if request.objective.WhichOneof("kind"):
+            raise Unimplemented("objective: combined scoring is not served by this build yet")
+        calls = self._proxy_calls(request)
+        targets = self._latency_targets(request, arch)
+
+        timeout = request.latency_timeout_seconds or self._latency.default_timeout
+        if timeout < 0:
+            raise InvalidArgument("latency_timeout_seconds", "must not be negative")
+        deadline = time.time() + timeout
+        for target in targets:  # jobs first, so boards measure while the proxies compute
+            self._latency.start(arch, target, timeout)
+
+        outcomes = engine.compute_proxies(space, arch, calls, device=self._device)
+        result = scoring_pb2.ScoreResult(
+            request_id=request.request_id or uuid.uuid4().hex,
+            space=arch.space,
+            canonical_arch=arch.canonical,
+            arch_hash=arch.arch_hash,
+            server_version=edgescore.__version__,
+        )
+        for outcome in outcomes:
+            status = "ok" if outcome.error is None else "error"
+            self._metrics.proxy_seconds.labels(outcome.name, arch.space, status).observe(
+                outcome.seconds)
+            result.proxies.append(proxy_result_pb(outcome))
+        for target in targets:
+            latency = self._latency.wait(target, deadline)
+            outcome = "ok" if latency.status.code == 0 else "error"
+            self._metrics.measurements.labels(target.device_class, outcome).inc()
+            result.latencies.append(latency)
+        result.seconds = time.perf_counter() - start
+        return result
+
+    def _proxy_calls(self, request: scoring_pb2.ScoreRequest) -> list:
+        if len(request.proxies) > MAX_PROXIES_PER_REQUEST:
+            raise InvalidArgument("proxies", f"{len(request.proxies)} proxies requested; "
+                                             f"at most {MAX_PROXIES_PER_REQUEST}")
+        calls, seen = [], set()
+        for i, p in enumerate(request.proxies):
+            if not p.name:
+                raise InvalidArgument(f"proxies[{i}].name", "is empty")
+            if p.name in seen:
+                raise InvalidArgument(f"proxies[{i}].name", f"'{p.name}' is requested twice")
+            seen.add(p.name)
+            proxy = registry.get_proxy(p.name)  # NotFound for unknown names, before any work
+            override = override_from_pb(p.settings, request.proxy_defaults)
+            # Validate now: a bad setting must fail the request before latency jobs are queued.
+            engine.resolve_settings(proxy, override, f"proxies[{p.name}].settings")
+            calls.append((p.name, override))
+        return calls
+
+    def _latency_targets(self, request: scoring_pb2.ScoreRequest, arch) -> list[LatencyRequest]:
+        if len(request.devices) > MAX_DEVICES_PER_REQUEST:
+            raise InvalidArgument("devices", f"at most {MAX_DEVICES_PER_REQUEST} device targets")
+        targets = []
+        for i, d in enumerate(request.devices):
+            self._latency.check_device_class(d.device_class, f"devices[{i}].device_class")
+            settings = resolve_measurement(d.settings, arch, f"devices[{i}].settings")
+            targets.append(LatencyRequest(d.device_class, settings))
+        return targets
+
+    # -- RPCs -------------------------------------------------------------------------------
+
+    @unary
+    def Score(self, request: scoring_pb2.ScoreRequest,
+              context: grpc.ServicerContext) -> scoring_pb2.ScoreResult:
+        return self.score(request)
+
+    def ScoreStream(self, request_iterator: Iterator[scoring_pb2.ScoreRequest],
+                    context: grpc.ServicerContext) -> Iterator[scoring_pb2.ScoreStreamItem]:
+        done: queue.Queue = queue.Queue()
+        state = {"submitted": 0, "reader_done": False}
+        lock = threading.Lock()
+
+        def run(req: scoring_pb2.ScoreRequest) -> scoring_pb2.ScoreStreamItem:
+            try:
+                return scoring_pb2.ScoreStreamItem(request_id=req.request_id,
+                                                   result=self.score(req))
+            except Exception as exc:  # noqa: BLE001 - per-item error boundary
+                code, message = status_of(exc)
+                if not isinstance(exc, ServerError):
+                    log.error("ScoreStream item %s failed", req.request_id, exc_info=exc)
+                return scoring_pb2.ScoreStreamItem(
+                    request_id=req.request_id,
+                    error=common_pb2.ItemStatus(code=code.value[0], message=message))
+
+        def read() -> None:
+            try:
+                for n, req in enumerate(request_iterator):
+                    if not req.request_id:
+                        req.request_id = str(n)
+                    with lock:
+                        state["submitted"] += 1
+                    self._stream_pool.submit(run, req).add_done_callback(
+                        lambda f: done.put(f.result()))
+            except Exception:  # noqa: BLE001 - the client cancelled or broke the stream
+                log.debug("ScoreStream reader stopped", exc_info=True)
+            finally:
+                with lock:
+                    state["reader_done"] = True
+                done.put(None)
+
+        threading.Thread(target=read, name="score-stream-reader", daemon=True).start()
+        sent = 0
+        try:
+            while context.is_active():
+                item = done.get()
+                if item is not None:
+                    sent += 1
+                    yield item
+                with lock:
+                    if state["reader_done"] and sent == state["submitted"]:
+                        return
+        except Exception as exc:  # noqa: BLE001
+            abort_with(context, exc, "ScoreStream")
+
+    @unary
+    def ListProxies(self, request: scoring_pb2.ListProxiesRequest,
+                    context: grpc.ServicerContext) -> scoring_pb2.ListProxiesResponse:
+        response = scoring_pb2.ListProxiesResponse()
+        for proxy in registry.all_proxies():
+            response.proxies.append(scoring_pb2.ProxyInfo(
+                name=proxy.name, description=proxy.description, unit=proxy.unit,
+                transform=proxy.transform, needs_data=proxy.needs_data,
+                needs_labels=proxy.needs_labels, reference=proxy.reference,
+                defaults=settings_to_pb(engine.resolve_settings(proxy, None))))
+        return response
+
+    @unary
+    def ListSearchSpaces(self, request: scoring_pb2.ListSearchSpacesRequest,
+                         context: grpc.ServicerContext) -> scoring_pb2.ListSearchSpacesResponse:
+        response = scoring_pb2.ListSearchSpacesResponse()
+        for space in spaces.SPACES.values():
+            response.spaces.append(scoring_pb2.SearchSpaceInfo(
+                name=space.name, description=space.description, example=space.example,
+                fields=dict(space.fields), default_num_classes=space.default_num_classes,
+                default_input_resolution=space.default_input_resolution, available=True))
+        for name, description in spaces.RESERVED.items():
+            response.spaces.append(scoring_pb2.SearchSpaceInfo(
+                name=name, description=description, available=False))
+        return response
+
+    @unary
+    def RegisterDataset(self, request: scoring_pb2.RegisterDatasetRequest,
+                        context: grpc.ServicerContext) -> scoring_pb2.RegisterDatasetResponse:
+        raise Unimplemented("RegisterDataset is not served by this build yet")
+
+    def close(self) -> None:
+        self._stream_pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,71 @@
+"""The fleet's scheduling rules, in process: one job per agent, re-queue on loss, idempotence."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgescore.server.fleet.fleet import Fleet
+from edgescore.v1 import agent_pb2, common_pb2
+
+
+@pytest.fixture
+def fleet():
+    f = Fleet(heartbeat_interval=60, missed_heartbeats=3, max_attempts=2)
+    yield f
+    f.close()
+
+
+def caps(device_class: str = "pi4") -> agent_pb2.Capabilities:
+    return agent_pb2.Capabilities(device_class=device_class, hostname="h")
+
+
+def job() -> agent_pb2.Job:
+    return agent_pb2.Job(artifact=agent_pb2.Artifact(sha256="0" * 64))
+
+
+def result(job_id: str) -> agent_pb2.AgentMessage:
+    return agent_pb2.AgentMessage(result=agent_pb2.JobResult(
+        job_id=job_id, stats=common_pb2.LatencyStats(n=1, median_ms=1.0)))
+
+
+def test_one_job_at_a_time_fifo(fleet: Fleet) -> None:
+    agent = fleet.register(caps())
+    first, second = fleet.submit("pi4", job()), fleet.submit("pi4", job())
+    assert agent.outbox.get_nowait().job.job_id == first.job.job_id
+    assert agent.outbox.empty()  # the second waits for the first to finish
+    fleet.complete(agent, result(first.job.job_id))
+    assert first.future.result(timeout=1).ok
+    assert agent.outbox.get_nowait().job.job_id == second.job.job_id
+    assert fleet.snapshot()[0]["done"] == 1
+
+
+def test_lost_agent_job_moves_to_another_and_late_answer_is_dropped(fleet: Fleet) -> None:
+    a = fleet.register(caps())
+    pending = fleet.submit("pi4", job())
+    assert a.outbox.get_nowait().job.job_id == pending.job.job_id
+    b = fleet.register(caps())
+    fleet.unregister(a, "killed")
+    assert b.outbox.get_nowait().job.job_id == pending.job.job_id
+    fleet.complete(a, result(pending.job.job_id))  # the lost agent's late answer: dropped
+    assert not pending.future.done()
+    fleet.complete(b, result(pending.job.job_id))
+    assert pending.future.result(timeout=1).agent_id == b.agent_id
+    fleet.complete(b, result(pending.job.job_id))  # a duplicate: dropped, no error
+    assert fleet.snapshot()[0]["done"] == 1
+
+
+def test_retry_cap_turns_into_agent_lost(fleet: Fleet) -> None:
+    pending = fleet.submit("pi4", job())
+    for _ in range(2):
+        agent = fleet.register(caps())
+        fleet.unregister(agent, "crashed")
+    outcome = pending.future.result(timeout=1)
+    assert not outcome.ok and outcome.failure_kind == common_pb2.AGENT_LOST
+
+
+def test_unknown_class_and_cancel(fleet: Fleet) -> None:
+    assert not fleet.is_known("jetson")
+    pending = fleet.submit("jetson", job())
+    fleet.cancel(pending)
+    assert pending.future.result(timeout=1).failure_kind == common_pb2.TIMEOUT
+    assert fleet.snapshot() == []  # submitting does not make a class known
