@@ -1,0 +1,112 @@
+"""Typed results: plain dataclasses built from the v1 messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import grpc
+from google.protobuf.json_format import MessageToDict
+
+from edgescore.v1 import common_pb2, fleet_pb2, scoring_pb2
+
+_CODES = {c.value[0]: c for c in grpc.StatusCode}
+
+
+def _status(status: common_pb2.ItemStatus) -> tuple[grpc.StatusCode, str]:
+    return _CODES.get(status.code, grpc.StatusCode.UNKNOWN), status.message
+
+
+@dataclass
+class ProxyValue:
+    name: str
+    value: float | None             # None when the proxy failed; higher is better
+    unit: str
+    transform: str
+    provenance: str
+    code: grpc.StatusCode
+    message: str
+    seconds: float
+    settings: dict
+    flags: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return self.code == grpc.StatusCode.OK
+
+    @classmethod
+    def from_pb(cls, p: common_pb2.ProxyResult) -> ProxyValue:
+        code, message = _status(p.status)
+        return cls(p.name, p.value if code == grpc.StatusCode.OK else None, p.unit, p.transform,
+                   common_pb2.Provenance.Name(p.provenance), code, message, p.compute_seconds,
+                   MessageToDict(p.settings), list(p.flags))
+
+
+@dataclass
+class Latency:
+    device_class: str
+    provenance: str
+    code: grpc.StatusCode
+    message: str
+    failure_kind: str
+    median_ms: float | None
+    mean_ms: float | None
+    p90_ms: float | None
+    std_ms: float | None
+    n: int
+    samples_ms: list[float]
+    agent_id: str
+    runtime: str
+    runtime_version: str
+    execution_provider: str
+    artifact_sha256: str
+    settings: dict
+    stats: dict = field(repr=False, default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.code == grpc.StatusCode.OK
+
+    @classmethod
+    def from_pb(cls, r: common_pb2.LatencyResult) -> Latency:
+        code, message = _status(r.status)
+        ok = code == grpc.StatusCode.OK
+        s = r.stats
+        return cls(
+            r.device_class, common_pb2.Provenance.Name(r.provenance), code, message,
+            common_pb2.FailureKind.Name(r.status.failure_kind) if not ok else "",
+            s.median_ms if ok else None, s.mean_ms if ok else None, s.p90_ms if ok else None,
+            s.std_ms if ok else None, s.n, list(s.samples_ms), r.agent_id, r.runtime,
+            r.runtime_version, r.execution_provider, r.artifact_sha256,
+            MessageToDict(r.settings), MessageToDict(s))
+
+
+@dataclass
+class ScoreResult:
+    request_id: str
+    space: str
+    canonical_arch: str
+    arch_hash: str
+    proxies: dict[str, ProxyValue]
+    latencies: dict[str, Latency]
+    seconds: float
+
+    @classmethod
+    def from_pb(cls, r: scoring_pb2.ScoreResult) -> ScoreResult:
+        return cls(r.request_id, r.space, r.canonical_arch, r.arch_hash,
+                   {p.name: ProxyValue.from_pb(p) for p in r.proxies},
+                   {lat.device_class: Latency.from_pb(lat) for lat in r.latencies}, r.seconds)
+
+
+@dataclass
+class DeviceClass:
+    device_class: str
+    agents_online: int
+    agents_busy: int
+    queue_depth: int
+    measurements_done: int
+    runtimes: list[str]
+
+    @classmethod
+    def from_pb(cls, d: fleet_pb2.DeviceClassInfo) -> DeviceClass:
+        return cls(d.device_class, d.agents_online, d.agents_busy, d.queue_depth,
+                   d.measurements_done, [f"{r.name} {r.version}" for r in d.runtimes])
