@@ -87,7 +87,8 @@ def create_server(address: str = "127.0.0.1:0", config: ServerConfig | None = No
     options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                ("grpc.keepalive_permit_without_calls", 1),
-               ("grpc.http2.min_ping_interval_without_data_ms", 10_000)]
+               ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+               ("grpc.http2.max_pings_without_data", 0)]
     server = grpc.server(ThreadPoolExecutor(config.workers, thread_name_prefix="grpc"),
                          interceptors=[MetricsInterceptor(metrics)], options=options)
     scoring = ScoringServicer(latency, metrics, config.device, config.stream_workers)

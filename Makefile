@@ -1,0 +1,41 @@
+# The two commands (see README): `make demo` runs the main job, `make test` runs the tests.
+# Both create the virtual environment first, from nothing but Python 3.11.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU torch wheel may lie in a local wheel folder; pip ignores a folder that is absent.
+export PIP_FIND_LINKS ?= /opt/wheels
+
+.PHONY: venv demo test lint protos check-protos agent-install-check docker clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(VENV)/bin/edgescore demo
+
+test: venv
+	$(PY) tools/gen_protos.py --check
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q -ra
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+protos: venv
+	$(PY) tools/gen_protos.py
+
+check-protos: venv
+	$(PY) tools/gen_protos.py --check
+
+docker:
+	docker build -t edgescore-server .
+
+clean:
+	rm -rf $(VENV) build *.egg-info

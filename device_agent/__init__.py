@@ -1,0 +1,1 @@
+"""The edgescore device agent: dials out, measures artifacts with onnxruntime / LiteRT, reports."""

@@ -1,0 +1,297 @@
+"""The agent's side of AgentService.Connect: register, heartbeat, run jobs, reconnect.
+
+One connection attempt is a _Session: a fresh channel, one bidi call whose request iterator drains
+a queue.Queue (so heartbeats, results and failures are sent from other threads), a ticker thread
+(heartbeats, registration timeout, stop), and a worker thread that runs jobs one at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Iterator, Mapping
+
+import grpc
+
+from edgescore import TOKEN_METADATA_KEY
+from edgescore.v1 import agent_pb2, agent_pb2_grpc, common_pb2
+
+from .capabilities import collect_capabilities
+from .protocol import EXIT_OK, EXIT_UNAUTHENTICATED
+from .thermal import read_env
+from .worker import CANCELLED_DETAIL, run_job
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    # Notice a server that vanished without closing TCP (board on Wi-Fi, server host died):
+    # the server permits pings every 10 s (edgescore.server.service.app).
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+# A wrong or missing token will not fix itself by retrying.
+FATAL_CODES = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+_TICK_S = 0.1
+
+
+def backoff_delay(attempt: int, initial: float = 0.5, cap: float = 30.0) -> float:
+    """Delay before reconnect `attempt` (0-based): initial·2^attempt, capped, ±20 % jitter."""
+    base = min(cap, initial * (2 ** min(attempt, 30)))
+    return base * random.uniform(0.8, 1.2)
+
+
+class _Session:
+    """State of one connection attempt; closed exactly once by AgentConnection."""
+
+    def __init__(self, conn: AgentConnection) -> None:
+        self.conn = conn
+        self.out_q: queue.Queue = queue.Queue()
+        self.jobs: queue.Queue = queue.Queue()
+        self.done = threading.Event()
+        self.lock = threading.Lock()
+        self.call = None
+        self.registered = False
+        self.register_timed_out = False
+        self.interval = conn.heartbeat_fallback
+        self.current_job = ""
+        self.current_cancel: threading.Event | None = None
+        self.cancelled: set[str] = set()
+
+    def send(self, msg: agent_pb2.AgentMessage) -> None:
+        if not self.done.is_set():
+            self.out_q.put(msg)
+
+    def requests(self) -> Iterator[agent_pb2.AgentMessage]:
+        while True:
+            msg = self.out_q.get()
+            if msg is None:  # sentinel from close(): lets gRPC's sender thread finish
+                return
+            yield msg
+
+    def handle(self, msg: agent_pb2.ServerMessage) -> None:
+        kind = msg.WhichOneof("msg")
+        if kind == "registered":
+            reg = msg.registered
+            if reg.agent_id:
+                self.conn.agent_id = reg.agent_id
+            if reg.heartbeat_interval_seconds > 0:
+                self.interval = reg.heartbeat_interval_seconds
+            self.registered = True
+            log.info(
+                "registered as %s (server %s), heartbeat every %.1fs",
+                self.conn.agent_id,
+                reg.server_version or "?",
+                self.interval,
+            )
+        elif kind == "job":
+            if not self.registered:
+                log.warning("job %s arrived before Registered", msg.job.job_id)
+            log.info("job %s received (%d bytes)", msg.job.job_id, len(msg.job.artifact.data))
+            self.jobs.put(msg.job)
+        elif kind == "cancel":
+            job_id = msg.cancel.job_id
+            with self.lock:
+                self.cancelled.add(job_id)
+                if self.current_job == job_id and self.current_cancel is not None:
+                    self.current_cancel.set()
+            log.info("job %s cancelled by server", job_id)
+
+    def worker(self) -> None:
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                return
+            cancel = threading.Event()
+            with self.lock:
+                if self.done.is_set():
+                    return
+                self.current_job, self.current_cancel = job.job_id, cancel
+                if job.job_id in self.cancelled:
+                    cancel.set()
+            if cancel.is_set():
+                reply = agent_pb2.AgentMessage(
+                    failure=agent_pb2.JobFailure(
+                        job_id=job.job_id,
+                        kind=common_pb2.FAILURE_KIND_UNSPECIFIED,
+                        detail=CANCELLED_DETAIL,
+                    )
+                )
+            else:
+                # The lock spans sessions: a job abandoned by a dropped stream finishes its current
+                # run before the next session's job starts timing, so runs never overlap.
+                with self.conn.measure_lock:
+                    started = time.monotonic()
+                    reply = run_job(job, cancel)
+                _log_reply(reply, time.monotonic() - started)
+            with self.lock:
+                self.current_job, self.current_cancel = "", None
+            self.send(reply)
+
+    def ticker(self) -> None:
+        deadline = time.monotonic() + self.conn.register_timeout
+        next_beat = None
+        while not self.done.wait(_TICK_S):
+            if self.conn.stop_event.is_set():
+                self.call.cancel()
+                return
+            now = time.monotonic()
+            if not self.registered:
+                if now > deadline:
+                    log.warning("no Registered within %.0fs", self.conn.register_timeout)
+                    self.register_timed_out = True
+                    self.call.cancel()
+                    return
+                continue
+            if next_beat is None:
+                next_beat = now + self.interval
+            elif now >= next_beat:
+                busy = self.current_job
+                # No vcgencmd fork while a job is being timed.
+                env = read_env(query_vcgencmd=not busy)
+                self.send(
+                    agent_pb2.AgentMessage(heartbeat=agent_pb2.Heartbeat(busy_job_id=busy, env=env))
+                )
+                next_beat = now + self.interval
+
+    def close(self) -> None:
+        with self.lock:
+            self.done.set()
+            if self.current_cancel is not None:
+                self.current_cancel.set()  # the server re-queues it; stop timing promptly
+        self.out_q.put(None)
+        self.jobs.put(None)
+        if self.call is not None:
+            self.call.cancel()
+
+
+def _log_reply(reply: agent_pb2.AgentMessage, seconds: float) -> None:
+    if reply.HasField("result"):
+        res = reply.result
+        log.info(
+            "job %s done in %.1fs: n=%d median %.3f ms",
+            res.job_id,
+            seconds,
+            res.stats.n,
+            res.stats.median_ms,
+        )
+    else:
+        fail = reply.failure
+        log.warning(
+            "job %s failed (%s): %s",
+            fail.job_id,
+            common_pb2.FailureKind.Name(fail.kind),
+            fail.detail,
+        )
+
+
+class AgentConnection:
+    """Keeps an agent connected to `server` until stop_event is set or the token is rejected."""
+
+    def __init__(
+        self,
+        server: str,
+        device_class: str,
+        token: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        heartbeat_fallback: float = 5.0,
+        stop_event: threading.Event | None = None,
+        register_timeout: float = 30.0,
+        backoff_initial: float = 0.5,
+        backoff_cap: float = 30.0,
+    ) -> None:
+        self.server = server
+        self.device_class = device_class
+        self.token = token
+        self.tags = dict(tags or {})
+        self.heartbeat_fallback = heartbeat_fallback
+        self.stop_event = stop_event or threading.Event()
+        self.register_timeout = register_timeout
+        self.backoff_initial = backoff_initial
+        self.backoff_cap = backoff_cap
+        self.agent_id = ""  # assigned by the first Registered, presented again on reconnect
+        self.measure_lock = threading.Lock()
+        self._capabilities: agent_pb2.Capabilities | None = None
+
+    def run(self) -> int:
+        """Connect, serve, reconnect with backoff. Returns EXIT_OK or EXIT_UNAUTHENTICATED."""
+        if self._capabilities is None:
+            self._capabilities = collect_capabilities(self.device_class, self.tags)
+        attempt = 0
+        while not self.stop_event.is_set():
+            log.info("connecting to %s as device class %r", self.server, self.device_class)
+            registered, code, detail = self._serve_once()
+            if self.stop_event.is_set():
+                break
+            if code in FATAL_CODES:
+                log.error(
+                    "server %s rejected this agent (%s: %s); check --token / EDGESCORE_TOKEN",
+                    self.server,
+                    code.name,
+                    detail,
+                )
+                return EXIT_UNAUTHENTICATED
+            if registered:
+                attempt = 0
+            delay = backoff_delay(attempt, self.backoff_initial, self.backoff_cap)
+            attempt += 1
+            reason = f"{code.name}: {detail}" if code is not None else "stream closed by server"
+            log.warning("disconnected (%s); reconnecting in %.1fs", reason, delay)
+            if self.stop_event.wait(delay):
+                break
+        log.info("agent stopped")
+        return EXIT_OK
+
+    def _serve_once(self) -> tuple[bool, grpc.StatusCode | None, str]:
+        """One connection attempt: (registered?, final status code or None if closed OK, detail)."""
+        session = _Session(self)
+        metadata = [(TOKEN_METADATA_KEY, self.token)] if self.token else None
+        channel = grpc.insecure_channel(self.server, options=CHANNEL_OPTIONS)
+        code, detail = None, ""
+        try:
+            stub = agent_pb2_grpc.AgentServiceStub(channel)
+            # Register is queued before the call starts, so it is always the first message.
+            session.send(
+                agent_pb2.AgentMessage(
+                    register=agent_pb2.Register(
+                        capabilities=self._capabilities, agent_id=self.agent_id
+                    )
+                )
+            )
+            session.call = stub.Connect(session.requests(), metadata=metadata)
+            threads = [
+                threading.Thread(target=session.ticker, name="agent-ticker", daemon=True),
+                threading.Thread(target=session.worker, name="agent-worker", daemon=True),
+            ]
+            for t in threads:
+                t.start()
+            try:
+                for msg in session.call:
+                    session.handle(msg)
+            except grpc.RpcError as err:
+                code, detail = err.code(), err.details() or ""
+                if session.register_timed_out:
+                    detail = "no Registered in time"
+        finally:
+            session.close()
+            channel.close()
+        return session.registered, code, detail
+
+
+def run_agent(
+    server: str,
+    device_class: str,
+    token: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    heartbeat_fallback: float = 5.0,
+    stop_event: threading.Event | None = None,
+) -> int:
+    """Run the agent until stop_event is set (EXIT_OK) or the token is rejected."""
+    conn = AgentConnection(server, device_class, token, tags, heartbeat_fallback, stop_event)
+    return conn.run()
