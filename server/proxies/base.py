@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
@@ -54,6 +54,8 @@ class ProxyInput:
     normalisation: str = data.DEFAULT_NORMALISATION
     # Filled by batch(): facts about the data (e.g. "stand_in_data") that the result must carry.
     flags: list[str] = field(default_factory=list)
+    # The result of the proxy's `shared_pass` for these settings (None for proxies without one).
+    shared: Any = field(default=None, repr=False)
     _batch: Optional[tuple[torch.Tensor, torch.Tensor]] = field(default=None, repr=False)
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,6 +72,25 @@ class ProxyInput:
 
 
 @dataclass(frozen=True)
+class SharedPass:
+    """An intermediate result that several proxies compute their values from (e.g. the weight
+    gradients of one cross-entropy backward), computed once per request for each combination of
+    seed, init, batch size, data kind, dataset and normalisation that its proxies ask for.
+
+    `run` gets a ProxyInput like a proxy's (its `settings.extra` empty and `repeats` 1: a pass must
+    not depend on one proxy's options) and returns any object; the proxies read it as
+    `ProxyInput.shared` and must not change it. Flags it adds to `ProxyInput.flags` reach every
+    proxy that uses the result. Same rules for randomness as `Proxy.compute`.
+    `mutates_network`: as for Proxy; the copy is then made once per pass, not per proxy.
+    """
+
+    name: str
+    run: Callable[[ProxyInput], Any]
+    description: str
+    mutates_network: bool = True
+
+
+@dataclass(frozen=True)
 class Proxy:
     """A training-free proxy: how to compute it, what the number means, and where it comes from.
 
@@ -79,6 +100,9 @@ class Proxy:
     `mutates_network`: the proxy changes parameters, buffers, mode or structure of the network,
     so the engine hands it a private deep copy instead of the shared freshly-built one.
     `batch_size`/`data_kind` of a data-free proxy are fixed and reported as used.
+    `shared_pass`: the engine runs that pass first (once for all proxies of a request that share
+    it under the same settings) and hands its result to `compute` as `ProxyInput.shared`; if the
+    pass fails, every proxy that needs it fails with the pass's reason.
     """
 
     name: str
@@ -100,3 +124,4 @@ class Proxy:
     # `extra` settings the proxy understands: key -> allowed values (empty: any string). Other keys
     # and values are rejected before anything runs; an absent key means the first allowed value.
     extra_choices: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
+    shared_pass: Optional[SharedPass] = None

@@ -1,4 +1,5 @@
-"""Runs a request's proxies on one architecture: settings, seeding, init, isolation, errors."""
+"""Runs a request's proxies on one architecture: settings, seeding, init, shared passes,
+isolation, errors."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import logging
 import math
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -19,7 +20,15 @@ from torch import nn
 from ..errors import InvalidArgument, NumericalFailure, ResourceExhausted, ServerError
 from ..spaces.base import ParsedArch, SearchSpace
 from . import data
-from .base import DATA_KINDS, INITS, Proxy, ProxyInput, ResolvedSettings, SettingsOverride
+from .base import (
+    DATA_KINDS,
+    INITS,
+    Proxy,
+    ProxyInput,
+    ResolvedSettings,
+    SettingsOverride,
+    SharedPass,
+)
 from .registry import get_proxy
 
 log = logging.getLogger(__name__)
@@ -147,13 +156,100 @@ class _Networks:
         return copy.deepcopy(network) if private else network
 
 
+# What identifies a pass's input: everything that reaches the network or the batch.
+_PassKey = tuple[str, int, str, int, str, str, str]
+
+
+def _pass_key(shared: SharedPass, settings: ResolvedSettings, normalisation: str) -> _PassKey:
+    return (shared.name, settings.seed, settings.init, settings.batch_size, settings.data_kind,
+            settings.dataset_id, normalisation)
+
+
+@dataclass
+class _PassEntry:
+    result: Any
+    flags: tuple[str, ...]
+    error: Optional[BaseException]
+
+
+class _SharedPassFailed(Exception):
+    """A shared pass failed; each proxy that needed it reports the reason under its own name."""
+
+    def __init__(self, shared: SharedPass, error: BaseException) -> None:
+        super().__init__(shared.name)
+        self.shared, self.error = shared, error
+
+    def for_proxy(self, proxy: str, device: torch.device) -> ServerError:
+        where = f"{proxy}: shared pass '{self.shared.name}'"
+        if isinstance(self.error, ServerError):
+            out = copy.copy(self.error)  # keeps the class (status code) and fields
+            out.message = f"{where} failed: {self.error.message}"
+            out.args = (out.message,)
+            return out
+        if isinstance(self.error, torch.OutOfMemoryError):
+            return ResourceExhausted(f"{where}: out of memory on {device}, even one sample at a "
+                                     "time")
+        return ServerError(f"{where} failed ({_short_reason(self.error)})")
+
+
+class _Passes:
+    """Shared-pass results of one request. `uses` counts the proxy runs planned for each key, so a
+    result is dropped once its last user has read it (repeats would otherwise pile them up)."""
+
+    def __init__(self, networks: _Networks, uses: Counter) -> None:
+        self.networks, self.uses = networks, uses
+        self.entries: dict[_PassKey, _PassEntry] = {}
+
+    def get(self, shared: SharedPass, settings: ResolvedSettings, normalisation: str
+            ) -> tuple[Any, tuple[str, ...]]:
+        key = _pass_key(shared, settings, normalisation)
+        entry = self.entries.get(key)
+        if entry is None:
+            entry = self.entries[key] = self._run(shared, settings, normalisation)
+        self.uses[key] -= 1
+        if self.uses[key] <= 0:
+            self.entries.pop(key, None)
+        if entry.error is not None:
+            raise _SharedPassFailed(shared, entry.error)
+        return entry.result, entry.flags
+
+    def _run(self, shared: SharedPass, settings: ResolvedSettings, normalisation: str
+             ) -> _PassEntry:
+        # Only the key's fields reach the pass: a proxy's extra options or repeats must not change
+        # a result that other proxies read.
+        pass_settings = dataclasses.replace(settings, repeats=1, extra={})
+        inp = ProxyInput(
+            network=self.networks.get(settings.seed, settings.init, shared.mutates_network),
+            arch=self.networks.arch, settings=pass_settings, device=self.networks.device,
+            normalisation=normalisation)
+        try:
+            return _PassEntry(shared.run(inp), tuple(inp.flags), None)
+        except Exception as exc:  # kept, and raised again for each proxy that needs the result
+            if not isinstance(exc, (ServerError, torch.OutOfMemoryError)):
+                log.warning("shared pass %s failed on %s", shared.name,
+                            self.networks.arch.canonical, exc_info=True)
+            # The traceback holds the failed attempt's frames (and, after an OOM, its tensors).
+            return _PassEntry(None, tuple(inp.flags), exc.with_traceback(None))
+
+
+def _planned_pass_uses(plan: Sequence[tuple[Proxy, ResolvedSettings]]) -> Counter:
+    uses: Counter = Counter()
+    for proxy, settings in plan:
+        if proxy.shared_pass is not None:
+            for r in range(settings.repeats):
+                run = dataclasses.replace(settings, seed=settings.seed + r)
+                uses[_pass_key(proxy.shared_pass, run, proxy.normalisation)] += 1
+    return uses
+
+
 def _short_reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     first = text[0] if text else ""
     return f"{type(exc).__name__}: {first[:160]}" if first else type(exc).__name__
 
 
-def _run_one(proxy: Proxy, settings: ResolvedSettings, networks: _Networks) -> ProxyOutcome:
+def _run_one(proxy: Proxy, settings: ResolvedSettings, networks: _Networks,
+             passes: _Passes) -> ProxyOutcome:
     start = time.perf_counter()
     flags: list[str] = list(networks.arch.flags)
     value: Optional[float] = None
@@ -168,6 +264,10 @@ def _run_one(proxy: Proxy, settings: ResolvedSettings, networks: _Networks) -> P
                 network=networks.get(seed, settings.init, proxy.mutates_network),
                 arch=networks.arch, settings=run_settings, device=networks.device,
                 normalisation=proxy.normalisation)
+            if proxy.shared_pass is not None:
+                inp.shared, pass_flags = passes.get(proxy.shared_pass, run_settings,
+                                                    proxy.normalisation)
+                flags.extend(pass_flags)
             v = float(proxy.compute(inp))
             flags.extend(inp.flags)
             if not math.isfinite(v):
@@ -176,6 +276,8 @@ def _run_one(proxy: Proxy, settings: ResolvedSettings, networks: _Networks) -> P
         value = math.fsum(values) / len(values)
     except ServerError as exc:
         error = exc
+    except _SharedPassFailed as exc:
+        error = exc.for_proxy(proxy.name, networks.device)
     except torch.OutOfMemoryError:
         error = ResourceExhausted(f"{proxy.name}: out of memory on {networks.device}")
     except Exception as exc:  # a proxy bug or an odd network must not take down the request
@@ -191,7 +293,11 @@ def compute_proxies(space: SearchSpace, arch: ParsedArch,
                     calls: Sequence[tuple[str, SettingsOverride]],
                     device: str = "cpu") -> list[ProxyOutcome]:
     """One outcome per call, in order. Unknown names and bad settings raise before anything runs;
-    failures while computing are reported per proxy in `ProxyOutcome.error`."""
+    failures while computing are reported per proxy in `ProxyOutcome.error`.
+
+    Proxies with a `shared_pass` read one result per (pass, seed, init, batch, data,
+    normalisation): the first of them to run computes it (its `seconds` include the pass), the
+    others reuse it, so a value is the same whether its proxy is requested alone or with others."""
     dev = _parse_device(device)
     plan = []
     for name, override in calls:
@@ -202,4 +308,5 @@ def compute_proxies(space: SearchSpace, arch: ParsedArch,
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
     networks = _Networks(space, arch, dev)
-    return [_run_one(proxy, settings, networks) for proxy, settings in plan]
+    passes = _Passes(networks, _planned_pass_uses(plan))
+    return [_run_one(proxy, settings, networks, passes) for proxy, settings in plan]

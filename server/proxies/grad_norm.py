@@ -1,0 +1,32 @@
+"""grad_norm: the summed per-layer norms of the loss gradient at initialisation."""
+
+from __future__ import annotations
+
+import math
+
+from .base import Proxy, ProxyInput
+from .passes import GRADIENTS, LayerGradStats
+
+
+def compute(inp: ProxyInput) -> float:
+    stats: tuple[LayerGradStats, ...] = inp.shared
+    return math.fsum(layer.grad_norm for layer in stats)
+
+
+PROXY = Proxy(
+    name="grad_norm",
+    compute=compute,
+    unit="gradient norm",
+    transform="none",
+    description="Sum over Conv2d and Linear layers of the Euclidean (Frobenius) norm of the "
+                "layer's weight gradient dL/dW, L = mean cross-entropy of one batch of real "
+                "images with their labels; network freshly initialised, BN in train mode. "
+                "A norm per layer, then a sum (not the norm of the whole gradient).",
+    reference="Abdelfattah et al., 'Zero-Cost Proxies for Lightweight NAS', ICLR 2021; "
+              "SamsungLabs/zero-cost-nas foresight/pruners/measures/grad_norm.py.",
+    needs_data=True,
+    needs_labels=True,
+    batch_size=64,
+    data_kind="cifar10",
+    shared_pass=GRADIENTS,
+)
