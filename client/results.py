@@ -61,6 +61,8 @@ class Latency:
     artifact_sha256: str
     settings: dict
     stats: dict = field(repr=False, default_factory=dict)
+    # "fp32", "static_int8" or "dynamic_range_int8": how the measured artifact was quantized.
+    quantization: str = ""
 
     @property
     def ok(self) -> bool:
@@ -77,7 +79,7 @@ class Latency:
             s.median_ms if ok else None, s.mean_ms if ok else None, s.p90_ms if ok else None,
             s.std_ms if ok else None, s.n, list(s.samples_ms), r.agent_id, r.runtime,
             r.runtime_version, r.execution_provider, r.artifact_sha256,
-            MessageToDict(r.settings), MessageToDict(s))
+            MessageToDict(r.settings), MessageToDict(s), quantization=r.quantization)
 
 
 @dataclass

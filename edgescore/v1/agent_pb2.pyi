@@ -60,7 +60,7 @@ class Heartbeat(_message.Message):
     def __init__(self, busy_job_id: _Optional[str] = ..., env: _Optional[_Union[_common_pb2.DeviceEnv, _Mapping]] = ...) -> None: ...
 
 class JobResult(_message.Message):
-    __slots__ = ("job_id", "stats", "settings", "runtime", "runtime_version", "execution_provider", "env_before", "env_after", "throttled")
+    __slots__ = ("job_id", "stats", "settings", "runtime", "runtime_version", "execution_provider", "env_before", "env_after", "throttled", "thermal")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     STATS_FIELD_NUMBER: _ClassVar[int]
     SETTINGS_FIELD_NUMBER: _ClassVar[int]
@@ -70,6 +70,7 @@ class JobResult(_message.Message):
     ENV_BEFORE_FIELD_NUMBER: _ClassVar[int]
     ENV_AFTER_FIELD_NUMBER: _ClassVar[int]
     THROTTLED_FIELD_NUMBER: _ClassVar[int]
+    THERMAL_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     stats: _common_pb2.LatencyStats
     settings: _common_pb2.MeasurementSettings
@@ -79,7 +80,8 @@ class JobResult(_message.Message):
     env_before: _common_pb2.DeviceEnv
     env_after: _common_pb2.DeviceEnv
     throttled: bool
-    def __init__(self, job_id: _Optional[str] = ..., stats: _Optional[_Union[_common_pb2.LatencyStats, _Mapping]] = ..., settings: _Optional[_Union[_common_pb2.MeasurementSettings, _Mapping]] = ..., runtime: _Optional[str] = ..., runtime_version: _Optional[str] = ..., execution_provider: _Optional[str] = ..., env_before: _Optional[_Union[_common_pb2.DeviceEnv, _Mapping]] = ..., env_after: _Optional[_Union[_common_pb2.DeviceEnv, _Mapping]] = ..., throttled: _Optional[bool] = ...) -> None: ...
+    thermal: _common_pb2.ThermalTrace
+    def __init__(self, job_id: _Optional[str] = ..., stats: _Optional[_Union[_common_pb2.LatencyStats, _Mapping]] = ..., settings: _Optional[_Union[_common_pb2.MeasurementSettings, _Mapping]] = ..., runtime: _Optional[str] = ..., runtime_version: _Optional[str] = ..., execution_provider: _Optional[str] = ..., env_before: _Optional[_Union[_common_pb2.DeviceEnv, _Mapping]] = ..., env_after: _Optional[_Union[_common_pb2.DeviceEnv, _Mapping]] = ..., throttled: _Optional[bool] = ..., thermal: _Optional[_Union[_common_pb2.ThermalTrace, _Mapping]] = ...) -> None: ...
 
 class JobFailure(_message.Message):
     __slots__ = ("job_id", "kind", "detail")

@@ -256,6 +256,26 @@ class DeviceEnv(_message.Message):
     throttled: str
     def __init__(self, cpu_temp_celsius: _Optional[float] = ..., cpu_freq_mhz: _Optional[float] = ..., cpu_max_freq_mhz: _Optional[float] = ..., throttled: _Optional[str] = ...) -> None: ...
 
+class ThermalTrace(_message.Message):
+    __slots__ = ("cooldown_target_celsius", "cooldown_reached", "cooldown_waited_seconds", "cooldown_temps_celsius", "min_cpu_freq_mhz", "max_cpu_freq_mhz", "freq_samples", "throttle_reasons")
+    COOLDOWN_TARGET_CELSIUS_FIELD_NUMBER: _ClassVar[int]
+    COOLDOWN_REACHED_FIELD_NUMBER: _ClassVar[int]
+    COOLDOWN_WAITED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    COOLDOWN_TEMPS_CELSIUS_FIELD_NUMBER: _ClassVar[int]
+    MIN_CPU_FREQ_MHZ_FIELD_NUMBER: _ClassVar[int]
+    MAX_CPU_FREQ_MHZ_FIELD_NUMBER: _ClassVar[int]
+    FREQ_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    THROTTLE_REASONS_FIELD_NUMBER: _ClassVar[int]
+    cooldown_target_celsius: float
+    cooldown_reached: bool
+    cooldown_waited_seconds: float
+    cooldown_temps_celsius: _containers.RepeatedScalarFieldContainer[float]
+    min_cpu_freq_mhz: float
+    max_cpu_freq_mhz: float
+    freq_samples: int
+    throttle_reasons: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, cooldown_target_celsius: _Optional[float] = ..., cooldown_reached: _Optional[bool] = ..., cooldown_waited_seconds: _Optional[float] = ..., cooldown_temps_celsius: _Optional[_Iterable[float]] = ..., min_cpu_freq_mhz: _Optional[float] = ..., max_cpu_freq_mhz: _Optional[float] = ..., freq_samples: _Optional[int] = ..., throttle_reasons: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class ConstraintObjective(_message.Message):
     __slots__ = ("proxy", "latency_budget_ms")
     class LatencyBudgetMsEntry(_message.Message):
@@ -360,7 +380,7 @@ class ProxyResult(_message.Message):
     def __init__(self, name: _Optional[str] = ..., value: _Optional[float] = ..., unit: _Optional[str] = ..., transform: _Optional[str] = ..., provenance: _Optional[_Union[Provenance, str]] = ..., status: _Optional[_Union[ItemStatus, _Mapping]] = ..., settings: _Optional[_Union[ProxySettings, _Mapping]] = ..., compute_seconds: _Optional[float] = ..., flags: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class LatencyResult(_message.Message):
-    __slots__ = ("device_class", "provenance", "status", "stats", "settings", "agent_id", "runtime", "runtime_version", "execution_provider", "artifact_sha256", "env_before", "env_after", "throttled", "uncertainty_ms", "job_id")
+    __slots__ = ("device_class", "provenance", "status", "stats", "settings", "agent_id", "runtime", "runtime_version", "execution_provider", "artifact_sha256", "env_before", "env_after", "throttled", "uncertainty_ms", "job_id", "thermal", "quantization")
     DEVICE_CLASS_FIELD_NUMBER: _ClassVar[int]
     PROVENANCE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -376,6 +396,8 @@ class LatencyResult(_message.Message):
     THROTTLED_FIELD_NUMBER: _ClassVar[int]
     UNCERTAINTY_MS_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    THERMAL_FIELD_NUMBER: _ClassVar[int]
+    QUANTIZATION_FIELD_NUMBER: _ClassVar[int]
     device_class: str
     provenance: Provenance
     status: ItemStatus
@@ -391,7 +413,9 @@ class LatencyResult(_message.Message):
     throttled: bool
     uncertainty_ms: float
     job_id: str
-    def __init__(self, device_class: _Optional[str] = ..., provenance: _Optional[_Union[Provenance, str]] = ..., status: _Optional[_Union[ItemStatus, _Mapping]] = ..., stats: _Optional[_Union[LatencyStats, _Mapping]] = ..., settings: _Optional[_Union[MeasurementSettings, _Mapping]] = ..., agent_id: _Optional[str] = ..., runtime: _Optional[str] = ..., runtime_version: _Optional[str] = ..., execution_provider: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., env_before: _Optional[_Union[DeviceEnv, _Mapping]] = ..., env_after: _Optional[_Union[DeviceEnv, _Mapping]] = ..., throttled: _Optional[bool] = ..., uncertainty_ms: _Optional[float] = ..., job_id: _Optional[str] = ...) -> None: ...
+    thermal: ThermalTrace
+    quantization: str
+    def __init__(self, device_class: _Optional[str] = ..., provenance: _Optional[_Union[Provenance, str]] = ..., status: _Optional[_Union[ItemStatus, _Mapping]] = ..., stats: _Optional[_Union[LatencyStats, _Mapping]] = ..., settings: _Optional[_Union[MeasurementSettings, _Mapping]] = ..., agent_id: _Optional[str] = ..., runtime: _Optional[str] = ..., runtime_version: _Optional[str] = ..., execution_provider: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., env_before: _Optional[_Union[DeviceEnv, _Mapping]] = ..., env_after: _Optional[_Union[DeviceEnv, _Mapping]] = ..., throttled: _Optional[bool] = ..., uncertainty_ms: _Optional[float] = ..., job_id: _Optional[str] = ..., thermal: _Optional[_Union[ThermalTrace, _Mapping]] = ..., quantization: _Optional[str] = ...) -> None: ...
 
 class ObjectiveResult(_message.Message):
     __slots__ = ("value", "feasible", "pareto_rank", "percentiles", "status")

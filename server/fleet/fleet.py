@@ -3,6 +3,12 @@
 The fleet knows nothing of gRPC streams: an agent session is an outbox (a queue the agent servicer
 drains onto the stream) plus what the fleet needs to schedule. One job at a time per agent; a job
 whose agent is lost goes back to the head of its class queue until its retry cap is reached.
+
+A job goes only to an agent with a runtime for its artifact format (`RuntimeInfo.formats`): the
+queue is FIFO among the jobs some idle agent can run, so an ONNX job is not held up behind a
+TFLite job waiting for the class's one LiteRT agent. A job that no online agent of its class can
+run fails at submission with UNSUPPORTED_FORMAT; while no agent of the class is online, or after
+the only capable agent was lost (it may reconnect), jobs wait for the latency timeout as before.
 """
 
 from __future__ import annotations
@@ -45,6 +51,15 @@ class PendingJob:
     attempts: int = 0
 
 
+_FORMAT_NAMES = {common_pb2.ONNX: "onnx", common_pb2.TFLITE: "tflite"}
+
+
+def job_format(job: agent_pb2.Job) -> str:
+    """The artifact format name agents list in RuntimeInfo.formats ("onnx", "tflite")."""
+    fmt = job.artifact.format or job.settings.format or common_pb2.ONNX
+    return _FORMAT_NAMES.get(fmt, common_pb2.ArtifactFormat.Name(fmt).lower())
+
+
 @dataclass
 class AgentSession:
     agent_id: str
@@ -55,6 +70,12 @@ class AgentSession:
     last_seen: float = field(default_factory=time.monotonic)
     running: PendingJob | None = None
     closed: bool = False
+
+    @property
+    def formats(self) -> frozenset[str]:
+        found = frozenset(f.lower() for rt in self.capabilities.runtimes for f in rt.formats)
+        # An agent that lists no formats predates them: it ran ONNX, the only format then.
+        return found or frozenset({"onnx"})
 
 
 class Fleet:
@@ -118,6 +139,7 @@ class Fleet:
                     detail=f"agent lost {pending.attempts} times; last: {reason}"))
             else:
                 self._queues[pending.device_class].appendleft(pending)
+                # No _fail_unrunnable here: the lost agent may be back in a moment.
                 self._dispatch(pending.device_class)
 
     # -- jobs -------------------------------------------------------------------------------
@@ -132,6 +154,7 @@ class Fleet:
         pending = PendingJob(job, device_class)
         with self._lock:
             self._queues.setdefault(device_class, deque()).append(pending)
+            self._fail_unrunnable(device_class)
             self._dispatch(device_class)
         return pending
 
@@ -165,17 +188,42 @@ class Fleet:
                 pending.future.set_result(outcome)
             self._dispatch(session.device_class)
 
+    def _fail_unrunnable(self, device_class: str) -> None:
+        """Fail queued jobs whose format no online agent of the class has a runtime for."""
+        online = [a for a in self._agents.values()
+                  if a.device_class == device_class and not a.closed]
+        q = self._queues.get(device_class)
+        if not online or not q:
+            return  # no agent yet (or a reconnect under way): the job waits, as before
+        formats = frozenset().union(*(a.formats for a in online))
+        for pending in [p for p in q if job_format(p.job) not in formats]:
+            q.remove(pending)
+            if not pending.future.done():
+                pending.future.set_result(JobOutcome(
+                    pending.job.job_id, failure_kind=common_pb2.UNSUPPORTED_FORMAT,
+                    detail=(f"no agent of device class '{device_class}' can run format "
+                            f"'{job_format(pending.job)}' (its agents run: "
+                            f"{', '.join(sorted(formats))})")))
+
     def _dispatch(self, device_class: str) -> None:
         q = self._queues.get(device_class)
-        while q:
-            idle = [a for a in self._agents.values()
-                    if a.device_class == device_class and a.running is None and not a.closed]
+        if not q:
+            return
+        idle = sorted((a for a in self._agents.values()
+                       if a.device_class == device_class and a.running is None and not a.closed),
+                      key=lambda a: a.connected_at)
+        for pending in list(q):
             if not idle:
                 return
-            agent = min(idle, key=lambda a: a.connected_at)
-            pending = q.popleft()
             if pending.future.done():
+                q.remove(pending)
                 continue
+            fmt = job_format(pending.job)
+            agent = next((a for a in idle if fmt in a.formats), None)
+            if agent is None:
+                continue  # its agents are busy: later jobs of other formats may still go
+            q.remove(pending)
+            idle.remove(agent)
             pending.attempts += 1
             agent.running = pending
             agent.outbox.put(agent_pb2.ServerMessage(job=pending.job))

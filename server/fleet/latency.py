@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 import grpc
 
-from edgescore.server.errors import InvalidArgument, NotFound, ServerError, Unimplemented
+from edgescore.server.errors import InvalidArgument, NotFound, ServerError
 from edgescore.server.export.artifacts import ArtifactStore
+from edgescore.server.export.exporter import EXPORT_SEED, Exporter
+from edgescore.server.export.result import FORMAT_NAMES, PRECISION_NAMES, ExportResult
 from edgescore.server.fleet.fleet import Fleet, JobOutcome, PendingJob
 from edgescore.server.spaces.base import ParsedArch
 from edgescore.v1 import agent_pb2, common_pb2
@@ -28,9 +29,8 @@ DEFAULT_MAX_SECONDS = 30.0
 MAX_BATCH = 1024
 MAX_SECONDS_CAP = 600.0
 
-# Exports are built from a fixed seed: latency does not depend on the weights, and a fixed seed
-# makes the artifact bytes (hence its sha256) identical for the same architecture.
-EXPORT_SEED = 0
+# EXPORT_SEED lives with the exporter now; re-exported for code that imported it from here.
+__all__ = ["EXPORT_SEED", "LatencyRequest", "LatencyService", "resolve_measurement"]
 
 # Failure kind → the per-item status code the client sees.
 _FAILURE_CODES = {
@@ -69,8 +69,10 @@ def resolve_measurement(
         s.format = common_pb2.ONNX
     if s.precision == common_pb2.PRECISION_UNSPECIFIED:
         s.precision = common_pb2.FP32
-    if s.format != common_pb2.ONNX or s.precision != common_pb2.FP32:
-        raise Unimplemented(f"{field}: only ONNX fp32 artifacts are served by this build")
+    if s.format not in FORMAT_NAMES:
+        raise InvalidArgument(f"{field}.format", f"unknown artifact format {s.format}")
+    if s.precision not in PRECISION_NAMES:
+        raise InvalidArgument(f"{field}.precision", f"unknown precision {s.precision}")
     if s.input_shape and list(s.input_shape) != [s.batch_size, *arch.input_shape]:
         raise InvalidArgument(f"{field}.input_shape", "is set by the server from the architecture")
     del s.input_shape[:]
@@ -84,6 +86,16 @@ class LatencyRequest:
     settings: common_pb2.MeasurementSettings   # resolved
     pending: PendingJob | None = None
     error: ServerError | None = None
+    quantization: str = ""                     # of the artifact sent, see ExportResult
+
+
+@dataclass(frozen=True)
+class _Artifact:
+    sha256: str
+    quantization: str
+
+
+ArtifactKey = tuple[str, int, int, int]   # (arch hash, format, precision, batch size)
 
 
 class LatencyService:
@@ -91,14 +103,15 @@ class LatencyService:
         self,
         fleet: Fleet,
         artifacts: ArtifactStore,
-        export: Callable[[ParsedArch, int], bytes],
+        exporter: Exporter,
         default_timeout: float = 120.0,
     ) -> None:
         self.fleet = fleet
         self.artifacts = artifacts
-        self._export = export
+        self._exporter = exporter
         self.default_timeout = default_timeout
-        self._by_arch: dict[tuple[str, int], str] = {}
+        self._by_key: dict[ArtifactKey, _Artifact] = {}
+        self._key_locks: dict[ArtifactKey, threading.Lock] = {}
         self._lock = threading.Lock()
 
     def check_device_class(self, device_class: str, field: str) -> None:
@@ -108,41 +121,57 @@ class LatencyService:
             raise NotFound(f"{field}: unknown device class '{device_class}' (no agent has "
                            "registered it)")
 
-    def artifact_for(self, arch: ParsedArch, batch_size: int) -> tuple[str, bytes]:
-        key = (arch.arch_hash, batch_size)
+    def artifact_for(self, arch: ParsedArch, fmt: int, precision: int,
+                     batch_size: int) -> tuple[str, bytes, str]:
+        """(sha256, bytes, quantization) of the artifact, exported at most once per key."""
+        key = (arch.arch_hash, fmt, precision, batch_size)
         with self._lock:
-            sha = self._by_arch.get(key)
-        data = self.artifacts.get(sha) if sha else None
-        if data is None:
-            data = self._export(arch, batch_size)
-            sha = self.artifacts.put(data)
+            # One lock per key: concurrent requests for the same artifact wait for one export
+            # (a TFLite conversion takes seconds) instead of each running their own.
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:
             with self._lock:
-                self._by_arch[key] = sha
-        return sha, data
+                known = self._by_key.get(key)
+            data = self.artifacts.get(known.sha256) if known else None
+            if known is not None and data is not None:
+                return known.sha256, data, known.quantization
+            fp32 = None
+            if precision != common_pb2.FP32:
+                # The int8 artifact is quantized from the float one: convert once for both.
+                fp32 = self.artifact_for(arch, fmt, common_pb2.FP32, batch_size)[1]
+            result: ExportResult = self._exporter.export(arch, fmt, precision, batch_size, fp32)
+            sha = self.artifacts.put(result.data)
+            with self._lock:
+                self._by_key[key] = _Artifact(sha, result.quantization)
+            return sha, result.data, result.quantization
 
     def start(self, arch: ParsedArch, target: LatencyRequest, timeout: float) -> None:
         """Export and enqueue; an export failure becomes the item's error, not the request's."""
+        s = target.settings
         try:
-            sha, data = self.artifact_for(arch, target.settings.batch_size)
+            sha, data, target.quantization = self.artifact_for(
+                arch, s.format, s.precision, s.batch_size)
         except ServerError as exc:
             target.error = exc
             return
         job = agent_pb2.Job(
             artifact=agent_pb2.Artifact(
-                sha256=sha, format=target.settings.format, precision=target.settings.precision,
+                sha256=sha, format=s.format, precision=s.precision,
                 data=data, input_name="input", space=arch.space, canonical_arch=arch.canonical),
-            settings=target.settings,
+            settings=s,
             timeout_seconds=timeout,
         )
         target.pending = self.fleet.submit(target.device_class, job)
 
     def wait(self, target: LatencyRequest, deadline: float) -> common_pb2.LatencyResult:
-        result = common_pb2.LatencyResult(device_class=target.device_class)
+        result = common_pb2.LatencyResult(device_class=target.device_class,
+                                          quantization=target.quantization)
         result.settings.CopyFrom(target.settings)
         if target.error is not None:
             result.status.code = target.error.code.value[0]
             result.status.message = target.error.message
-            result.status.failure_kind = common_pb2.EXPORT_FAILED
+            result.status.failure_kind = getattr(target.error, "failure_kind",
+                                                 common_pb2.EXPORT_FAILED)
             return result
         pending = target.pending
         assert pending is not None
@@ -161,11 +190,15 @@ class LatencyService:
             result.provenance = common_pb2.MEASURED
             result.stats.CopyFrom(r.stats)
             result.settings.CopyFrom(r.settings)
+            # An agent that leaves these unset measured what it was sent.
+            result.settings.format = r.settings.format or target.settings.format
+            result.settings.precision = r.settings.precision or target.settings.precision
             result.runtime, result.runtime_version = r.runtime, r.runtime_version
             result.execution_provider = r.execution_provider
             result.env_before.CopyFrom(r.env_before)
             result.env_after.CopyFrom(r.env_after)
             result.throttled = r.throttled
+            result.thermal.CopyFrom(r.thermal)
         else:
             code = _FAILURE_CODES.get(outcome.failure_kind, grpc.StatusCode.INTERNAL)
             result.status.code = code.value[0]
