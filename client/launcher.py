@@ -12,9 +12,22 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from edgescore.client.api import Client
+
+
+@dataclass
+class TlsFiles:
+    """PEM files for a TLS stack; the server always serves TLS when a LocalStack gets these."""
+
+    ca: str                   # signed the server certificate: agents and clients trust it
+    server_cert: str
+    server_key: str
+    client_ca: str = ""       # set: mutual TLS, the server demands client certs signed by it
+    client_cert: str = ""     # presented by the stack's agents and clients
+    client_key: str = ""
 
 
 class LocalStack:
@@ -22,7 +35,8 @@ class LocalStack:
 
     def __init__(self, agents: dict[str, int] | None = None, token: str = "",
                  server_args: list[str] | None = None, log_dir: str | None = None,
-                 startup_timeout: float = 180.0) -> None:
+                 startup_timeout: float = 180.0, tls: TlsFiles | None = None) -> None:
+        self.tls = tls
         self.agent_counts = {"local-cpu": 1} if agents is None else dict(agents)
         self.token = token
         self.server_args = list(server_args or [])
@@ -40,7 +54,8 @@ class LocalStack:
 
     def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen:
         log = open(self.log_dir / log_name, "ab")  # noqa: SIM115 - lives as long as the process
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # onnxruntime would otherwise write telemetry files under ~/.cache on import.
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "ORT_DISABLE_TELEMETRY": "1"}
         return subprocess.Popen([sys.executable, "-m", *args], stdout=log,
                                 stderr=subprocess.STDOUT, env=env)
 
@@ -53,6 +68,10 @@ class LocalStack:
                 "--grace-seconds", "2", *self.server_args]
         if self.token:
             args += ["--fleet-token", self.token]
+        if self.tls:
+            args += ["--tls-cert", self.tls.server_cert, "--tls-key", self.tls.server_key]
+            if self.tls.client_ca:
+                args += ["--tls-client-ca", self.tls.client_ca]
         self.server = self._spawn(args, "server.log")
         deadline = time.monotonic() + self.startup_timeout
         while not port_file.exists():
@@ -64,10 +83,28 @@ class LocalStack:
         ports = json.loads(port_file.read_text())
         self.port, self.metrics_port = ports["port"], ports["metrics_port"]
 
+    def tls_args(self, client_cert: bool = True) -> list[str]:
+        """Agent / CLI flags that trust this stack's server (and present the client cert)."""
+        if not self.tls:
+            return []
+        args = ["--tls-ca", self.tls.ca]
+        if client_cert and self.tls.client_cert:
+            args += ["--tls-cert", self.tls.client_cert, "--tls-key", self.tls.client_key]
+        return args
+
+    def client(self, **kw: object) -> Client:
+        """A Client for this stack, with its token and TLS files."""
+        if self.tls:
+            kw = {"tls_ca": self.tls.ca, "tls_cert": self.tls.client_cert,
+                  "tls_key": self.tls.client_key, **kw}
+        return Client(self.target, **kw)  # type: ignore[arg-type]
+
     def start_agent(self, device_class: str, token: str | None = None,
-                    extra: list[str] | None = None) -> subprocess.Popen:
+                    extra: list[str] | None = None, tls: bool = True) -> subprocess.Popen:
+        """Start an agent; tls=False makes it dial in plain text even to a TLS server."""
         args = ["edgescore.device_agent", "--server", self.target,
-                "--device-class", device_class, *(extra or [])]
+                "--device-class", device_class, *(self.tls_args() if tls else []),
+                *(extra or [])]
         token = self.token if token is None else token
         if token:
             args += ["--token", token]
@@ -77,7 +114,7 @@ class LocalStack:
 
     def wait_for_agents(self, counts: dict[str, int], timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
-        with Client(self.target, timeout=5) as client:
+        with self.client(timeout=5) as client:
             while True:
                 online = {d.device_class: d.agents_online for d in client.devices()}
                 if all(online.get(c, 0) >= n for c, n in counts.items()):

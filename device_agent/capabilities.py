@@ -85,7 +85,7 @@ def runtimes() -> list[fleet_pb2.RuntimeInfo]:
         )
     except Exception as exc:
         log.warning("onnxruntime unavailable: %s", exc)
-    # LiteRT is only advertised for now; measuring .tflite arrives with the LiteRT runner.
+    # Both are listed when both are installed; tflite_runner times with ai-edge-litert first.
     for module, name, dist in (
         ("ai_edge_litert.interpreter", "ai-edge-litert", "ai-edge-litert"),
         ("tflite_runtime.interpreter", "tflite-runtime", "tflite-runtime"),

@@ -12,17 +12,18 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import grpc
 
 from edgescore import TOKEN_METADATA_KEY
-from edgescore.v1 import agent_pb2, agent_pb2_grpc, common_pb2
+from edgescore.v1 import agent_pb2, agent_pb2_grpc, common_pb2, fleet_pb2
 
 from .capabilities import collect_capabilities
+from .metrics import AgentMetrics
 from .protocol import EXIT_OK, EXIT_UNAUTHENTICATED
 from .thermal import read_env
-from .worker import CANCELLED_DETAIL, run_job
+from .worker import CANCELLED_DETAIL, WorkerOptions, run_job
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ class _Session:
             if reg.heartbeat_interval_seconds > 0:
                 self.interval = reg.heartbeat_interval_seconds
             self.registered = True
+            self.conn.metrics.set_connected(True)
             log.info(
                 "registered as %s (server %s), heartbeat every %.1fs",
                 self.conn.agent_id,
@@ -128,8 +130,10 @@ class _Session:
                 # run before the next session's job starts timing, so runs never overlap.
                 with self.conn.measure_lock:
                     started = time.monotonic()
-                    reply = run_job(job, cancel)
-                _log_reply(reply, time.monotonic() - started)
+                    reply = self.conn.runner(job, cancel, self.conn.worker_options)
+                seconds = time.monotonic() - started
+                _log_reply(reply, seconds)
+                self.conn.metrics.observe_job(reply, seconds)
             with self.lock:
                 self.current_job, self.current_cancel = "", None
             self.send(reply)
@@ -155,12 +159,14 @@ class _Session:
                 busy = self.current_job
                 # No vcgencmd fork while a job is being timed.
                 env = read_env(query_vcgencmd=not busy)
+                self.conn.metrics.set_cpu_temp(env.cpu_temp_celsius)
                 self.send(
                     agent_pb2.AgentMessage(heartbeat=agent_pb2.Heartbeat(busy_job_id=busy, env=env))
                 )
                 next_beat = now + self.interval
 
     def close(self) -> None:
+        self.conn.metrics.set_connected(False)
         with self.lock:
             self.done.set()
             if self.current_cancel is not None:
@@ -205,6 +211,12 @@ class AgentConnection:
         register_timeout: float = 30.0,
         backoff_initial: float = 0.5,
         backoff_cap: float = 30.0,
+        credentials: grpc.ChannelCredentials | None = None,
+        tls_server_name: str = "",
+        metrics: AgentMetrics | None = None,
+        worker_options: WorkerOptions | None = None,
+        runner: Callable[..., agent_pb2.AgentMessage] | None = None,
+        runtimes: Sequence[fleet_pb2.RuntimeInfo] | None = None,
     ) -> None:
         self.server = server
         self.device_class = device_class
@@ -215,6 +227,15 @@ class AgentConnection:
         self.register_timeout = register_timeout
         self.backoff_initial = backoff_initial
         self.backoff_cap = backoff_cap
+        self.credentials = credentials  # None: plain text (loopback, trusted lab networks)
+        self.channel_options = list(CHANNEL_OPTIONS)
+        if tls_server_name:
+            self.channel_options.append(("grpc.ssl_target_name_override", tls_server_name))
+        self.metrics = metrics or AgentMetrics()
+        self.worker_options = worker_options or WorkerOptions()
+        # A replay agent answers from a table: its own runner and runtimes replace the real ones.
+        self.runner = runner or run_job
+        self.runtimes = list(runtimes) if runtimes is not None else None
         self.agent_id = ""  # assigned by the first Registered, presented again on reconnect
         self.measure_lock = threading.Lock()
         self._capabilities: agent_pb2.Capabilities | None = None
@@ -223,6 +244,9 @@ class AgentConnection:
         """Connect, serve, reconnect with backoff. Returns EXIT_OK or EXIT_UNAUTHENTICATED."""
         if self._capabilities is None:
             self._capabilities = collect_capabilities(self.device_class, self.tags)
+            if self.runtimes is not None:
+                del self._capabilities.runtimes[:]
+                self._capabilities.runtimes.extend(self.runtimes)
         attempt = 0
         while not self.stop_event.is_set():
             log.info("connecting to %s as device class %r", self.server, self.device_class)
@@ -252,7 +276,10 @@ class AgentConnection:
         """One connection attempt: (registered?, final status code or None if closed OK, detail)."""
         session = _Session(self)
         metadata = [(TOKEN_METADATA_KEY, self.token)] if self.token else None
-        channel = grpc.insecure_channel(self.server, options=CHANNEL_OPTIONS)
+        if self.credentials is not None:
+            channel = grpc.secure_channel(self.server, self.credentials, self.channel_options)
+        else:
+            channel = grpc.insecure_channel(self.server, options=self.channel_options)
         code, detail = None, ""
         try:
             stub = agent_pb2_grpc.AgentServiceStub(channel)
@@ -284,14 +311,16 @@ class AgentConnection:
         return session.registered, code, detail
 
 
-def run_agent(
-    server: str,
-    device_class: str,
-    token: str | None = None,
-    tags: Mapping[str, str] | None = None,
-    heartbeat_fallback: float = 5.0,
-    stop_event: threading.Event | None = None,
-) -> int:
-    """Run the agent until stop_event is set (EXIT_OK) or the token is rejected."""
-    conn = AgentConnection(server, device_class, token, tags, heartbeat_fallback, stop_event)
-    return conn.run()
+def channel_credentials(ca: str = "", cert: str = "", key: str = "") -> grpc.ChannelCredentials:
+    """TLS credentials from PEM files: `ca` signed the server cert ("default" or empty: gRPC's
+    bundled roots); `cert` + `key` present a client certificate for mutual TLS."""
+
+    def read(path: str) -> bytes | None:
+        if not path or path == "default":
+            return None
+        with open(path, "rb") as fh:
+            return fh.read()
+
+    return grpc.ssl_channel_credentials(
+        root_certificates=read(ca), private_key=read(key), certificate_chain=read(cert)
+    )

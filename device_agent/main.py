@@ -2,79 +2,126 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import signal
+import tempfile
 import threading
 from collections.abc import Sequence
 
-from .connection import run_agent
+from .config import AgentConfig, build_parser, default_work_dir, load_config
+from .connection import AgentConnection, channel_credentials
+from .metrics import AgentMetrics
+from .replay import ReplayTable
+from .worker import WorkerOptions
 
-DEFAULT_SERVER = "127.0.0.1:50051"
-DEFAULT_DEVICE_CLASS = "local-cpu"
+__all__ = ["build_parser", "main"]
 
 log = logging.getLogger("edgescore.device_agent")
 
-
-def _tag(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
-    return key.strip(), value.strip()
+EXIT_USAGE = 2
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="edgescore-agent",
-        description="Dial out to an edgescore server and measure model latency on this device.",
+def prepare_work_dir(path: str) -> str:
+    """Create the agent's only writable folder (mode 0700) and return its absolute path."""
+    path = os.path.abspath(os.path.expanduser(path or default_work_dir()))
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    return path
+
+
+def contain_writes(work_dir: str) -> dict:
+    """Point the process's scratch locations at `work_dir`; returns the previous values.
+
+    Models load from bytes, so the agent itself writes nothing. Libraries might: onnxruntime's
+    telemetry (on by default in recent Linux wheels) writes a device id and an event database under
+    $XDG_CACHE_HOME at import time, so it is switched off and XDG_CACHE_HOME / TMPDIR point into the
+    work dir for anything else. Must run before onnxruntime is imported.
+    """
+    changes = {"TMPDIR": work_dir, "XDG_CACHE_HOME": work_dir, "ORT_DISABLE_TELEMETRY": "1"}
+    saved = {name: os.environ.get(name) for name in changes}
+    saved["tempfile.tempdir"] = tempfile.tempdir
+    os.environ.update(changes)
+    tempfile.tempdir = work_dir
+    return saved
+
+
+def restore_env(saved: dict) -> None:
+    """Undo contain_writes, for callers that run the agent in-process (tests)."""
+    tempfile.tempdir = saved.pop("tempfile.tempdir")
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def _replay(config: AgentConfig) -> tuple[dict, str]:
+    """The replay table's runner and runtime, as AgentConnection keywords, and the device class."""
+    if config.replay != "hw-nas-bench":
+        raise ValueError(f"--replay: unknown replay source {config.replay!r} (known: hw-nas-bench)")
+    if not config.csv or not config.device:
+        raise ValueError("--replay hw-nas-bench needs --csv FILE and --device BOARD")
+    table = ReplayTable(config.csv, config.device)
+    log.info("replaying %d %s latencies from %s", len(table.latency_ms), config.device, config.csv)
+    # Unless a class was chosen explicitly, the replayed board is the class clients target.
+    device_class = config.device if config.device_class == "local-cpu" else config.device_class
+    kwargs = {"runner": lambda job, _cancel, _options: table.run_job(job),
+              "runtimes": [table.runtime_info()]}
+    return kwargs, device_class
+
+
+def _run(config: AgentConfig, stop: threading.Event) -> int:
+    replay, device_class = {}, config.device_class
+    if config.replay:
+        try:
+            replay, device_class = _replay(config)
+        except (OSError, ValueError) as exc:
+            log.error("%s", exc)
+            return EXIT_USAGE
+    credentials = None
+    if config.tls:
+        try:
+            credentials = channel_credentials(config.tls_ca, config.tls_cert, config.tls_key)
+        except OSError as exc:
+            log.error("cannot read TLS files: %s", exc)
+            return EXIT_USAGE
+    metrics = AgentMetrics()
+    if config.metrics_port >= 0:
+        try:
+            port = metrics.serve(config.metrics_port, config.metrics_address)
+        except OSError as exc:
+            log.error("cannot serve metrics on %s:%d: %s", config.metrics_address,
+                      config.metrics_port, exc)
+            return EXIT_USAGE
+        log.info("serving metrics on http://%s:%d/metrics", config.metrics_address, port)
+    conn = AgentConnection(
+        config.server,
+        device_class,
+        token=config.token or None,
+        tags=config.tags,
+        heartbeat_fallback=config.heartbeat_interval,
+        stop_event=stop,
+        credentials=credentials,
+        tls_server_name=config.tls_server_name,
+        metrics=metrics,
+        worker_options=WorkerOptions(config.cooldown_max_wait, config.cooldown_poll),
+        **replay,
     )
-    # Flags win over the environment: argparse only uses these defaults when a flag is absent.
-    p.add_argument(
-        "--server",
-        default=os.environ.get("EDGESCORE_SERVER") or DEFAULT_SERVER,
-        help="server HOST:PORT (env EDGESCORE_SERVER, default %(default)s)",
-    )
-    p.add_argument(
-        "--device-class",
-        default=os.environ.get("EDGESCORE_DEVICE_CLASS") or DEFAULT_DEVICE_CLASS,
-        help="device class this agent serves (env EDGESCORE_DEVICE_CLASS)",
-    )
-    p.add_argument(
-        "--token",
-        default=os.environ.get("EDGESCORE_TOKEN") or None,
-        help="fleet token (env EDGESCORE_TOKEN)",
-    )
-    p.add_argument(
-        "--tag",
-        action="append",
-        type=_tag,
-        default=[],
-        metavar="KEY=VALUE",
-        help="free-form tag reported to the server; repeatable",
-    )
-    p.add_argument(
-        "--heartbeat-interval",
-        type=float,
-        default=5.0,
-        metavar="SECONDS",
-        help="heartbeat period when the server does not set one (default 5)",
-    )
-    p.add_argument(
-        "--log-level",
-        default=os.environ.get("EDGESCORE_LOG_LEVEL", "INFO"),
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        type=str.upper,
-    )
-    return p
+    try:
+        return conn.run()
+    finally:
+        metrics.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    config = load_config(list(argv) if argv is not None else None)
     logging.basicConfig(
-        level=getattr(logging, args.log_level, logging.INFO),
+        level=getattr(logging, config.log_level, logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    work_dir = prepare_work_dir(config.work_dir)
+    log.info("work dir %s (TLS %s)", work_dir, "on" if config.tls else "off")
+    saved = contain_writes(work_dir)
     stop = threading.Event()
     previous = {}
 
@@ -88,17 +135,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError:  # not the main thread (e.g. embedded in a test): caller stops us
             pass
     try:
-        return run_agent(
-            args.server,
-            args.device_class,
-            args.token,
-            dict(args.tag),
-            args.heartbeat_interval,
-            stop,
-        )
+        return _run(config, stop)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        restore_env(saved)
 
 
 if __name__ == "__main__":

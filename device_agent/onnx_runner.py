@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Sequence
 from typing import Callable
@@ -13,7 +12,9 @@ import onnxruntime as ort
 from edgescore.v1 import common_pb2
 
 from .protocol import effective_settings
-from .stats import summarize
+from .timing import MeasurementAborted, finish_stats, reset_peak_rss, time_runs
+
+__all__ = ["MeasurementAborted", "measure_onnx"]
 
 PROVIDER = "CPUExecutionProvider"
 INPUT_SEED = 0
@@ -28,38 +29,6 @@ _DTYPES = {
     "tensor(uint8)": np.uint8,
     "tensor(bool)": np.bool_,
 }
-
-
-class MeasurementAborted(RuntimeError):
-    """Raised when should_stop() turns true mid-measurement (server cancel or job timeout)."""
-
-
-def _reset_peak_rss() -> None:
-    # Writing "5" to clear_refs resets VmHWM (Linux >= 4.0), so the peak is this job's, not the
-    # agent's lifetime peak. Not a file on disk; silently skipped where unsupported.
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-    except OSError:
-        pass
-
-
-def peak_rss_bytes() -> int:
-    """Process peak resident set size: VmHWM, else getrusage (kB on Linux, bytes on macOS)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        import resource
-
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return int(peak if sys.platform == "darwin" else peak * 1024)
-    except Exception:
-        return 0
 
 
 def _shape_for(model_dims: Sequence[object], batch: int) -> list[int]:
@@ -86,17 +55,16 @@ def measure_onnx(
     settings: common_pb2.MeasurementSettings,
     input_name: str = "",
     should_stop: Callable[[], bool] | None = None,
+    between_runs: Callable[[], None] | None = None,
 ) -> tuple[common_pb2.LatencyStats, dict]:
-    """Time `model_bytes` and return (stats, info).
+    """Time `model_bytes` with onnxruntime's CPU provider and return (stats, info).
 
-    Runs warmup_runs untimed, then timed runs until at least min_runs runs *and* min_seconds have
-    elapsed, stopping once max_seconds of timed runs are exceeded (never fewer than one timed run).
-    Zero settings take protocol.DEFAULTS. info holds runtime, runtime_version,
+    The protocol (warm-up, min/max runs and seconds, abort via should_stop) is
+    timing.time_runs; zero settings take protocol.DEFAULTS. info holds runtime, runtime_version,
     execution_provider, input_name and input_shape (the shape actually fed). onnxruntime errors
-    propagate; should_stop() is polled between runs and raises MeasurementAborted.
+    propagate; MeasurementAborted when should_stop() turns true.
     """
     eff = effective_settings(settings)
-    stop = should_stop or (lambda: False)
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -104,7 +72,7 @@ def measure_onnx(
     if eff.threads > 0:
         opts.intra_op_num_threads = int(eff.threads)
 
-    _reset_peak_rss()
+    reset_peak_rss()
     t0 = time.perf_counter()
     session = ort.InferenceSession(bytes(model_bytes), sess_options=opts, providers=[PROVIDER])
     load_ms = (time.perf_counter() - t0) * 1000.0
@@ -127,29 +95,7 @@ def measure_onnx(
             used_shape = shape
         feeds[inp.name] = _random_input(rng, inp.type, shape)
 
-    for _ in range(eff.warmup_runs):
-        if stop():
-            raise MeasurementAborted("stopped during warmup")
-        session.run(None, feeds)
-
-    samples: list[float] = []
-    start = time.perf_counter()
-    while True:
-        if stop():
-            raise MeasurementAborted(f"stopped after {len(samples)} timed runs")
-        t_run = time.perf_counter()
-        session.run(None, feeds)
-        t_end = time.perf_counter()
-        samples.append((t_end - t_run) * 1000.0)
-        elapsed = t_end - start
-        if elapsed >= eff.max_seconds:
-            break
-        if len(samples) >= eff.min_runs and elapsed >= eff.min_seconds:
-            break
-
-    stats = summarize(samples)
-    stats.load_ms = load_ms
-    stats.peak_rss_bytes = peak_rss_bytes()
+    samples = time_runs(lambda: session.run(None, feeds), eff, should_stop, between_runs)
     info = {
         "runtime": "onnxruntime",
         "runtime_version": ort.__version__,
@@ -157,4 +103,4 @@ def measure_onnx(
         "input_name": primary,
         "input_shape": used_shape,
     }
-    return stats, info
+    return finish_stats(samples, load_ms), info

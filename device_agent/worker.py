@@ -6,15 +6,26 @@ import hashlib
 import logging
 import threading
 import time
+from dataclasses import dataclass
 
 from edgescore.v1 import agent_pb2, common_pb2
 
+from .cooldown import ClockSampler, finish_trace, wait_for_cooldown
 from .protocol import effective_settings
-from .thermal import is_throttled, read_env
+from .thermal import read_env
+from .timing import MeasurementAborted
 
 log = logging.getLogger(__name__)
 
 CANCELLED_DETAIL = "cancelled by server"
+
+
+@dataclass
+class WorkerOptions:
+    """Agent-side knobs of the protocol (the job's settings say *whether* to cool down)."""
+
+    cooldown_max_wait: float = 300.0  # seconds; a board that never cools is timed anyway
+    cooldown_poll: float = 2.0
 
 
 def _failure(job_id: str, kind: int, detail: str) -> agent_pb2.AgentMessage:
@@ -23,13 +34,33 @@ def _failure(job_id: str, kind: int, detail: str) -> agent_pb2.AgentMessage:
     )
 
 
-def run_job(job: agent_pb2.Job, cancel: threading.Event | None = None) -> agent_pb2.AgentMessage:
-    """Verify, measure and report one job. Never raises.
+def _runner(fmt: int):
+    """The measure function for an artifact format, imported lazily so that a broken runtime
+    install fails its jobs, not the agent. None for a format this agent cannot time."""
+    if fmt == common_pb2.ONNX:
+        from .onnx_runner import measure_onnx
 
-    Failure kinds: ARTIFACT_CORRUPT (sha256 mismatch), UNSUPPORTED_FORMAT (anything but ONNX),
-    RUNTIME_ERROR (onnxruntime or input errors), TIMEOUT (job.timeout_seconds passed, checked
-    between runs), FAILURE_KIND_UNSPECIFIED with detail CANCELLED_DETAIL when `cancel` is set.
+        return measure_onnx
+    if fmt == common_pb2.TFLITE:
+        from .tflite_runner import measure_tflite
+
+        return measure_tflite
+    return None
+
+
+def run_job(
+    job: agent_pb2.Job,
+    cancel: threading.Event | None = None,
+    options: WorkerOptions | None = None,
+) -> agent_pb2.AgentMessage:
+    """Verify, optionally cool down, measure and report one job. Never raises.
+
+    Failure kinds: ARTIFACT_CORRUPT (sha256 mismatch), UNSUPPORTED_FORMAT (not ONNX / TFLITE, or
+    the runtime for it is not installed), RUNTIME_ERROR (runtime or input errors), TIMEOUT
+    (job.timeout_seconds passed, checked between runs and while cooling down),
+    FAILURE_KIND_UNSPECIFIED with detail CANCELLED_DETAIL when `cancel` is set.
     """
+    opts = options or WorkerOptions()
     art = job.artifact
     digest = hashlib.sha256(art.data).hexdigest()
     if digest != art.sha256.strip().lower():
@@ -41,13 +72,20 @@ def run_job(job: agent_pb2.Job, cancel: threading.Event | None = None) -> agent_
         )
 
     fmt = art.format or job.settings.format or common_pb2.ONNX
-    if fmt != common_pb2.ONNX:
-        name = common_pb2.ArtifactFormat.Name(fmt) if fmt in (1, 2) else str(fmt)
+    name = common_pb2.ArtifactFormat.Name(fmt) if fmt in (1, 2) else str(fmt)
+    try:
+        measure = _runner(fmt)
+    except Exception as exc:  # ImportError, or a native library that fails to load
         return _failure(
             job.job_id,
             common_pb2.UNSUPPORTED_FORMAT,
-            f"artifact format {name} is not supported by this agent: it measures ONNX with "
-            "onnxruntime only (LiteRT / .tflite support is not implemented yet)",
+            f"artifact format {name}: its runtime is not installed on this agent ({exc})",
+        )
+    if measure is None:
+        return _failure(
+            job.job_id,
+            common_pb2.UNSUPPORTED_FORMAT,
+            f"artifact format {name} is not supported by this agent (ONNX and TFLITE only)",
         )
 
     deadline = time.monotonic() + job.timeout_seconds if job.timeout_seconds > 0 else None
@@ -57,32 +95,39 @@ def run_job(job: agent_pb2.Job, cancel: threading.Event | None = None) -> agent_
             return True
         return deadline is not None and time.monotonic() > deadline
 
-    env_before = read_env()
+    trace = common_pb2.ThermalTrace()
+    sampler = ClockSampler()
     try:
-        # Imported here so a broken onnxruntime install fails the job, not the agent.
-        from .onnx_runner import MeasurementAborted, measure_onnx
-
-        try:
-            stats, info = measure_onnx(art.data, job.settings, art.input_name, should_stop)
-        except MeasurementAborted as exc:
-            if cancel is not None and cancel.is_set():
-                return _failure(job.job_id, common_pb2.FAILURE_KIND_UNSPECIFIED, CANCELLED_DETAIL)
-            return _failure(
-                job.job_id,
-                common_pb2.TIMEOUT,
-                f"job exceeded timeout_seconds={job.timeout_seconds:g} ({exc})",
+        if job.settings.cooldown_below_celsius > 0:
+            wait_for_cooldown(
+                trace,
+                job.settings.cooldown_below_celsius,
+                opts.cooldown_max_wait,
+                opts.cooldown_poll,
+                should_stop,
             )
+        env_before = read_env()
+        stats, info = measure(art.data, job.settings, art.input_name, should_stop, sampler)
+    except MeasurementAborted as exc:
+        if cancel is not None and cancel.is_set():
+            return _failure(job.job_id, common_pb2.FAILURE_KIND_UNSPECIFIED, CANCELLED_DETAIL)
+        return _failure(
+            job.job_id,
+            common_pb2.TIMEOUT,
+            f"job exceeded timeout_seconds={job.timeout_seconds:g} ({exc})",
+        )
     except Exception as exc:
         log.debug("job %s failed", job.job_id, exc_info=True)
         return _failure(job.job_id, common_pb2.RUNTIME_ERROR, f"{type(exc).__name__}: {exc}")
     env_after = read_env()
+    throttled = finish_trace(trace, sampler, env_before, env_after)
 
     settings = effective_settings(job.settings)
     del settings.input_shape[:]
     settings.input_shape.extend(info["input_shape"])
     if not settings.batch_size and info["input_shape"]:
         settings.batch_size = info["input_shape"][0]
-    settings.format = common_pb2.ONNX
+    settings.format = fmt
     settings.precision = art.precision or job.settings.precision or common_pb2.FP32
     return agent_pb2.AgentMessage(
         result=agent_pb2.JobResult(
@@ -94,6 +139,7 @@ def run_job(job: agent_pb2.Job, cancel: threading.Event | None = None) -> agent_
             execution_provider=info["execution_provider"],
             env_before=env_before,
             env_after=env_after,
-            throttled=is_throttled(env_before.throttled) or is_throttled(env_after.throttled),
+            throttled=throttled,
+            thermal=trace,
         )
     )

@@ -23,6 +23,11 @@ class ServerConfig:
     stream_workers: int = 2           # concurrent candidates of one ScoreStream
     grace_seconds: float = 10.0       # SIGTERM: finish in-flight RPCs for this long
     port_file: str = ""               # write {"port":..., "metrics_port":...} once serving
+    dataset_max_bytes: int = 64 * 1024 * 1024   # one RegisterDataset upload, at most
+    dataset_store_bytes: int = 512 * 1024 * 1024  # all registered datasets; LRU dropped past it
+    tls_cert: str = ""                # PEM server certificate chain: serve TLS, not plain text
+    tls_key: str = ""                 # its private key
+    tls_client_ca: str = ""           # PEM CA: mutual TLS, clients and agents need a cert it signed
     log_level: str = "INFO"
 
 
@@ -58,7 +63,11 @@ def load_config(argv: list[str] | None = None) -> ServerConfig:
     if unknown:
         parser.error(f"unknown settings in config: {', '.join(sorted(unknown))}")
     try:
-        return ServerConfig(**{k: _coerce(k, v) for k, v in values.items()})
+        config = ServerConfig(**{k: _coerce(k, v) for k, v in values.items()})
     except ValueError as exc:
         parser.error(str(exc))
         raise
+    if bool(config.tls_cert) != bool(config.tls_key) or (config.tls_client_ca
+                                                          and not config.tls_cert):
+        parser.error("--tls-cert and --tls-key go together; --tls-client-ca needs them")
+    return config

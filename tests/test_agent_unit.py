@@ -135,10 +135,10 @@ def test_run_job_wrong_sha_is_artifact_corrupt():
     assert msg.failure.kind == common_pb2.ARTIFACT_CORRUPT and msg.failure.job_id == "job-1"
 
 
-def test_run_job_tflite_is_unsupported_format():
-    msg = worker.run_job(make_job(format=common_pb2.TFLITE))
+def test_run_job_unknown_format_is_unsupported_format():
+    msg = worker.run_job(make_job(format=7))
     assert msg.failure.kind == common_pb2.UNSUPPORTED_FORMAT
-    assert "TFLITE" in msg.failure.detail
+    assert "ONNX and TFLITE" in msg.failure.detail
 
 
 def test_run_job_garbage_model_is_runtime_error():
@@ -309,11 +309,12 @@ def test_connection_reconnects_with_same_agent_id():
     assert not thread.is_alive()
 
 
-def test_wrong_token_exits_non_zero():
+def test_wrong_token_exits_non_zero(tmp_path):
     server, port = serve(FakeAgentService(token="right"))
     try:
         t0 = time.monotonic()
-        rc = main(["--server", f"127.0.0.1:{port}", "--token", "wrong", "--log-level", "ERROR"])
+        rc = main(["--server", f"127.0.0.1:{port}", "--token", "wrong", "--log-level", "ERROR",
+                   "--work-dir", str(tmp_path)])
         assert rc == protocol.EXIT_UNAUTHENTICATED != 0
         assert time.monotonic() - t0 < 5.0
     finally:
