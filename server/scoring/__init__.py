@@ -1,0 +1,2 @@
+"""Combined scoring: rank normalisation against a reference population, objectives (constraint,
+MnasNet reward, Pareto rank, weighted rank), proxy ensembles, and the latency predictor."""

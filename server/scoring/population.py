@@ -1,0 +1,115 @@
+"""Reference populations: a seeded random sample of a space, one proxy's values over it, computed
+once (and cached in the store when one is given), for rank normalisation (`percentile`)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Sequence
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from ..spaces.base import arch_hash
+from ..spaces.nb201 import OPS
+from ..store import ProxyKey, Store
+from .ranks import percentile_sorted
+
+log = logging.getLogger(__name__)
+
+Sampler = Callable[[int, int], Sequence[str]]  # (n, seed) -> arch specs
+
+NB201_EDGES = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))  # (source, target) in string order
+NB201_SIZE = len(OPS) ** len(NB201_EDGES)
+
+
+def nb201_string(index: int) -> str:
+    """The index-th cell in a fixed enumeration (base-5 digits over the six edges in string
+    order). Not NAS-Bench-201's own index: only used to sample the space uniformly."""
+    ops = []
+    for _ in NB201_EDGES:
+        index, digit = divmod(index, len(OPS))
+        ops.append(OPS[digit])
+    nodes = [[f"{ops[k]}~{j}" for k, (j, i) in enumerate(NB201_EDGES) if i == target]
+             for target in (1, 2, 3)]
+    return "+".join("|" + "|".join(node) + "|" for node in nodes)
+
+
+def nb201_sampler(n: int, seed: int) -> list[str]:
+    """`n` distinct NB201 cells drawn uniformly (every edge's op uniform) with `seed`."""
+    rng = np.random.default_rng(seed)
+    indices = rng.choice(NB201_SIZE, size=min(n, NB201_SIZE), replace=False)
+    return [nb201_string(int(i)) for i in indices]
+
+
+def store_key_for(space: str, proxy: str, settings: Any = None, *,
+                  code_version: Optional[str] = None) -> Callable[[str], ProxyKey]:
+    """Keys under which a population's values are cached: the proxy-result key of each arch
+    (so a population shares its cache with ordinary Score requests of the same settings)."""
+    def key_for(arch: str) -> ProxyKey:
+        extra = {} if code_version is None else {"code_version": code_version}
+        return ProxyKey.make(arch_hash(space, arch), space, proxy, settings, **extra)
+    return key_for
+
+
+class ReferencePopulation:
+    """One proxy's values over a seeded sample of a space.
+
+    `compute(arch) -> float` computes the proxy for one arch spec (e.g. a canonical NB201
+    string); `sampler(n, seed)` draws the sample. Values are computed on first use, once, under a
+    lock (concurrent first requests wait for one computation). With `store` and `key_for`, each
+    arch's value is read from / written to the store, so a restart recomputes nothing. NaN values
+    (and archs whose compute raised) are left out; infinities stay (they sort fine).
+    """
+
+    def __init__(self, compute: Callable[[str], float], sampler: Sampler = nb201_sampler, *,
+                 size: int = 500, seed: int = 0, store: Optional[Store] = None,
+                 key_for: Optional[Callable[[str], ProxyKey]] = None) -> None:
+        if store is not None and key_for is None:
+            raise ValueError("caching in a store needs key_for (see store_key_for)")
+        self._compute, self._sampler = compute, sampler
+        self.size, self.seed = size, seed
+        self._store, self._key_for = store, key_for
+        self._values: Optional[np.ndarray] = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_values(cls, values: Sequence[float]) -> ReferencePopulation:
+        """A population of known values (tests, or values loaded elsewhere)."""
+        population = cls(lambda arch: math.nan, lambda n, seed: [], size=len(values))
+        population._values = np.sort(np.asarray([v for v in values if not math.isnan(v)], float))
+        return population
+
+    def archs(self) -> list[str]:
+        return list(self._sampler(self.size, self.seed))
+
+    def values(self) -> np.ndarray:
+        """The population's values, sorted ascending (computed on first call)."""
+        with self._lock:
+            if self._values is None:
+                found = [self._value(arch) for arch in self.archs()]
+                self._values = np.sort(np.asarray([v for v in found if not math.isnan(v)], float))
+            return self._values
+
+    def _value(self, arch: str) -> float:
+        key = self._key_for(arch) if self._store is not None and self._key_for else None
+        if key is not None:
+            hit = self._store.get_proxy_result(key)  # type: ignore[union-attr]
+            if hit is not None:
+                return math.nan if hit.value is None else hit.value
+        try:
+            value, error = float(self._compute(arch)), ""
+        except Exception as exc:  # one bad arch must not sink the population
+            log.warning("reference population: %s failed: %s", arch, exc)
+            value, error = math.nan, f"{type(exc).__name__}: {exc}"
+        if key is not None:
+            self._store.put_proxy_result(key, value, error=error)  # type: ignore[union-attr]
+        return value
+
+    def percentile(self, value: float) -> float:
+        """`value`'s percentile in the population, in (0, 100); see ranks.percentile."""
+        return percentile_sorted(value, self.values())
+
+    def __len__(self) -> int:
+        return len(self.values())

@@ -1,0 +1,85 @@
+"""Versioned schema migrations, written once for SQLite and PostgreSQL alike.
+
+Each migration is an ordered list of SQL statements in the common subset of both dialects (TEXT,
+BIGINT, DOUBLE PRECISION, composite indexes; no AUTOINCREMENT/SERIAL, no engine-specific types).
+A migration's number is recorded in `schema_version` in the same transaction as its statements,
+so a crash leaves either all of it or none. Never edit a released migration: append a new one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    version BIGINT PRIMARY KEY,
+    description TEXT NOT NULL,
+    applied_at DOUBLE PRECISION NOT NULL
+)"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "proxy results, measurements, jobs, agents", (
+        # Keys are long (settings JSON), so the primary key is their sha256 (`digest`); the key
+        # parts stay as columns for queries and for reading the database by hand.
+        """CREATE TABLE proxy_results (
+            key_digest TEXT PRIMARY KEY,
+            arch_hash TEXT NOT NULL,
+            space TEXT NOT NULL,
+            proxy TEXT NOT NULL,
+            settings_json TEXT NOT NULL,
+            dataset_id TEXT NOT NULL,
+            seed TEXT NOT NULL,
+            code_version TEXT NOT NULL,
+            value DOUBLE PRECISION,
+            error TEXT NOT NULL,
+            flags_json TEXT NOT NULL,
+            seconds DOUBLE PRECISION NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX proxy_results_arch ON proxy_results (space, arch_hash)",
+        """CREATE TABLE measurements (
+            key_digest TEXT PRIMARY KEY,
+            artifact_sha256 TEXT NOT NULL,
+            device_class TEXT NOT NULL,
+            runtime TEXT NOT NULL,
+            runtime_version TEXT NOT NULL,
+            settings_json TEXT NOT NULL,
+            stats_json TEXT NOT NULL,
+            agent_id TEXT NOT NULL,
+            space TEXT NOT NULL,
+            arch TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX measurements_artifact ON measurements (artifact_sha256, device_class)",
+        "CREATE INDEX measurements_device ON measurements (device_class, created_at)",
+        """CREATE TABLE jobs (
+            job_id TEXT PRIMARY KEY,
+            device_class TEXT NOT NULL,
+            state TEXT NOT NULL,
+            attempts BIGINT NOT NULL,
+            payload_ref TEXT NOT NULL,
+            agent_id TEXT NOT NULL,
+            error TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX jobs_state ON jobs (state, device_class, created_at)",
+        """CREATE TABLE agents (
+            agent_id TEXT PRIMARY KEY,
+            device_class TEXT NOT NULL,
+            capabilities_json TEXT NOT NULL,
+            first_seen DOUBLE PRECISION NOT NULL,
+            last_seen DOUBLE PRECISION NOT NULL
+        )""",
+    )),
+)
+
+LATEST_VERSION = MIGRATIONS[-1].version

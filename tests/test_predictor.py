@@ -1,0 +1,98 @@
+"""Latency predictor: NB201 features, learning a known function, uncertainty, retraining."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from edgescore.server.proxies.flops import count_macs
+from edgescore.server.scoring.features import nb201_features
+from edgescore.server.scoring.population import nb201_sampler
+from edgescore.server.scoring.predictor import (
+    LatencyPredictor,
+    PredictorBank,
+    accuracy_report,
+)
+from edgescore.server.spaces.nb201 import SPACE
+from edgescore.server.store import MeasurementKey, open_store
+
+
+def synthetic(n: int, seed: int = 0) -> tuple[list[dict[str, float]], list[float]]:
+    """Latency a known function of the features, with 2 % multiplicative noise."""
+    rng = np.random.default_rng(seed)
+    rows = [{"convs": float(rng.integers(0, 7)), "macs": float(rng.uniform(5, 200)),
+             "noise_feature": float(rng.normal())} for _ in range(n)]
+    latency = [(1.0 + 0.8 * r["convs"] + 0.05 * r["macs"]) * math.exp(rng.normal(0, 0.02))
+               for r in rows]
+    return rows, latency
+
+
+def test_learns_a_known_function_with_uncertainty() -> None:
+    rows, latency = synthetic(400)
+    report = accuracy_report(rows, latency, train_fraction=0.5, seed=1, n_estimators=200)
+    assert report.spearman > 0.95 and report.mape < 10 and report.within_10pct > 60
+    assert (report.n_train, report.n_test) == (200, 200)
+    predictor = LatencyPredictor(min_points=10, n_estimators=100)
+    for r, y in zip(rows[:200], latency[:200]):
+        predictor.add(r, y)
+    prediction = predictor.predict(rows[300])
+    assert prediction.low_ms <= prediction.median_ms <= prediction.high_ms
+    assert prediction.uncertainty_ms > 0
+    assert abs(prediction.median_ms - latency[300]) / latency[300] < 0.25
+
+
+def test_retrains_after_enough_new_points() -> None:
+    rows, latency = synthetic(60)
+    predictor = LatencyPredictor(min_points=20, retrain_every=10, n_estimators=20)
+    for r, y in zip(rows[:19], latency[:19]):
+        predictor.add(r, y)
+    assert predictor.predict(rows[0]) is None  # too few points
+    predictor.add(rows[19], latency[19])
+    predictor.add(rows[20], float("nan"))  # ignored: teaches nothing
+    assert predictor.n_points == 20 and predictor.predict(rows[0]) is not None
+    for r, y in zip(rows[21:30], latency[21:30]):
+        predictor.add(r, y)
+    assert not predictor.stale  # 9 new points
+    predictor.add(rows[30], latency[30])
+    assert predictor.stale
+    predictor.predict(rows[0])
+    assert not predictor.stale
+
+
+def test_nb201_features_match_the_builder_and_see_dead_edges() -> None:
+    # Node 1 feeds nothing, so its conv is pruned from the measured network and not counted.
+    for spec in ["|nor_conv_3x3~0|+|nor_conv_1x1~0|none~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"]:
+        arch = SPACE.parse(spec)
+        network = SPACE.build_exportable(arch)
+        features = nb201_features(spec)
+        assert features["macs_m"] * 1e6 == pytest.approx(count_macs(network, arch.input_shape))
+        params = sum(p.numel() for p in network.parameters())
+        assert features["params_m"] * 1e6 == pytest.approx(params)
+    example = nb201_features(SPACE.example)
+    assert (example["live_nor_conv_3x3"], example["live_skip_connect"]) == (3, 2)
+    assert (example["adds"], example["depth"], example["degenerate"]) == (3, 3, 0)
+    # No live edge; a conv on real data that feeds nothing, a pool on zeros that feeds the output.
+    dead = nb201_features("|none~0|+|nor_conv_3x3~0|none~1|+|none~0|avg_pool_3x3~1|none~2|")
+    assert dead["live_edges"] == 0 and dead["degenerate"] == 1
+    assert (dead["fed_nor_conv_3x3"], dead["feeding_nor_conv_3x3"]) == (1, 0)
+    assert (dead["fed_avg_pool_3x3"], dead["feeding_avg_pool_3x3"]) == (0, 1)
+
+
+def test_bank_learns_from_the_store(tmp_path) -> None:
+    archs = nb201_sampler(40, seed=2)
+    bank = PredictorBank(min_points=20, n_estimators=50)
+    with open_store(tmp_path / "s.db") as store:
+        for i, arch in enumerate(archs):
+            latency = 2.0 + 0.1 * nb201_features(arch)["macs_m"]
+            key = MeasurementKey.make(f"{i:064x}", "raspi4", "onnxruntime", "1.18")
+            store.put_measurement(key, {"median_ms": latency}, space="nb201", arch=arch)
+        store.put_measurement(MeasurementKey.make("0" * 64, "raspi4", "ort", "1"),
+                              {"median_ms": 1.0})  # unknown arch: not used
+        assert bank.load(store, ["raspi4", "pixel3"]) == 40
+    prediction = bank.predict("raspi4", "nb201", SPACE.example)
+    truth = 2.0 + 0.1 * nb201_features(SPACE.example)["macs_m"]
+    assert prediction is not None and abs(prediction.median_ms - truth) / truth < 0.3
+    assert bank.predict("pixel3", "nb201", SPACE.example) is None  # no data for the class
+    assert bank.predict("raspi4", "macro", "anything") is None  # no features for the space
