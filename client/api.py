@@ -36,17 +36,39 @@ def measurement_settings(settings: Mapping[str, Any] | None) -> common_pb2.Measu
     return common_pb2.MeasurementSettings(**s)
 
 
+def tls_credentials(ca: str = "", cert: str = "", key: str = "") -> grpc.ChannelCredentials:
+    """TLS channel credentials from PEM files.
+
+    `ca`: the CA that signed the server certificate (empty or "default": gRPC's bundled roots);
+    `cert` + `key`: this client's certificate for a server that requires mutual TLS.
+    """
+    def read(path: str) -> bytes | None:
+        if not path or path == "default":
+            return None
+        with open(path, "rb") as fh:
+            return fh.read()
+
+    return grpc.ssl_channel_credentials(root_certificates=read(ca), private_key=read(key),
+                                        certificate_chain=read(cert))
+
+
 class Client:
     """`Client("host:port")`: score candidates, list proxies, spaces and devices.
+
+    TLS: pass `tls_ca="ca.pem"` (plus `tls_cert` / `tls_key` for mutual TLS), or ready-made
+    `credentials`; without either the channel is plain text.
 
     Every failed call raises `EdgescoreError` carrying the gRPC status code and details.
     """
 
     def __init__(self, target: str, token: str | None = None, timeout: float | None = 600.0,
-                 credentials: grpc.ChannelCredentials | None = None) -> None:
+                 credentials: grpc.ChannelCredentials | None = None, *, tls_ca: str = "",
+                 tls_cert: str = "", tls_key: str = "") -> None:
         options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                    ("grpc.keepalive_time_ms", 30_000)]
+        if credentials is None and (tls_ca or tls_cert):
+            credentials = tls_credentials(tls_ca, tls_cert, tls_key)
         self._channel = (grpc.secure_channel(target, credentials, options) if credentials
                          else grpc.insecure_channel(target, options))
         self._scoring = scoring_pb2_grpc.ScoringServiceStub(self._channel)
@@ -70,6 +92,8 @@ class Client:
         proxy_settings: Mapping[str, Any] | None = None,
         measurement: Mapping[str, Any] | None = None,
         num_classes: int = 0,
+        input_resolution: int = 0,
+        dataset_id: str = "",
         latency_timeout: float = 0.0,
         request_id: str = "",
     ) -> ScoreResult:
@@ -77,20 +101,40 @@ class Client:
 
         `proxy_settings` holds ProxySettings fields applied to every proxy (batch_size, init,
         repeats...); `measurement` holds MeasurementSettings fields for every device.
+        `dataset_id` (from `register_dataset`) makes every data-using proxy run on that batch.
         """
         defaults = common_pb2.ProxySettings(**dict(proxy_settings or {}))
         if seed is not None:
             defaults.seed = seed
+        if dataset_id:
+            defaults.data.CopyFrom(common_pb2.DataSource(kind=common_pb2.DataSource.REGISTERED,
+                                                         dataset_id=dataset_id))
         settings = measurement_settings(measurement)
         request = scoring_pb2.ScoreRequest(
             request_id=request_id,
-            arch=arch_spec(arch, num_classes),
+            arch=arch_spec(arch, num_classes, input_resolution),
             proxies=[common_pb2.ProxyRequest(name=p) for p in proxies],
             proxy_defaults=defaults,
             devices=[common_pb2.DeviceTarget(device_class=d, settings=settings) for d in devices],
             latency_timeout_seconds=latency_timeout,
         )
         return ScoreResult.from_pb(self._call(self._scoring.Score, request))
+
+    def register_dataset(self, images: Any, labels: Sequence[int] | Any = (),
+                         name: str = "") -> str:
+        """Upload a calibration batch once; returns its id (sha256 of the content).
+
+        `images`: array-like (N, C, H, W), already normalised as the network expects; sent as
+        float32 little-endian. `labels`: N class indices, or empty for none. Needs numpy.
+        """
+        # Imported here: the [client] extra has no numpy, and only this method needs it.
+        import numpy as np
+
+        array = np.ascontiguousarray(images, dtype="<f4")
+        label_list = [int(v) for v in np.asarray(labels).reshape(-1)]
+        request = scoring_pb2.RegisterDatasetRequest(
+            name=name, images=array.tobytes(), shape=list(array.shape), labels=label_list)
+        return self._call(self._scoring.RegisterDataset, request).dataset_id
 
     def proxies(self) -> list[scoring_pb2.ProxyInfo]:
         return list(self._call(self._scoring.ListProxies, scoring_pb2.ListProxiesRequest()).proxies)

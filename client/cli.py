@@ -131,6 +131,63 @@ def cmd_demo(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_proxies(ns: argparse.Namespace) -> int:
+    # Server-side code (torch): imported only here, so the client install stays light.
+    try:
+        from edgescore.server.evaluation import EvalConfig, EvalError, run_eval
+    except ImportError as exc:
+        print(f"error: `edgescore eval` computes proxies locally and needs the server extra "
+              f"(torch): pip install 'edgescore[server]' ({exc})", file=sys.stderr)
+        return 2
+    config = EvalConfig(
+        space=ns.space, dataset=ns.dataset, archs=ns.archs, seed=ns.seed,
+        proxies=_split(ns.proxies) or None, workers=ns.workers, out=ns.out, device=ns.device,
+        csv=ns.csv, anchors=ns.anchors, naslib=ns.naslib, within_naslib=ns.within_naslib,
+        progress=not ns.no_progress)
+    try:
+        run_eval(config)
+    except EvalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished archs are saved; run the same command again to resume",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    from pathlib import Path
+
+    evaluate = sub.add_parser("eval", help="offline evaluation (needs edgescore[server])")
+    what = evaluate.add_subparsers(dest="what", required=True)
+    p = what.add_parser(
+        "proxies", help="rank correlation of proxies with trained accuracy on a seeded sample",
+        description="Compute proxies in-process for a seeded sample of accuracy_dev.csv and "
+                    "compare them (Spearman, Kendall) with trained accuracy, published figures "
+                    "and NASLib's values. Resumable: rerun the same command after a stop.")
+    p.add_argument("--space", default="nb201")
+    p.add_argument("--dataset", default="cifar10",
+                   help="cifar10 | cifar100 | imagenet16-120 (ground truth and class count)")
+    p.add_argument("--archs", type=int, default=100, help="archs to sample (default 100)")
+    p.add_argument("--seed", type=int, default=42,
+                   help="seed of the arch sample and of every proxy (default 42, Samsung's)")
+    p.add_argument("--proxies", default="", help="comma-separated (default: all registered)")
+    p.add_argument("--workers", type=int, default=0, help="processes (default: CPU cores)")
+    p.add_argument("--out", type=Path, help="default out/eval-<space>-<dataset>-<N>-<seed>")
+    p.add_argument("--device", default="cpu", help="torch device for the proxies")
+    p.add_argument("--csv", type=Path,
+                   help="accuracy_dev.csv (default: ../shared/data/nb201/ of the checkout)")
+    p.add_argument("--anchors", type=Path, help="reference_correlations.csv "
+                                                "(default: ../shared/anchors/ of the checkout)")
+    p.add_argument("--naslib", type=Path,
+                   help="naslib_zc_scores.csv (default: next to the accuracy CSV)")
+    p.add_argument("--within-naslib", action="store_true",
+                   help="sample only archs NASLib scored, so the agreement column has all n")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_eval_proxies)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgescore", description=__doc__)
     parser.add_argument("--server", default=os.environ.get("EDGESCORE_SERVER", DEFAULT_SERVER))
@@ -154,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("devices", help="list device classes").set_defaults(func=cmd_devices)
     sub.add_parser("demo", help="local server + agent, score a few NB201 archs").set_defaults(
         func=cmd_demo)
+    _add_eval(sub)
     return parser
 
 

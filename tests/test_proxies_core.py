@@ -15,7 +15,6 @@ from edgescore.server.errors import (
     NotFound,
     NumericalFailure,
     ServerError,
-    Unimplemented,
 )
 from edgescore.server.proxies import data, naswot
 from edgescore.server.proxies.base import SettingsOverride
@@ -290,9 +289,10 @@ def test_bad_settings_fail_whole_request(override, field):
     assert space.builds == 0
 
 
-def test_registered_data_is_unimplemented_per_proxy():
+def test_unknown_registered_dataset_is_not_found_per_proxy():
+    # The service rejects unknown ids before running; in the engine it is a per-proxy failure.
     out = one(small_convnet, "naswot", data_kind="registered", dataset_id="d1")
-    assert isinstance(out.error, Unimplemented)
+    assert isinstance(out.error, NotFound) and "dataset_id" in out.error.message
 
 
 def test_inits_change_weights_deterministically():

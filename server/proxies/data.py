@@ -1,4 +1,5 @@
-"""Calibration batches: seeded synthetic data, or the bundled real CIFAR-10 sample.
+"""Calibration batches: seeded synthetic data, the bundled real CIFAR-10 sample, or a batch a
+client registered (RegisterDataset, `datasets.py`).
 
 Selection uses a private `torch.Generator` on the CPU, so a batch depends only on its seed (not on
 the global RNG, nor on the device), and is then moved to the device by the caller.
@@ -15,7 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import InvalidArgument, Unimplemented
+from ..errors import InvalidArgument
+from . import datasets
 
 NPZ_NAME = "cifar10_train_sample1000.npz"
 CIFAR10_SIZE = 1000  # images in the bundled sample
@@ -37,6 +39,8 @@ NORMALISATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 DEFAULT_NORMALISATION = "zero_cost_nas"
 
 STAND_IN_FLAG = "stand_in_data"
+# A registered dataset without labels: labels were drawn at random (only label-using proxies care).
+RANDOM_LABELS_FLAG = "random_labels"
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class CalibrationBatch:
     x: torch.Tensor  # float32 (N, C, H, W), on the CPU
     y: torch.Tensor  # int64 (N,), on the CPU
     flags: tuple[str, ...] = ()
-    # Rows of the bundled sample that were used (cifar10 only), for provenance and tests.
+    # Rows of the sample that were used (cifar10 and registered), for provenance and tests.
     indices: Optional[tuple[int, ...]] = field(default=None, repr=False)
 
 
@@ -76,7 +80,7 @@ def calibration_batch(kind: str, batch_size: int, seed: int, input_shape: tuple[
     if kind == "cifar10":
         return _cifar10_batch(gen, batch_size, input_shape, num_classes, normalisation)
     if kind == "registered":
-        raise Unimplemented("registered datasets arrive with RegisterDataset in a later release")
+        return _registered_batch(gen, dataset_id, batch_size, input_shape, num_classes)
     raise InvalidArgument("settings.data_kind", f"unknown data kind {kind!r}")
 
 
@@ -96,10 +100,8 @@ def _cifar10_batch(gen: torch.Generator, batch_size: int, input_shape: tuple[int
     x = torch.from_numpy(images[rows]).permute(0, 3, 1, 2).to(torch.float32).div_(255.0)
     flags: list[str] = []
     if (height, width) != (CIFAR10_RESOLUTION, CIFAR10_RESOLUTION):
-        # Another dataset's resolution: the CIFAR-10 images stand in, resized like a PIL/torchvision
-        # Resize would (bilinear, antialiased when shrinking).
-        x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False,
-                          antialias=True)
+        # Another dataset's resolution: the CIFAR-10 images stand in, resized.
+        x = _resize(x, height, width)
         flags.append(STAND_IN_FLAG)
     mean, std = NORMALISATIONS[normalisation]
     x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
@@ -112,3 +114,33 @@ def _cifar10_batch(gen: torch.Generator, batch_size: int, input_shape: tuple[int
         if STAND_IN_FLAG not in flags:
             flags.append(STAND_IN_FLAG)
     return CalibrationBatch(x.contiguous(), y, tuple(flags), tuple(int(i) for i in rows))
+
+
+def _resize(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    # As a PIL/torchvision Resize would: bilinear, antialiased when shrinking.
+    return F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False,
+                         antialias=True)
+
+
+def _registered_batch(gen: torch.Generator, dataset_id: str, batch_size: int,
+                      input_shape: tuple[int, int, int], num_classes: int) -> CalibrationBatch:
+    """`batch_size` images drawn from a registered dataset by the seed, as for cifar10.
+
+    The images arrive normalised, so no normalisation is applied; resizing after normalisation is
+    the same as before it (both are per-channel affine maps and bilinear weights sum to one).
+    """
+    channels, height, width = input_shape
+    entry = datasets.usable(dataset_id, batch_size, channels, num_classes)
+    idx = torch.randperm(entry.size, generator=gen)[:batch_size]
+    x = entry.x[idx]
+    flags: list[str] = []
+    if tuple(x.shape[2:]) != (height, width):
+        # The uploaded images stand in for the network's resolution.
+        x = _resize(x, height, width)
+        flags.append(STAND_IN_FLAG)
+    if entry.y is None:
+        y = torch.randint(0, num_classes, (batch_size,), generator=gen)
+        flags.append(RANDOM_LABELS_FLAG)
+    else:
+        y = entry.y[idx]
+    return CalibrationBatch(x.contiguous(), y, tuple(flags), tuple(int(i) for i in idx))

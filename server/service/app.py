@@ -12,16 +12,15 @@ from grpc_reflection.v1alpha import reflection
 
 from edgescore.server.config import ServerConfig
 from edgescore.server.export.artifacts import ArtifactStore
-from edgescore.server.export.onnx_export import export_onnx
+from edgescore.server.export.exporter import Exporter
 from edgescore.server.fleet.fleet import Fleet
-from edgescore.server.fleet.latency import EXPORT_SEED, LatencyService
+from edgescore.server.fleet.latency import LatencyService
+from edgescore.server.proxies import datasets
 from edgescore.server.service.agents import AgentServicer
 from edgescore.server.service.fleet_service import FleetServicer
 from edgescore.server.service.interceptors import MetricsInterceptor
 from edgescore.server.service.metrics import Metrics
 from edgescore.server.service.scoring import ScoringServicer
-from edgescore.server.spaces import registry as spaces
-from edgescore.server.spaces.base import ParsedArch
 from edgescore.v1 import (
     agent_pb2,
     agent_pb2_grpc,
@@ -60,26 +59,33 @@ class ServerApp:
         self.scoring.close()
 
 
-def _exporter(metrics: Metrics):
-    def export(arch: ParsedArch, batch_size: int) -> bytes:
-        import torch
+def _exporter(metrics: Metrics) -> Exporter:
+    """Every format/precision of artifact, counted in the exports metric by format and outcome."""
+    return Exporter(on_export=lambda fmt, outcome: metrics.exports.labels(fmt, outcome).inc())
 
-        space = spaces.get_space(arch.space)
-        torch.manual_seed(EXPORT_SEED)
-        try:
-            data = export_onnx(space.build_exportable(arch), (batch_size, *arch.input_shape))
-        except Exception:
-            metrics.exports.labels("onnx", "error").inc()
-            raise
-        metrics.exports.labels("onnx", "ok").inc()
-        return data
-    return export
+
+def server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
+    """TLS credentials from the config's PEM files; None = plain text (no --tls-cert)."""
+    if not config.tls_cert:
+        return None
+
+    def read(path: str) -> bytes:
+        with open(path, "rb") as fh:
+            return fh.read()
+
+    client_ca = read(config.tls_client_ca) if config.tls_client_ca else None
+    # With a client CA, a peer without a certificate it signed fails the TLS handshake: no RPC,
+    # the agent Connect stream included, ever reaches a handler.
+    return grpc.ssl_server_credentials([(read(config.tls_key), read(config.tls_cert))],
+                                       root_certificates=client_ca,
+                                       require_client_auth=client_ca is not None)
 
 
 def create_server(address: str = "127.0.0.1:0", config: ServerConfig | None = None) -> ServerApp:
     """Build and start a server bound to `address` (port 0 picks a free one)."""
     config = config or ServerConfig(address=address)
     metrics = Metrics()
+    datasets.STORE.configure(config.dataset_max_bytes, config.dataset_store_bytes)
     fleet = Fleet(config.heartbeat_interval, config.missed_heartbeats)
     metrics.watch_fleet(fleet.snapshot)
     latency = LatencyService(fleet, ArtifactStore(), _exporter(metrics), config.latency_timeout)
@@ -104,7 +110,9 @@ def create_server(address: str = "127.0.0.1:0", config: ServerConfig | None = No
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
 
-    port = server.add_insecure_port(address)
+    credentials = server_credentials(config)
+    port = (server.add_secure_port(address, credentials) if credentials is not None
+            else server.add_insecure_port(address))
     if port == 0:
         raise RuntimeError(f"could not bind {address}")
     server.start()

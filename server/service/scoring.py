@@ -15,11 +15,12 @@ import grpc
 import edgescore
 from edgescore.server.errors import InvalidArgument, ServerError, Unimplemented, status_of
 from edgescore.server.fleet.latency import LatencyRequest, LatencyService, resolve_measurement
-from edgescore.server.proxies import engine, registry
+from edgescore.server.proxies import datasets, engine, registry
 from edgescore.server.service.convert import override_from_pb, proxy_result_pb, settings_to_pb
 from edgescore.server.service.metrics import Metrics
 from edgescore.server.service.rpc import abort_with, unary
 from edgescore.server.spaces import registry as spaces
+from edgescore.server.spaces.base import ParsedArch
 from edgescore.v1 import common_pb2, scoring_pb2, scoring_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
             request.arch.num_classes, request.arch.input_resolution)
         if request.objective.WhichOneof("kind"):
             raise Unimplemented("objective: combined scoring is not served by this build yet")
-        calls = self._proxy_calls(request)
+        calls = self._proxy_calls(request, arch)
         targets = self._latency_targets(request, arch)
 
         timeout = request.latency_timeout_seconds or self._latency.default_timeout
@@ -78,7 +79,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         result.seconds = time.perf_counter() - start
         return result
 
-    def _proxy_calls(self, request: scoring_pb2.ScoreRequest) -> list:
+    def _proxy_calls(self, request: scoring_pb2.ScoreRequest, arch: ParsedArch) -> list:
         if len(request.proxies) > MAX_PROXIES_PER_REQUEST:
             raise InvalidArgument("proxies", f"{len(request.proxies)} proxies requested; "
                                              f"at most {MAX_PROXIES_PER_REQUEST}")
@@ -92,7 +93,12 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
             proxy = registry.get_proxy(p.name)  # NotFound for unknown names, before any work
             override = override_from_pb(p.settings, request.proxy_defaults)
             # Validate now: a bad setting must fail the request before latency jobs are queued.
-            engine.resolve_settings(proxy, override, f"proxies[{p.name}].settings")
+            field = f"proxies[{p.name}].settings"
+            settings = engine.resolve_settings(proxy, override, field)
+            if settings.data_kind == "registered":
+                # An unknown id is NOT_FOUND for the request, not a per-proxy failure later.
+                datasets.usable(settings.dataset_id, settings.batch_size, arch.input_shape[0],
+                                arch.num_classes, field)
             calls.append((p.name, override))
         return calls
 
@@ -190,7 +196,11 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
     @unary
     def RegisterDataset(self, request: scoring_pb2.RegisterDatasetRequest,
                         context: grpc.ServicerContext) -> scoring_pb2.RegisterDatasetResponse:
-        raise Unimplemented("RegisterDataset is not served by this build yet")
+        dataset_id = datasets.STORE.register(request.name, request.images, list(request.shape),
+                                             list(request.labels))
+        log.info("registered dataset %s (%r, shape %s, %d labels)", dataset_id[:12],
+                 request.name, list(request.shape), len(request.labels))
+        return scoring_pb2.RegisterDatasetResponse(dataset_id=dataset_id)
 
     def close(self) -> None:
         self._stream_pool.shutdown(wait=False, cancel_futures=True)

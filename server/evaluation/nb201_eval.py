@@ -1,0 +1,391 @@
+"""`edgescore eval proxies`: proxies of a seeded sample of NB201 archs against trained accuracy.
+
+Each arch runs in-process through `engine.compute_proxies` (the code the server serves), in a pool
+of worker processes with one torch thread each: NB201 networks are small, so one arch per core
+beats several cores on one arch. Rows are appended to the per-arch CSV as they finish, tagged with
+a hash of the settings, so an interrupted run resumes where it stopped and a run with other
+settings never reuses them.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Optional
+
+from ..errors import ServerError
+from ..proxies import engine, registry
+from ..proxies.base import SettingsOverride
+from ..spaces import registry as spaces
+
+SPACE = "nb201"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PER_ARCH_CSV = "per_arch.csv"
+FIXED_COLUMNS = ("index", "arch", "accuracy")
+TAIL_COLUMNS = ("error", "flags", "seconds", "settings")
+
+
+class EvalError(Exception):
+    """A problem with the evaluation's inputs (bad option, missing file): shown, not traced."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str  # as the anchors spell it
+    accuracy_column: str  # in accuracy_dev.csv
+    num_classes: int
+    input_resolution: int
+    naslib_name: str  # the `dataset` value in naslib_zc_scores.csv
+
+
+# Ground truths as the Samsung zero-cost-nas table uses them (shared/anchors/README.md): NB201's
+# 200-epoch test accuracy, `cifar10-valid` split for CIFAR-10, x-test for the other two.
+DATASETS: dict[str, DatasetSpec] = {
+    "cifar10": DatasetSpec("cifar10", "c10valid_test", 10, 32, "cifar10"),
+    "cifar100": DatasetSpec("cifar100", "c100_test", 100, 32, "cifar100"),
+    "imagenet16-120": DatasetSpec("imagenet16-120", "in16_test", 120, 16, "ImageNet16-120"),
+}
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    spec = DATASETS.get(name.lower())
+    if spec is None:
+        raise EvalError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    return spec
+
+
+def _repo_shared(*parts: str) -> Optional[Path]:
+    """A file in the `shared/` folder next to this checkout; None when installed elsewhere."""
+    if not ((REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "server").is_dir()):
+        return None
+    return REPO_ROOT.parent.joinpath("shared", *parts)
+
+
+def default_accuracy_csv() -> Optional[Path]:
+    return _repo_shared("data", "nb201", "accuracy_dev.csv")
+
+
+def default_anchors_csv() -> Optional[Path]:
+    return _repo_shared("anchors", "reference_correlations.csv")
+
+
+@dataclass
+class EvalConfig:
+    dataset: str = "cifar10"
+    archs: int = 100
+    seed: int = 42
+    proxies: Optional[Sequence[str]] = None  # None: every registered proxy
+    workers: int = 0  # 0: one per CPU core
+    out: Optional[Path] = None  # None: out/eval-<space>-<dataset>-<N>-<seed>
+    device: str = "cpu"
+    csv: Optional[Path] = None  # None: ../shared/data/nb201/accuracy_dev.csv of the checkout
+    anchors: Optional[Path] = None  # None: ../shared/anchors/reference_correlations.csv
+    naslib: Optional[Path] = None  # None: naslib_zc_scores.csv next to the accuracy CSV
+    within_naslib: bool = False  # sample only archs NASLib scored (for the agreement column)
+    progress: bool = True
+    space: str = SPACE
+
+
+@dataclass
+class ArchRow:
+    index: int
+    arch: str
+    accuracy: float
+    values: dict[str, Optional[float]]
+    errors: dict[str, str] = field(default_factory=dict)
+    flags: tuple[str, ...] = ()
+    seconds: float = 0.0
+    settings: str = ""
+
+    def to_csv(self, proxies: Sequence[str]) -> dict[str, str]:
+        row = {"index": str(self.index), "arch": self.arch, "accuracy": repr(self.accuracy)}
+        for name in proxies:
+            value = self.values.get(name)
+            row[name] = "" if value is None else repr(value)
+        row["error"] = " | ".join(f"{k}: {v}" for k, v in self.errors.items())
+        row["flags"] = ";".join(self.flags)
+        row["seconds"] = f"{self.seconds:.4f}"
+        row["settings"] = self.settings
+        return row
+
+    @classmethod
+    def from_csv(cls, row: dict[str, Optional[str]], proxies: Sequence[str]) -> ArchRow:
+        values = {name: (float(row[name]) if row[name] else None) for name in proxies}
+        errors = {}
+        for part in filter(None, (row.get("error") or "").split(" | ")):
+            name, _, message = part.partition(": ")
+            errors[name] = message
+        return cls(int(row["index"] or ""), row["arch"] or "", float(row["accuracy"] or ""),
+                   values, errors, tuple(filter(None, (row.get("flags") or "").split(";"))),
+                   float(row.get("seconds") or 0.0), row.get("settings") or "")
+
+
+@dataclass
+class EvalRun:
+    config: EvalConfig
+    spec: DatasetSpec
+    proxies: list[str]
+    out_dir: Path
+    rows: list[ArchRow]  # the sample, in sample order
+    computed: int  # archs computed by this run (0: everything came from the CSV)
+    reused: int
+    settings_key: str
+    proxy_settings: dict[str, dict]
+    seconds: float = 0.0
+    files: dict[str, Path] = field(default_factory=dict)
+    summaries: list = field(default_factory=list)  # report.ProxySummary per proxy
+
+
+# -- inputs -----------------------------------------------------------------------------------
+
+
+def read_accuracy(path: Path, column: str) -> list[tuple[int, str, float]]:
+    """(index, arch, accuracy) for every row of accuracy_dev.csv with that column filled."""
+    if not path.is_file():
+        raise EvalError(f"accuracy CSV not found: {path} (pass --csv)")
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"index", "arch", column} - set(reader.fieldnames or ())
+        if missing:
+            raise EvalError(f"{path} lacks the column(s) {', '.join(sorted(missing))}")
+        return [(int(r["index"]), r["arch"], float(r[column])) for r in reader if r[column]]
+
+
+def sample_archs(rows: Sequence[tuple[int, str, float]], n: int,
+                 seed: int) -> list[tuple[int, str, float]]:
+    if not 1 <= n <= len(rows):
+        raise EvalError(f"--archs must be in 1..{len(rows)} (rows available), got {n}")
+    # random.Random(seed).sample is stable across Python versions for a given population order.
+    return random.Random(seed).sample(list(rows), n)
+
+
+def resolve_proxies(names: Optional[Sequence[str]], seed: int) -> dict[str, dict]:
+    """Each proxy's resolved settings under the eval's seed; raises EvalError for bad names."""
+    chosen = list(names) if names else [p.name for p in registry.all_proxies()]
+    if len(set(chosen)) != len(chosen):
+        raise EvalError(f"a proxy is listed twice: {', '.join(chosen)}")
+    resolved = {}
+    for name in chosen:
+        try:
+            proxy = registry.get_proxy(name)
+            settings = engine.resolve_settings(proxy, SettingsOverride(seed=seed))
+        except ServerError as exc:
+            raise EvalError(exc.message) from None
+        resolved[name] = dataclasses.asdict(settings)
+    return resolved
+
+
+def settings_key(config: EvalConfig, spec: DatasetSpec, proxy_settings: dict[str, dict]) -> str:
+    """A short hash of everything that determines a row's values (not the sample size)."""
+    blob = json.dumps({"space": config.space, "dataset": spec.name,
+                       "num_classes": spec.num_classes, "resolution": spec.input_resolution,
+                       "accuracy": spec.accuracy_column, "device": config.device,
+                       "proxies": proxy_settings}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# -- the per-arch work (runs in worker processes) ----------------------------------------------
+
+
+def _quiet_logs() -> None:
+    # A failing proxy logs a traceback per arch; its reason is already in the CSV's error column.
+    logging.getLogger("edgescore.server.proxies").setLevel(logging.ERROR)
+
+
+def _init_worker() -> None:
+    import torch
+
+    # One thread per process: the pool already fills the cores, and oversubscribed BLAS/OpenMP
+    # threads would only contend.
+    torch.set_num_threads(1)
+    _quiet_logs()
+
+
+@dataclass(frozen=True)
+class _Task:
+    index: int
+    arch: str
+    accuracy: float
+    space: str
+    num_classes: int
+    resolution: int
+    proxies: tuple[str, ...]
+    seed: int
+    device: str
+    settings: str
+
+
+def compute_row(task: _Task) -> ArchRow:
+    """All proxies of one arch; any failure lands in the row's errors, never raises."""
+    start = time.perf_counter()
+    values: dict[str, Optional[float]] = dict.fromkeys(task.proxies)
+    errors: dict[str, str] = {}
+    flags: list[str] = []
+    try:
+        space, arch = spaces.parse_arch(task.space, task.arch, task.num_classes, task.resolution)
+        calls = [(name, SettingsOverride(seed=task.seed)) for name in task.proxies]
+        for outcome in engine.compute_proxies(space, arch, calls, device=task.device):
+            flags.extend(outcome.flags)
+            if outcome.error is None:
+                values[outcome.name] = outcome.value
+            else:
+                errors[outcome.name] = f"{outcome.error.code.name}: {outcome.error.message}"
+    except Exception as exc:  # noqa: BLE001 - one bad arch must not end a long evaluation
+        message = exc.message if isinstance(exc, ServerError) else f"{type(exc).__name__}: {exc}"
+        errors = {name: message for name in task.proxies}
+    return ArchRow(task.index, task.arch, task.accuracy, values, errors,
+                   tuple(dict.fromkeys(flags)), time.perf_counter() - start, task.settings)
+
+
+def _run_tasks(tasks: Sequence[_Task], workers: int,
+               on_row: Callable[[ArchRow], None]) -> None:
+    if workers <= 1:
+        _quiet_logs()
+        for task in tasks:
+            on_row(compute_row(task))
+        return
+    # spawn, not fork: the parent has already started torch's thread pools, which a forked child
+    # inherits in a broken state.
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
+                             initializer=_init_worker) as pool:
+        pending: set[Future] = {pool.submit(compute_row, t) for t in tasks}
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    on_row(fut.result())
+        except BaseException:
+            # Ctrl-C or a broken worker: drop the queue; finished rows are already saved.
+            for fut in pending:
+                fut.cancel()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+# -- the per-arch CSV (resume) -----------------------------------------------------------------
+
+
+def _columns(proxies: Sequence[str]) -> list[str]:
+    return [*FIXED_COLUMNS, *proxies, *TAIL_COLUMNS]
+
+
+def load_done(path: Path, proxies: Sequence[str], key: str) -> tuple[dict[int, ArchRow], int]:
+    """Rows of an earlier run with the same settings, and how many rows were dropped."""
+    if not path.is_file():
+        return {}, 0
+    done: dict[int, ArchRow] = {}
+    dropped = 0
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        same_columns = list(reader.fieldnames or ()) == _columns(proxies)
+        for raw in reader:
+            try:
+                if not same_columns or raw.get("settings") != key:
+                    raise ValueError("other settings")
+                row = ArchRow.from_csv(raw, proxies)
+            except (ValueError, TypeError, KeyError):
+                # Other settings, or a line cut short by an interrupted write.
+                dropped += 1
+                continue
+            done[row.index] = row
+    return done, dropped
+
+
+def _write_rows(path: Path, proxies: Sequence[str], rows: Iterable[ArchRow]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=_columns(proxies))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row.to_csv(proxies))
+    tmp.replace(path)
+
+
+# -- the run -----------------------------------------------------------------------------------
+
+
+def default_out_dir(config: EvalConfig, spec: DatasetSpec) -> Path:
+    return Path("out") / f"eval-{config.space}-{spec.name}-{config.archs}-{config.seed}"
+
+
+def run_eval(config: EvalConfig, log: Callable[[str], None] = print) -> EvalRun:
+    """Compute (or reuse) the sample's proxy rows and write the report; returns the run."""
+    from tqdm import tqdm
+
+    from . import report
+
+    start = time.perf_counter()
+    if config.space != SPACE:
+        raise EvalError(f"only --space {SPACE} is evaluated (accuracy tables exist for it)")
+    spec = dataset_spec(config.dataset)
+    csv_path = config.csv or default_accuracy_csv()
+    if csv_path is None:
+        raise EvalError("edgescore is not running from its checkout: pass --csv "
+                        "path/to/accuracy_dev.csv")
+    proxy_settings = resolve_proxies(config.proxies, config.seed)
+    proxies = list(proxy_settings)
+    key = settings_key(config, spec, proxy_settings)
+
+    population = read_accuracy(Path(csv_path), spec.accuracy_column)
+    naslib_path = config.naslib or Path(csv_path).with_name("naslib_zc_scores.csv")
+    naslib = report.read_naslib(naslib_path, spec.naslib_name)
+    if config.within_naslib:
+        if not naslib:
+            raise EvalError(f"--within-naslib: no NASLib scores for {spec.name} in {naslib_path}")
+        population = [r for r in population if r[0] in naslib]
+    sample = sample_archs(population, config.archs, config.seed)
+
+    out_dir = Path(config.out) if config.out else default_out_dir(config, spec)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    per_arch = out_dir / PER_ARCH_CSV
+    done, dropped = load_done(per_arch, proxies, key)
+    if dropped:
+        log(f"{per_arch}: ignoring {dropped} row(s) computed with other settings (or cut short)")
+    # Rewritten with only the good rows, so appends never follow a half-written line.
+    _write_rows(per_arch, proxies, done.values())
+
+    tasks = [_Task(i, arch, acc, config.space, spec.num_classes, spec.input_resolution,
+                   tuple(proxies), config.seed, config.device, key)
+             for i, arch, acc in sample if i not in done]
+    reused = len(sample) - len(tasks)
+    workers = config.workers or os.cpu_count() or 1
+    workers = max(1, min(workers, len(tasks)))
+    log(f"{config.space}/{spec.name}: {len(sample)} archs, seed {config.seed}, "
+        f"{len(proxies)} proxies ({', '.join(proxies)}); {reused} already done, "
+        f"computing {len(tasks)} on {workers} worker(s) [{config.device}]")
+
+    with per_arch.open("a", newline="") as fh, \
+            tqdm(total=len(tasks), unit="arch", disable=not config.progress,
+                 desc=f"eval {spec.name}") as bar:
+        writer = csv.DictWriter(fh, fieldnames=_columns(proxies))
+
+        def on_row(row: ArchRow) -> None:
+            writer.writerow(row.to_csv(proxies))
+            fh.flush()  # a row on disk is a row a restart does not recompute
+            done[row.index] = row
+            bar.update(1)
+
+        _run_tasks(tasks, workers, on_row)
+
+    run = EvalRun(config, spec, proxies, out_dir, [done[i] for i, _, _ in sample], len(tasks),
+                  reused, key, proxy_settings, time.perf_counter() - start)
+    run.files["csv"] = per_arch
+    run.summaries = report.write_report(run, naslib, _anchor_path(config), log)
+    return run
+
+
+def _anchor_path(config: EvalConfig) -> Optional[Path]:
+    path = config.anchors or default_anchors_csv()
+    return Path(path) if path is not None else None
+
