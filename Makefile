@@ -20,10 +20,12 @@ venv: $(VENV)/.installed
 demo: venv
 	$(VENV)/bin/edgescore demo
 
+# The store's suite also runs against a throwaway PostgreSQL cluster (installed from Debian's
+# package when missing); tools/with_postgres.sh starts and removes it.
 test: venv
 	$(PY) tools/gen_protos.py --check
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q -ra
+	bash tools/with_postgres.sh $(PY) -m pytest -q -ra
 
 lint: venv
 	$(VENV)/bin/ruff check .
