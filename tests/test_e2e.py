@@ -168,3 +168,18 @@ def test_metrics_count_rpcs_by_method_and_code(stack) -> None:
     assert value(after, bad) == value(before, bad) + 1
     assert 'edgescore_agents_online{device_class="local-cpu"} 1.0' in after
     assert "edgescore_rpc_duration_seconds_bucket" in after
+
+
+def test_every_registered_proxy_over_grpc(stack) -> None:
+    with Client(stack.target) as client:
+        names = [p.name for p in client.proxies()]
+        assert len(names) >= 17
+        # Small batches keep this quick; the protocols are the same.
+        result = client.score(GOOD, names, seed=1,
+                              proxy_settings={"batch_size": 16, "repeats": 1})
+    assert set(result.proxies) == set(names)
+    for name, proxy in result.proxies.items():
+        assert proxy.ok, (name, proxy.code, proxy.message)
+        assert math.isfinite(proxy.value), name
+        assert proxy.provenance == "COMPUTED"
+        assert proxy.settings["seed"] == "1"
