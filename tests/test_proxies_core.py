@@ -8,6 +8,7 @@ from typing import Callable
 import numpy as np
 import pytest
 import torch
+from conftest import ToySpace
 from torch import nn
 
 from edgescore.server.errors import (
@@ -23,20 +24,6 @@ from edgescore.server.proxies.registry import all_proxies, get_proxy
 from edgescore.server.spaces.base import ParsedArch
 
 CORE = ["flops", "naswot", "params", "synflow"]
-
-
-class ToySpace:
-    """A search space whose every arch builds the same hand-made network."""
-
-    name = "toy"
-
-    def __init__(self, factory: Callable[[], nn.Module]) -> None:
-        self.factory = factory
-        self.builds = 0
-
-    def build(self, arch: ParsedArch) -> nn.Module:
-        self.builds += 1
-        return self.factory()
 
 
 def toy_arch(resolution: int = 8, num_classes: int = 10, flags: tuple[str, ...] = ()) -> ParsedArch:

@@ -9,6 +9,7 @@ from typing import Callable
 import numpy as np
 import pytest
 import torch
+from conftest import ToySpace
 from torch import nn
 
 from edgescore.server.errors import FailedPrecondition, InvalidArgument, NumericalFailure
@@ -23,16 +24,6 @@ EXTRA = ["gradsign", "linear_regions", "ntk_cond", "zen", "zico"]
 NB201_ARCH = ("|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|"
               "+|skip_connect~0|nor_conv_1x1~1|nor_conv_3x3~2|")
 DEAD_ARCH = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
-
-
-class ToySpace:
-    name = "toy"
-
-    def __init__(self, factory: Callable[[], nn.Module]) -> None:
-        self.factory = factory
-
-    def build(self, arch: ParsedArch) -> nn.Module:
-        return self.factory()
 
 
 def toy_arch(resolution: int = 4) -> ParsedArch:

@@ -8,6 +8,7 @@ from typing import Callable
 import numpy as np
 import pytest
 import torch
+from conftest import ToySpace
 from torch import nn
 
 from edgescore.server.errors import NumericalFailure, ResourceExhausted, ServerError
@@ -21,16 +22,6 @@ GRADIENT_PROXIES = ["grad_norm", "snip", "plain", "fisher"]
 JACOBIAN_PROXIES = ["jacob_cov", "epe_nas"]
 SUITE = [*GRADIENT_PROXIES, "l2_norm", "grasp", *JACOBIAN_PROXIES]
 K = 1e-5
-
-
-class ToySpace:
-    name = "toy"
-
-    def __init__(self, factory: Callable[[], nn.Module]) -> None:
-        self.factory = factory
-
-    def build(self, arch: ParsedArch) -> nn.Module:
-        return self.factory()
 
 
 def toy_arch(resolution: int = 2, num_classes: int = 3) -> ParsedArch:
