@@ -52,12 +52,16 @@ class LocalStack:
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen:
+    def _spawn(self, args: list[str], log_name: str, python: str | None = None
+               ) -> subprocess.Popen:
         log = open(self.log_dir / log_name, "ab")  # noqa: SIM115 - lives as long as the process
         # onnxruntime would otherwise write telemetry files under ~/.cache on import.
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "ORT_DISABLE_TELEMETRY": "1"}
-        return subprocess.Popen([sys.executable, "-m", *args], stdout=log,
-                                stderr=subprocess.STDOUT, env=env)
+        # Another environment's interpreter starts outside the checkout, whose `edgescore/`
+        # folder would otherwise shadow that environment's installed package.
+        cwd = self._tmp.name if python else None
+        return subprocess.Popen([python or sys.executable, "-m", *args], stdout=log,
+                                stderr=subprocess.STDOUT, env=env, cwd=cwd)
 
     def start_server(self, port: int = 0) -> None:
         """Start (or restart, on the same `port`) the server and wait until it serves."""
@@ -100,15 +104,17 @@ class LocalStack:
         return Client(self.target, **kw)  # type: ignore[arg-type]
 
     def start_agent(self, device_class: str, token: str | None = None,
-                    extra: list[str] | None = None, tls: bool = True) -> subprocess.Popen:
-        """Start an agent; tls=False makes it dial in plain text even to a TLS server."""
+                    extra: list[str] | None = None, tls: bool = True,
+                    python: str | None = None) -> subprocess.Popen:
+        """Start an agent; tls=False makes it dial in plain text even to a TLS server; `python`:
+        the interpreter (of another environment, e.g. a board-like install), default this one."""
         args = ["edgescore.device_agent", "--server", self.target,
                 "--device-class", device_class, *(self.tls_args() if tls else []),
                 *(extra or [])]
         token = self.token if token is None else token
         if token:
             args += ["--token", token]
-        proc = self._spawn(args, f"agent-{device_class}-{len(self.agents)}.log")
+        proc = self._spawn(args, f"agent-{device_class}-{len(self.agents)}.log", python)
         self.agents.append(proc)
         return proc
 

@@ -1,7 +1,10 @@
 """Packaging: the light extras install into fresh virtual environments without torch.
 
 `[client]` brings only grpcio + protobuf; `[agent]` adds the runtimes but never torch. Both are
-installed from this checkout (a real `pip install`), and their console scripts must start.
+installed from this checkout (a real `pip install`), and their console scripts must start. The
+fresh environment gets the grpcio/protobuf that Python 3.9 boards get (the newest with cp39 wheels),
+and its agent and CLI then work against the server of the development environment (grpcio 1.85,
+protobuf 7): one set of stubs serves both.
 """
 
 from __future__ import annotations
@@ -11,9 +14,15 @@ import subprocess
 import venv
 from pathlib import Path
 
+import grpc
 import pytest
+from conftest import QUICK_MEASUREMENT
+
+from edgescore.client.launcher import LocalStack
 
 ROOT = Path(__file__).resolve().parents[1]
+# The newest releases with Python 3.9 wheels (grpcio 1.81 and protobuf 7 need 3.10).
+BOARD_RUNTIME = ("grpcio==1.80.1", "protobuf==6.33.6")
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +42,10 @@ def test_client_then_agent_extras_install_without_torch(tmp_path: Path) -> None:
     python = env_dir / "bin" / "python"
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     # No build isolation: the build backend comes from this venv, installed just before.
-    pip = [str(python), "-m", "pip", "install", "--quiet", "--no-build-isolation"]
+    constraints = tmp_path / "board-runtime.txt"
+    constraints.write_text("\n".join(BOARD_RUNTIME) + "\n")
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--no-build-isolation",
+           "--constraint", str(constraints)]
     run(str(python), "-m", "pip", "install", "--quiet", "setuptools>=77", "wheel", env=env)
 
     run(*pip, f"{ROOT}[client]", env=env)
@@ -56,3 +68,21 @@ def test_client_then_agent_extras_install_without_torch(tmp_path: Path) -> None:
     run(str(python), "-c", code, cwd=tmp_path)
     assert "--device-class" in run(str(env_dir / "bin" / "edgescore-agent"), "--help").stdout
 
+
+    # The board-era agent and CLI against this environment's server, over the real protocol.
+    versions = run(str(python), "-c", "import grpc, google.protobuf as p; "
+                   "print(grpc.__version__, p.__version__)").stdout.split()
+    assert versions == [v.split("==")[1] for v in BOARD_RUNTIME]
+    with LocalStack(agents={}) as stack:
+        stack.start_agent("board-py", python=str(python))
+        stack.wait_for_agents({"board-py": 1})
+        spaces = run(str(env_dir / "bin" / "edgescore"), "--server", stack.target, "spaces")
+        assert "nb201" in spaces.stdout
+        with stack.client(timeout=300) as client:
+            result = client.score("|nor_conv_3x3~0|+|skip_connect~0|none~1|+"
+                                  "|nor_conv_1x1~0|avg_pool_3x3~1|skip_connect~2|",
+                                  proxies=["params"], devices=["board-py"],
+                                  measurement=QUICK_MEASUREMENT)
+        latency = result.latencies["board-py"]
+        assert latency.code == grpc.StatusCode.OK, latency.message
+        assert latency.median_ms > 0 and latency.runtime == "onnxruntime"

@@ -81,7 +81,7 @@ class JobResult(_message.Message):
     env_after: _common_pb2.DeviceEnv
     throttled: bool
     thermal: _common_pb2.ThermalTrace
-    def __init__(self, job_id: _Optional[str] = ..., stats: _Optional[_Union[_common_pb2.LatencyStats, _Mapping]] = ..., settings: _Optional[_Union[_common_pb2.MeasurementSettings, _Mapping]] = ..., runtime: _Optional[str] = ..., runtime_version: _Optional[str] = ..., execution_provider: _Optional[str] = ..., env_before: _Optional[_Union[_common_pb2.DeviceEnv, _Mapping]] = ..., env_after: _Optional[_Union[_common_pb2.DeviceEnv, _Mapping]] = ..., throttled: _Optional[bool] = ..., thermal: _Optional[_Union[_common_pb2.ThermalTrace, _Mapping]] = ...) -> None: ...
+    def __init__(self, job_id: _Optional[str] = ..., stats: _Optional[_Union[_common_pb2.LatencyStats, _Mapping]] = ..., settings: _Optional[_Union[_common_pb2.MeasurementSettings, _Mapping]] = ..., runtime: _Optional[str] = ..., runtime_version: _Optional[str] = ..., execution_provider: _Optional[str] = ..., env_before: _Optional[_Union[_common_pb2.DeviceEnv, _Mapping]] = ..., env_after: _Optional[_Union[_common_pb2.DeviceEnv, _Mapping]] = ..., throttled: bool = ..., thermal: _Optional[_Union[_common_pb2.ThermalTrace, _Mapping]] = ...) -> None: ...
 
 class JobFailure(_message.Message):
     __slots__ = ("job_id", "kind", "detail")

@@ -103,7 +103,7 @@ class MacroBlock(_message.Message):
     depth: int
     stride: int
     squeeze_excitation: bool
-    def __init__(self, kernel: _Optional[int] = ..., expansion: _Optional[float] = ..., width: _Optional[int] = ..., depth: _Optional[int] = ..., stride: _Optional[int] = ..., squeeze_excitation: _Optional[bool] = ...) -> None: ...
+    def __init__(self, kernel: _Optional[int] = ..., expansion: _Optional[float] = ..., width: _Optional[int] = ..., depth: _Optional[int] = ..., stride: _Optional[int] = ..., squeeze_excitation: bool = ...) -> None: ...
 
 class MacroSpec(_message.Message):
     __slots__ = ("stem_width", "stages", "head_width")
@@ -274,7 +274,7 @@ class ThermalTrace(_message.Message):
     max_cpu_freq_mhz: float
     freq_samples: int
     throttle_reasons: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, cooldown_target_celsius: _Optional[float] = ..., cooldown_reached: _Optional[bool] = ..., cooldown_waited_seconds: _Optional[float] = ..., cooldown_temps_celsius: _Optional[_Iterable[float]] = ..., min_cpu_freq_mhz: _Optional[float] = ..., max_cpu_freq_mhz: _Optional[float] = ..., freq_samples: _Optional[int] = ..., throttle_reasons: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, cooldown_target_celsius: _Optional[float] = ..., cooldown_reached: bool = ..., cooldown_waited_seconds: _Optional[float] = ..., cooldown_temps_celsius: _Optional[_Iterable[float]] = ..., min_cpu_freq_mhz: _Optional[float] = ..., max_cpu_freq_mhz: _Optional[float] = ..., freq_samples: _Optional[int] = ..., throttle_reasons: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ConstraintObjective(_message.Message):
     __slots__ = ("proxy", "latency_budget_ms")
@@ -415,7 +415,7 @@ class LatencyResult(_message.Message):
     job_id: str
     thermal: ThermalTrace
     quantization: str
-    def __init__(self, device_class: _Optional[str] = ..., provenance: _Optional[_Union[Provenance, str]] = ..., status: _Optional[_Union[ItemStatus, _Mapping]] = ..., stats: _Optional[_Union[LatencyStats, _Mapping]] = ..., settings: _Optional[_Union[MeasurementSettings, _Mapping]] = ..., agent_id: _Optional[str] = ..., runtime: _Optional[str] = ..., runtime_version: _Optional[str] = ..., execution_provider: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., env_before: _Optional[_Union[DeviceEnv, _Mapping]] = ..., env_after: _Optional[_Union[DeviceEnv, _Mapping]] = ..., throttled: _Optional[bool] = ..., uncertainty_ms: _Optional[float] = ..., job_id: _Optional[str] = ..., thermal: _Optional[_Union[ThermalTrace, _Mapping]] = ..., quantization: _Optional[str] = ...) -> None: ...
+    def __init__(self, device_class: _Optional[str] = ..., provenance: _Optional[_Union[Provenance, str]] = ..., status: _Optional[_Union[ItemStatus, _Mapping]] = ..., stats: _Optional[_Union[LatencyStats, _Mapping]] = ..., settings: _Optional[_Union[MeasurementSettings, _Mapping]] = ..., agent_id: _Optional[str] = ..., runtime: _Optional[str] = ..., runtime_version: _Optional[str] = ..., execution_provider: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., env_before: _Optional[_Union[DeviceEnv, _Mapping]] = ..., env_after: _Optional[_Union[DeviceEnv, _Mapping]] = ..., throttled: bool = ..., uncertainty_ms: _Optional[float] = ..., job_id: _Optional[str] = ..., thermal: _Optional[_Union[ThermalTrace, _Mapping]] = ..., quantization: _Optional[str] = ...) -> None: ...
 
 class ObjectiveResult(_message.Message):
     __slots__ = ("value", "feasible", "pareto_rank", "percentiles", "status")
@@ -436,4 +436,4 @@ class ObjectiveResult(_message.Message):
     pareto_rank: int
     percentiles: _containers.ScalarMap[str, float]
     status: ItemStatus
-    def __init__(self, value: _Optional[float] = ..., feasible: _Optional[bool] = ..., pareto_rank: _Optional[int] = ..., percentiles: _Optional[_Mapping[str, float]] = ..., status: _Optional[_Union[ItemStatus, _Mapping]] = ...) -> None: ...
+    def __init__(self, value: _Optional[float] = ..., feasible: bool = ..., pareto_rank: _Optional[int] = ..., percentiles: _Optional[_Mapping[str, float]] = ..., status: _Optional[_Union[ItemStatus, _Mapping]] = ...) -> None: ...

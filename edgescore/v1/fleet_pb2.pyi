@@ -43,7 +43,7 @@ class AgentInfo(_message.Message):
     connected_seconds: float
     runtimes: _containers.RepeatedCompositeFieldContainer[RuntimeInfo]
     tags: _containers.ScalarMap[str, str]
-    def __init__(self, agent_id: _Optional[str] = ..., hostname: _Optional[str] = ..., busy: _Optional[bool] = ..., connected_seconds: _Optional[float] = ..., runtimes: _Optional[_Iterable[_Union[RuntimeInfo, _Mapping]]] = ..., tags: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    def __init__(self, agent_id: _Optional[str] = ..., hostname: _Optional[str] = ..., busy: bool = ..., connected_seconds: _Optional[float] = ..., runtimes: _Optional[_Iterable[_Union[RuntimeInfo, _Mapping]]] = ..., tags: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class DeviceClassInfo(_message.Message):
     __slots__ = ("device_class", "agents_online", "agents_busy", "queue_depth", "measurements_done", "runtimes", "agents")

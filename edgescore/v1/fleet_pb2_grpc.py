@@ -5,7 +5,7 @@ import warnings
 
 from edgescore.v1 import fleet_pb2 as edgescore_dot_v1_dot_fleet__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.80.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class FleetServiceStub:
+class FleetServiceStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -41,7 +41,7 @@ class FleetServiceStub:
                 _registered_method=True)
 
 
-class FleetServiceServicer:
+class FleetServiceServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def ListDevices(self, request, context):
@@ -66,7 +66,7 @@ def add_FleetServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class FleetService:
+class FleetService(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod

@@ -27,7 +27,7 @@ class ScoreRequest(_message.Message):
     allow_predicted: bool
     no_cache: bool
     latency_timeout_seconds: float
-    def __init__(self, request_id: _Optional[str] = ..., arch: _Optional[_Union[_common_pb2.ArchSpec, _Mapping]] = ..., proxies: _Optional[_Iterable[_Union[_common_pb2.ProxyRequest, _Mapping]]] = ..., proxy_defaults: _Optional[_Union[_common_pb2.ProxySettings, _Mapping]] = ..., devices: _Optional[_Iterable[_Union[_common_pb2.DeviceTarget, _Mapping]]] = ..., objective: _Optional[_Union[_common_pb2.Objective, _Mapping]] = ..., allow_predicted: _Optional[bool] = ..., no_cache: _Optional[bool] = ..., latency_timeout_seconds: _Optional[float] = ...) -> None: ...
+    def __init__(self, request_id: _Optional[str] = ..., arch: _Optional[_Union[_common_pb2.ArchSpec, _Mapping]] = ..., proxies: _Optional[_Iterable[_Union[_common_pb2.ProxyRequest, _Mapping]]] = ..., proxy_defaults: _Optional[_Union[_common_pb2.ProxySettings, _Mapping]] = ..., devices: _Optional[_Iterable[_Union[_common_pb2.DeviceTarget, _Mapping]]] = ..., objective: _Optional[_Union[_common_pb2.Objective, _Mapping]] = ..., allow_predicted: bool = ..., no_cache: bool = ..., latency_timeout_seconds: _Optional[float] = ...) -> None: ...
 
 class ScoreResult(_message.Message):
     __slots__ = ("request_id", "space", "canonical_arch", "arch_hash", "proxies", "latencies", "objective", "server_version", "seconds")
@@ -83,7 +83,7 @@ class ProxyInfo(_message.Message):
     needs_labels: bool
     defaults: _common_pb2.ProxySettings
     reference: str
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., unit: _Optional[str] = ..., transform: _Optional[str] = ..., needs_data: _Optional[bool] = ..., needs_labels: _Optional[bool] = ..., defaults: _Optional[_Union[_common_pb2.ProxySettings, _Mapping]] = ..., reference: _Optional[str] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., unit: _Optional[str] = ..., transform: _Optional[str] = ..., needs_data: bool = ..., needs_labels: bool = ..., defaults: _Optional[_Union[_common_pb2.ProxySettings, _Mapping]] = ..., reference: _Optional[str] = ...) -> None: ...
 
 class ListProxiesResponse(_message.Message):
     __slots__ = ("proxies",)
@@ -118,7 +118,7 @@ class SearchSpaceInfo(_message.Message):
     default_num_classes: int
     default_input_resolution: int
     available: bool
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., example: _Optional[str] = ..., fields: _Optional[_Mapping[str, str]] = ..., default_num_classes: _Optional[int] = ..., default_input_resolution: _Optional[int] = ..., available: _Optional[bool] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., example: _Optional[str] = ..., fields: _Optional[_Mapping[str, str]] = ..., default_num_classes: _Optional[int] = ..., default_input_resolution: _Optional[int] = ..., available: bool = ...) -> None: ...
 
 class ListSearchSpacesResponse(_message.Message):
     __slots__ = ("spaces",)

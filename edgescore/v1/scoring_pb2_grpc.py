@@ -5,7 +5,7 @@ import warnings
 
 from edgescore.v1 import scoring_pb2 as edgescore_dot_v1_dot_scoring__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.80.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class ScoringServiceStub:
+class ScoringServiceStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -61,7 +61,7 @@ class ScoringServiceStub:
                 _registered_method=True)
 
 
-class ScoringServiceServicer:
+class ScoringServiceServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def Score(self, request, context):
@@ -136,7 +136,7 @@ def add_ScoringServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class ScoringService:
+class ScoringService(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
