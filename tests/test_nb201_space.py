@@ -187,6 +187,20 @@ def test_module_names_and_relus() -> None:
     assert relus and not any(m.inplace for m in relus)  # proxies hook these
 
 
+def test_zero_cost_nas_variant_changes_only_the_cells() -> None:
+    arch = SPACE.parse(MIXED)
+    bench, zc = SPACE.build(arch), SPACE.build(arch, "zero_cost_nas")
+    cell_conv, cell_bn = zc.cells[0].edges["0_to_2"].conv, zc.cells[0].edges["0_to_2"].bn
+    assert cell_conv.bias is not None and bench.cells[0].edges["0_to_2"].conv.bias is None
+    assert not cell_bn.affine and not cell_bn.track_running_stats
+    assert zc.cells[5].conv_a.bn.affine and zc.cells[5].conv_a.conv.bias is None  # reduction
+    assert zc.stem.bn.affine and zc.lastact.bn.affine
+    x = torch.randn(2, 3, 32, 32)
+    assert zc(x).shape == bench(x).shape == (2, 10)
+    with pytest.raises(ValueError, match="variant"):
+        SPACE.build(arch, "xautodl")
+
+
 def test_edge_order_is_normalised() -> None:
     arch = SPACE.parse("|nor_conv_3x3~0|+|none~1|skip_connect~0|+|none~2|none~0|none~1|")
     assert arch.canonical == "|nor_conv_3x3~0|+|skip_connect~0|none~1|+|none~0|none~1|none~2|"

@@ -237,6 +237,37 @@ def test_shared_pass_runs_once_per_settings(names, forwards):
     assert CountingFlatten.rows == 8 * forwards * 3  # one pass per seed
 
 
+class VariantSpace(ToySpace):
+    """A toy space with two networks per arch, as nb201 has ("benchmark", "zero_cost_nas")."""
+
+    network_variants = ("benchmark", "zero_cost_nas")
+
+    def __init__(self) -> None:
+        super().__init__(small_net)
+        self.variants: list[str] = []
+
+    def build(self, arch: ParsedArch, variant: str = "") -> nn.Module:
+        self.variants.append(variant)
+        torch.manual_seed(123 if variant == "zero_cost_nas" else 0)  # a visibly other network
+        return super().build(arch)
+
+
+def test_zero_cost_nas_proxies_default_to_that_network_and_share_its_pass():
+    space = VariantSpace()
+    CountingFlatten.rows = 0
+    calls = [(n, SettingsOverride(batch_size=8, data_kind="synthetic")) for n in GRADIENT_PROXIES]
+    outcomes = compute_proxies(space, toy_arch(), calls)
+    assert space.variants == ["zero_cost_nas"] and CountingFlatten.rows == 8  # one shared pass
+    assert all(o.settings.extra == {"network": "zero_cost_nas"} for o in outcomes)
+    bench = compute_proxies(space, toy_arch(), [("fisher", SettingsOverride(
+        batch_size=8, data_kind="synthetic", extra={"network": "benchmark"}))])[0]
+    assert space.variants[-1] == "" and bench.value != outcomes[3].value  # the space's own
+    # epe_nas has no zero-cost-nas model: it runs on the space's own network.
+    epe = compute_proxies(space, toy_arch(), [("epe_nas", SettingsOverride(
+        batch_size=8, data_kind="synthetic"))])[0]
+    assert space.variants[-1] == "" and "network" not in epe.settings.extra
+
+
 def test_different_settings_do_not_share():
     CountingFlatten.rows = 0
     calls = [("grad_norm", SettingsOverride(batch_size=8, data_kind="synthetic")),

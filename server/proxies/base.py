@@ -13,6 +13,9 @@ from . import data
 
 DATA_KINDS = ("synthetic", "cifar10", "registered")
 INITS = ("default", "kaiming", "xavier", "normal")
+# extra["network"] of the zero-cost-nas proxies: they default to the model that repository scored
+# (a space's variant of that name, e.g. nb201's; spaces without one build their own network).
+ZERO_COST_NAS_NETWORKS = ("zero_cost_nas", "benchmark")
 DEFAULT_SEED = 0
 
 

@@ -37,7 +37,7 @@ BATCH_SIZE_RANGE = (1, 4096)
 REPEATS_RANGE = (1, 100)
 SEED_RANGE = (0, 2**63 - 1)
 MAX_EXTRA_CHARS = 256
-_NETWORK_CACHE_SIZE = 4  # networks kept per request, keyed by (seed, init)
+_NETWORK_CACHE_SIZE = 4  # networks kept per request, keyed by (seed, init, variant)
 # Builds draw initial weights from torch's one global RNG; concurrent requests (server threads)
 # must not interleave between seeding it and finishing the init.
 _GLOBAL_RNG_LOCK = threading.Lock()
@@ -100,6 +100,9 @@ def resolve_settings(proxy: Proxy, override: Optional[SettingsOverride],
         if allowed and value not in allowed:
             raise InvalidArgument(f"{field}.extra[{key}]",
                                   f"unknown value {value!r}; known: {', '.join(allowed)}")
+    for key, allowed in proxy.extra_choices.items():
+        if allowed and key not in extra:
+            extra[key] = allowed[0]  # what the proxy runs with, echoed as settings
     if not proxy.needs_data:
         # Data-free proxies run on their own fixed input; report that, not an unused request.
         batch_size, data_kind, dataset_id = proxy.batch_size, proxy.data_kind, ""
@@ -138,15 +141,25 @@ class _Networks:
 
     def __init__(self, space: SearchSpace, arch: ParsedArch, device: torch.device) -> None:
         self.space, self.arch, self.device = space, arch, device
-        self.cache: OrderedDict[tuple[int, str], nn.Module] = OrderedDict()
+        self.cache: OrderedDict[tuple[int, str, str], nn.Module] = OrderedDict()
 
-    def get(self, seed: int, init: str, private: bool) -> nn.Module:
-        key = (seed, init)
+    def variant_for(self, settings: ResolvedSettings) -> str:
+        """The network a proxy runs on: the one its "network" setting names, if the space can
+        build it; otherwise ("") the space's own (e.g. TE-NAS's small networks, which the proxy
+        builds itself, or a zero-cost-nas model the space does not have)."""
+        wanted = settings.extra.get("network", "")
+        variants = getattr(self.space, "network_variants", ())
+        # The first variant is the space's own network: "" shares it with every other proxy.
+        return wanted if wanted in variants[1:] else ""
+
+    def get(self, seed: int, init: str, private: bool, variant: str = "") -> nn.Module:
+        key = (seed, init, variant)
         if key not in self.cache:
             with _GLOBAL_RNG_LOCK:
                 # Seeding right before the build makes the initial weights a function of the seed.
                 torch.manual_seed(seed)
-                network = self.space.build(self.arch)
+                network = (self.space.build(self.arch, variant) if variant
+                           else self.space.build(self.arch))
                 _apply_init(network, init)
             self.cache[key] = network.to(self.device).train()
             while len(self.cache) > _NETWORK_CACHE_SIZE:
@@ -157,12 +170,13 @@ class _Networks:
 
 
 # What identifies a pass's input: everything that reaches the network or the batch.
-_PassKey = tuple[str, int, str, int, str, str, str]
+_PassKey = tuple[str, int, str, int, str, str, str, str]
 
 
-def _pass_key(shared: SharedPass, settings: ResolvedSettings, normalisation: str) -> _PassKey:
+def _pass_key(shared: SharedPass, settings: ResolvedSettings, normalisation: str,
+              variant: str) -> _PassKey:
     return (shared.name, settings.seed, settings.init, settings.batch_size, settings.data_kind,
-            settings.dataset_id, normalisation)
+            settings.dataset_id, normalisation, variant)
 
 
 @dataclass
@@ -202,10 +216,11 @@ class _Passes:
 
     def get(self, shared: SharedPass, settings: ResolvedSettings, normalisation: str
             ) -> tuple[Any, tuple[str, ...]]:
-        key = _pass_key(shared, settings, normalisation)
+        variant = self.networks.variant_for(settings)
+        key = _pass_key(shared, settings, normalisation, variant)
         entry = self.entries.get(key)
         if entry is None:
-            entry = self.entries[key] = self._run(shared, settings, normalisation)
+            entry = self.entries[key] = self._run(shared, settings, normalisation, variant)
         self.uses[key] -= 1
         if self.uses[key] <= 0:
             self.entries.pop(key, None)
@@ -213,13 +228,14 @@ class _Passes:
             raise _SharedPassFailed(shared, entry.error)
         return entry.result, entry.flags
 
-    def _run(self, shared: SharedPass, settings: ResolvedSettings, normalisation: str
-             ) -> _PassEntry:
+    def _run(self, shared: SharedPass, settings: ResolvedSettings, normalisation: str,
+             variant: str) -> _PassEntry:
         # Only the key's fields reach the pass: a proxy's extra options or repeats must not change
         # a result that other proxies read.
         pass_settings = dataclasses.replace(settings, repeats=1, extra={})
         inp = ProxyInput(
-            network=self.networks.get(settings.seed, settings.init, shared.mutates_network),
+            network=self.networks.get(settings.seed, settings.init, shared.mutates_network,
+                                      variant),
             arch=self.networks.arch, settings=pass_settings, device=self.networks.device,
             normalisation=normalisation)
         try:
@@ -232,13 +248,15 @@ class _Passes:
             return _PassEntry(None, tuple(inp.flags), exc.with_traceback(None))
 
 
-def _planned_pass_uses(plan: Sequence[tuple[Proxy, ResolvedSettings]]) -> Counter:
+def _planned_pass_uses(plan: Sequence[tuple[Proxy, ResolvedSettings]], networks: _Networks
+                       ) -> Counter:
     uses: Counter = Counter()
     for proxy, settings in plan:
         if proxy.shared_pass is not None:
+            variant = networks.variant_for(settings)
             for r in range(settings.repeats):
                 run = dataclasses.replace(settings, seed=settings.seed + r)
-                uses[_pass_key(proxy.shared_pass, run, proxy.normalisation)] += 1
+                uses[_pass_key(proxy.shared_pass, run, proxy.normalisation, variant)] += 1
     return uses
 
 
@@ -261,7 +279,8 @@ def _run_one(proxy: Proxy, settings: ResolvedSettings, networks: _Networks,
             seed = settings.seed + r
             run_settings = dataclasses.replace(settings, seed=seed)
             inp = ProxyInput(
-                network=networks.get(seed, settings.init, proxy.mutates_network),
+                network=networks.get(seed, settings.init, proxy.mutates_network,
+                                     networks.variant_for(settings)),
                 arch=networks.arch, settings=run_settings, device=networks.device,
                 normalisation=proxy.normalisation)
             if proxy.shared_pass is not None:
@@ -308,5 +327,5 @@ def compute_proxies(space: SearchSpace, arch: ParsedArch,
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
     networks = _Networks(space, arch, dev)
-    passes = _Passes(networks, _planned_pass_uses(plan))
+    passes = _Passes(networks, _planned_pass_uses(plan, networks))
     return [_run_one(proxy, settings, networks, passes) for proxy, settings in plan]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from .base import Proxy, ProxyInput
+from .base import ZERO_COST_NAS_NETWORKS, Proxy, ProxyInput
 from .passes import GRADIENTS, LayerGradStats
 
 
@@ -29,4 +29,5 @@ PROXY = Proxy(
     batch_size=64,
     data_kind="cifar10",
     shared_pass=GRADIENTS,
+    extra_choices={"network": ZERO_COST_NAS_NETWORKS},
 )

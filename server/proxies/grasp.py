@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..errors import NumericalFailure
-from .base import Proxy, ProxyInput
+from .base import ZERO_COST_NAS_NETWORKS, Proxy, ProxyInput
 from .passes import chunk_loss, run_in_chunks, scored_layers
 
 
@@ -75,4 +75,5 @@ PROXY = Proxy(
     mutates_network=True,  # gradients in .grad, BN running statistics
     batch_size=64,
     data_kind="cifar10",
+    extra_choices={"network": ZERO_COST_NAS_NETWORKS},
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import NumericalFailure
-from .base import Proxy, ProxyInput
+from .base import ZERO_COST_NAS_NETWORKS, Proxy, ProxyInput
 from .passes import JACOBIAN, JacobianCorrelations
 
 K = 1e-5  # the reference's shift, keeping log and 1/v finite for (near-)zero eigenvalues
@@ -54,4 +54,5 @@ PROXY = Proxy(
     batch_size=64,
     data_kind="cifar10",
     shared_pass=JACOBIAN,
+    extra_choices={"network": ZERO_COST_NAS_NETWORKS},
 )

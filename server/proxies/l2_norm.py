@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from .base import Proxy, ProxyInput
+from .base import ZERO_COST_NAS_NETWORKS, Proxy, ProxyInput
 from .passes import scored_layers
 
 
@@ -28,4 +28,5 @@ PROXY = Proxy(
               "foresight/pruners/measures/l2_norm.py; as NAS-Bench-Suite-Zero (Krishnakumar et "
               "al., NeurIPS 2022 D&B), automl/NASLib naslib/predictors/utils/pruners/measures/"
               "l2_norm.py.",
+    extra_choices={"network": ZERO_COST_NAS_NETWORKS},
 )

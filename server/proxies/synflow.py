@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ..errors import NumericalFailure
-from .base import Proxy, ProxyInput
+from .base import ZERO_COST_NAS_NETWORKS, Proxy, ProxyInput
 
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
@@ -67,4 +67,5 @@ PROXY = Proxy(
               "for Lightweight NAS', ICLR 2021, SamsungLabs/zero-cost-nas "
               "foresight/pruners/measures/synflow.py ('synflow', bn=False).",
     mutates_network=True,
+    extra_choices={"network": ZERO_COST_NAS_NETWORKS},
 )

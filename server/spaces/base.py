@@ -41,12 +41,16 @@ class SearchSpace(Protocol):
     fields: dict[str, str]
     default_num_classes: int
     default_input_resolution: int
+    # Names of the networks `build` can make for one arch (first: the space's own). A proxy whose
+    # reference used another model of the space asks for it by name (engine: extra "network").
+    network_variants: tuple[str, ...]
 
     def parse(self, spec: Any, num_classes: int = 0, input_resolution: int = 0) -> ParsedArch:
         """Validate `spec`; raise errors.InvalidArgument naming the field and the bad token."""
 
-    def build(self, arch: ParsedArch) -> nn.Module:
-        """The full network, as the space's reference code builds it (proxies run on this)."""
+    def build(self, arch: ParsedArch, variant: str = "") -> nn.Module:
+        """The full network, as the space's reference code builds it (proxies run on this);
+        `variant` one of `network_variants` ("" or the first: the space's own)."""
 
     def build_exportable(self, arch: ParsedArch) -> nn.Module:
         """A network with the same outputs and dead parts removed (latency is measured on this)."""

@@ -28,6 +28,12 @@ CELLS_PER_STAGE = 5  # N in the benchmark
 NUM_CLASSES_RANGE = (1, 100_000)
 RESOLUTION_RANGE = (8, 1024)  # two stride-2 blocks need at least 2x2 left at the end
 MAX_SPEC_CHARS = 1_000  # far above any valid string; keeps error messages bounded
+# Networks of one cell that proxies may ask for (the first is the benchmark's own):
+#  "benchmark": NATS-Bench TinyNetwork, cell convs without bias, cell BN affine with running stats.
+#  "zero_cost_nas": SamsungLabs/zero-cost-nas foresight/models/nasbench2 (NAS201Model), which its
+#   proxies were published on: inside cells, convs with bias and BN without affine parameters or
+#   running statistics (affine=False, track_running_stats=False); stem, reductions, head as above.
+NETWORK_VARIANTS = ("benchmark", "zero_cost_nas")
 
 # payload: for node i = 1..3, a tuple of (op, input_node) for inputs 0..i-1, in index order.
 Payload = tuple[tuple[tuple[str, int], ...], ...]
@@ -163,28 +169,37 @@ class Zero(nn.Module):
 
 
 class ReLUConvBN(nn.Sequential):
-    """ReLU -> Conv (no bias) -> BN: the benchmark's conv op and ResNet block half."""
+    """ReLU -> Conv (no bias) -> BN: the benchmark's conv op and ResNet block half. `affine=False`
+    gives zero-cost-nas's cell op: conv with bias, BN without affine parameters or running stats."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int) -> None:
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, affine: bool = True
+                 ) -> None:
         super().__init__(
             OrderedDict(
                 relu=nn.ReLU(inplace=False),
-                conv=nn.Conv2d(c_in, c_out, kernel, stride, padding=kernel // 2, bias=False),
-                bn=nn.BatchNorm2d(c_out, affine=True, track_running_stats=True),
+                conv=nn.Conv2d(c_in, c_out, kernel, stride, padding=kernel // 2, bias=not affine),
+                bn=nn.BatchNorm2d(c_out, affine=affine, track_running_stats=affine),
             )
         )
 
 
-def make_op(op: str, channels: int) -> nn.Module:
+def _check_variant(variant: str) -> None:
+    if variant not in NETWORK_VARIANTS:
+        raise ValueError(f"unknown NB201 network variant {variant!r}; known: "
+                         f"{', '.join(NETWORK_VARIANTS)}")
+
+
+def make_op(op: str, channels: int, variant: str = NETWORK_VARIANTS[0]) -> nn.Module:
     """One cell edge; inside NB201 cells input and output channels are equal and stride is 1."""
+    affine = variant != "zero_cost_nas"
     if op == "none":
         return Zero()
     if op == "skip_connect":
         return nn.Identity()
     if op == "nor_conv_1x1":
-        return ReLUConvBN(channels, channels, 1, 1)
+        return ReLUConvBN(channels, channels, 1, 1, affine)
     if op == "nor_conv_3x3":
-        return ReLUConvBN(channels, channels, 3, 1)
+        return ReLUConvBN(channels, channels, 3, 1, affine)
     if op == "avg_pool_3x3":
         return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
     raise ValueError(f"unknown NB201 op {op!r}")
@@ -197,12 +212,14 @@ def _edge_name(source: int, target: int) -> str:
 class InferCell(nn.Module):
     """A 4-node DAG cell: node i is the sum of op(node j) over its kept edges j -> i."""
 
-    def __init__(self, payload: Payload, channels: int) -> None:
+    def __init__(self, payload: Payload, channels: int, variant: str = NETWORK_VARIANTS[0]
+                 ) -> None:
         super().__init__()
+        _check_variant(variant)
         self.edge_list: list[tuple[int, int]] = []  # (source, target), sorted by target
         self.edges = nn.ModuleDict()
         for j, i, op in _edges(payload):
-            self.edges[_edge_name(j, i)] = make_op(op, channels)
+            self.edges[_edge_name(j, i)] = make_op(op, channels, variant)
             self.edge_list.append((j, i))
 
     def keep_only(self, kept: set[tuple[int, int]]) -> None:
@@ -242,10 +259,12 @@ class ResNetBasicBlock(nn.Module):
 
 
 class TinyNetwork(nn.Module):
-    """Stem, three stages of N cells joined by two reduction blocks, BN+ReLU, pool, linear."""
+    """Stem, three stages of N cells joined by two reduction blocks, BN+ReLU, pool, linear.
+    `variant` (NETWORK_VARIANTS) changes the cells only."""
 
     def __init__(
-        self, payload: Payload, num_classes: int, c: int = STEM_CHANNELS, n: int = CELLS_PER_STAGE
+        self, payload: Payload, num_classes: int, c: int = STEM_CHANNELS, n: int = CELLS_PER_STAGE,
+        variant: str = NETWORK_VARIANTS[0],
     ) -> None:
         super().__init__()
         self.stem = nn.Sequential(
@@ -256,7 +275,7 @@ class TinyNetwork(nn.Module):
         for stage, c_curr in enumerate((c, 2 * c, 4 * c)):
             if stage > 0:
                 self.cells.append(ResNetBasicBlock(c_prev, c_curr, 2))
-            self.cells.extend(InferCell(payload, c_curr) for _ in range(n))
+            self.cells.extend(InferCell(payload, c_curr, variant) for _ in range(n))
             c_prev = c_curr
         self.lastact = nn.Sequential(
             OrderedDict(bn=nn.BatchNorm2d(c_prev), relu=nn.ReLU(inplace=False))
@@ -309,6 +328,7 @@ class Nb201Space:
     }
     default_num_classes = 10
     default_input_resolution = 32
+    network_variants = NETWORK_VARIANTS
 
     def parse(self, spec: Any, num_classes: int = 0, input_resolution: int = 0) -> ParsedArch:
         payload = parse_arch_string(spec)
@@ -331,8 +351,8 @@ class Nb201Space:
             flags=flags,
         )
 
-    def build(self, arch: ParsedArch) -> nn.Module:
-        return TinyNetwork(arch.payload, arch.num_classes)
+    def build(self, arch: ParsedArch, variant: str = "") -> nn.Module:
+        return TinyNetwork(arch.payload, arch.num_classes, variant=variant or NETWORK_VARIANTS[0])
 
     def build_exportable(self, arch: ParsedArch, network: nn.Module | None = None) -> nn.Module:
         """Prune `network` (a copy; default a fresh `build(arch)`), keeping its weights."""
