@@ -70,6 +70,9 @@ class LocalStack:
         args = ["edgescore.server", "--address", f"127.0.0.1:{port}", "--metrics-address",
                 "127.0.0.1", "--metrics-port", "0", "--port-file", str(port_file),
                 "--grace-seconds", "2", *self.server_args]
+        if "--db" not in self.server_args:
+            # The stack's own results store: kept across restarts of this stack, never shared.
+            args += ["--db", str(Path(self._tmp.name) / "results.db")]
         if self.token:
             args += ["--fleet-token", self.token]
         if self.tls:

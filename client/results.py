@@ -63,6 +63,7 @@ class Latency:
     stats: dict = field(repr=False, default_factory=dict)
     # "fp32", "static_int8" or "dynamic_range_int8": how the measured artifact was quantized.
     quantization: str = ""
+    job_id: str = ""  # the agent job that measured it (shared by identical concurrent requests)
 
     @property
     def ok(self) -> bool:
@@ -79,7 +80,8 @@ class Latency:
             s.median_ms if ok else None, s.mean_ms if ok else None, s.p90_ms if ok else None,
             s.std_ms if ok else None, s.n, list(s.samples_ms), r.agent_id, r.runtime,
             r.runtime_version, r.execution_provider, r.artifact_sha256,
-            MessageToDict(r.settings), MessageToDict(s), quantization=r.quantization)
+            MessageToDict(r.settings), MessageToDict(s), quantization=r.quantization,
+            job_id=r.job_id)
 
 
 @dataclass

@@ -29,6 +29,9 @@ class ServerConfig:
     tls_key: str = ""                 # its private key
     tls_client_ca: str = ""           # PEM CA: mutual TLS, clients and agents need a cert it signed
     log_level: str = "INFO"
+    # Results store: "" = SQLite file in the user's data dir, a path, ":memory:" (nothing kept
+    # across restarts), or a postgresql://user:pass@host/db URL.
+    db: str = ""
 
 
 def _coerce(name: str, value: object) -> object:

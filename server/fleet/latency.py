@@ -6,12 +6,17 @@ result, so a latency is never detached from how it was measured.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from typing import Optional
 
 import grpc
+from google.protobuf import json_format
 
 from edgescore.server.errors import InvalidArgument, NotFound, ServerError
 from edgescore.server.export.artifacts import ArtifactStore
@@ -19,7 +24,10 @@ from edgescore.server.export.exporter import EXPORT_SEED, Exporter
 from edgescore.server.export.result import FORMAT_NAMES, PRECISION_NAMES, ExportResult
 from edgescore.server.fleet.fleet import Fleet, JobOutcome, PendingJob
 from edgescore.server.spaces.base import ParsedArch
+from edgescore.server.store import MeasurementKey, Store, canonical_json
 from edgescore.v1 import agent_pb2, common_pb2
+
+log = logging.getLogger(__name__)
 
 # Server-side defaults of the measurement protocol (docs/measurement.md explains them).
 DEFAULT_WARMUP_RUNS = 10
@@ -87,6 +95,14 @@ class LatencyRequest:
     pending: PendingJob | None = None
     error: ServerError | None = None
     quantization: str = ""                     # of the artifact sent, see ExportResult
+    cached: agent_pb2.JobResult | None = None  # a stored measurement: no job was sent
+    cached_agent: str = ""
+    artifact_sha256: str = ""
+    job_key: tuple[str, str, str] | None = None  # (sha256, class, settings) of the shared job
+
+
+def _settings_json(settings: common_pb2.MeasurementSettings) -> str:
+    return canonical_json(json_format.MessageToDict(settings, preserving_proto_field_name=True))
 
 
 @dataclass(frozen=True)
@@ -105,14 +121,20 @@ class LatencyService:
         artifacts: ArtifactStore,
         exporter: Exporter,
         default_timeout: float = 120.0,
+        store: Optional[Store] = None,
+        on_lookup: Callable[[bool], None] = lambda hit: None,
     ) -> None:
         self.fleet = fleet
         self.artifacts = artifacts
         self._exporter = exporter
         self.default_timeout = default_timeout
+        self.store = store
+        self._on_lookup = on_lookup
         self._by_key: dict[ArtifactKey, _Artifact] = {}
         self._key_locks: dict[ArtifactKey, threading.Lock] = {}
         self._lock = threading.Lock()
+        # Identical jobs waiting or running: one job, every request waits on it.
+        self._shared: dict[tuple[str, str, str], tuple[PendingJob, int]] = {}
 
     def check_device_class(self, device_class: str, field: str) -> None:
         if not device_class:
@@ -146,7 +168,8 @@ class LatencyService:
             return sha, result.data, result.quantization
 
     def start(self, arch: ParsedArch, target: LatencyRequest, timeout: float) -> None:
-        """Export and enqueue; an export failure becomes the item's error, not the request's."""
+        """Export, then answer from the store or enqueue (joining an identical pending job);
+        an export failure becomes the item's error, not the request's."""
         s = target.settings
         try:
             sha, data, target.quantization = self.artifact_for(
@@ -154,14 +177,85 @@ class LatencyService:
         except ServerError as exc:
             target.error = exc
             return
-        job = agent_pb2.Job(
-            artifact=agent_pb2.Artifact(
-                sha256=sha, format=s.format, precision=s.precision,
-                data=data, input_name="input", space=arch.space, canonical_arch=arch.canonical),
-            settings=s,
-            timeout_seconds=timeout,
-        )
-        target.pending = self.fleet.submit(target.device_class, job)
+        target.artifact_sha256 = sha
+        settings_json = _settings_json(s)
+        if self._from_store(target, sha, settings_json):
+            return
+        key = (sha, target.device_class, settings_json)
+        with self._lock:
+            shared = self._shared.get(key)
+            if shared is not None and not shared[0].future.done():
+                self._shared[key] = (shared[0], shared[1] + 1)
+                target.pending, target.job_key = shared[0], key
+                return
+            job = agent_pb2.Job(
+                artifact=agent_pb2.Artifact(
+                    sha256=sha, format=s.format, precision=s.precision, data=data,
+                    input_name="input", space=arch.space, canonical_arch=arch.canonical),
+                settings=s,
+                timeout_seconds=timeout,
+            )
+            pending = self.fleet.submit(target.device_class, job)
+            self._shared[key] = (pending, 1)
+            target.pending, target.job_key = pending, key
+        pending.future.add_done_callback(
+            lambda f: self._job_done(f, key, arch))
+
+    def _from_store(self, target: LatencyRequest, sha: str, settings_json: str) -> bool:
+        if self.store is None:
+            return False
+        try:
+            records = self.store.find_measurements(sha, target.device_class, settings_json)
+        except Exception:  # noqa: BLE001 - the store is a cache: measure when it is unreadable
+            log.warning("measurement lookup failed", exc_info=True)
+            records = []
+        hit = next((r for r in records if "job_result" in r.stats), None)
+        self._on_lookup(hit is not None)
+        if hit is None:
+            return False
+        target.cached = json_format.ParseDict(hit.stats["job_result"], agent_pb2.JobResult(),
+                                              ignore_unknown_fields=True)
+        target.cached_agent = hit.agent_id
+        return True
+
+    def _job_done(self, future: Future, key: tuple[str, str, str], arch: ParsedArch) -> None:
+        """Once per job (not per waiter): forget it as shared, keep a measurement."""
+        with self._lock:
+            shared = self._shared.get(key)
+            if shared is not None and shared[0].future is future:
+                del self._shared[key]
+        outcome: JobOutcome = future.result()
+        if self.store is None or not outcome.ok:
+            return
+        r = outcome.result
+        sha, device_class, settings_json = key
+        stats = json_format.MessageToDict(r.stats, preserving_proto_field_name=True)
+        stats["job_result"] = json_format.MessageToDict(r, preserving_proto_field_name=True)
+        try:
+            self.store.put_measurement(
+                MeasurementKey(sha, device_class, r.runtime, r.runtime_version, settings_json),
+                stats, agent_id=outcome.agent_id, space=arch.space, arch=arch.canonical)
+        except Exception:  # noqa: BLE001 - the client still gets its result
+            log.warning("could not store the measurement of job %s", outcome.job_id,
+                        exc_info=True)
+
+    def _give_up(self, target: LatencyRequest) -> JobOutcome:
+        """This waiter's deadline passed: cancel the job only if nobody else waits for it."""
+        pending = target.pending
+        assert pending is not None
+        with self._lock:
+            shared = self._shared.get(target.job_key) if target.job_key else None
+            others = shared is not None and shared[0] is pending and shared[1] > 1
+            if others:
+                self._shared[target.job_key] = (pending, shared[1] - 1)
+        if others:
+            outcome = JobOutcome(pending.job.job_id, failure_kind=common_pb2.TIMEOUT)
+        else:
+            self.fleet.cancel(pending)
+            outcome = pending.future.result()
+        outcome.detail = (f"no measurement from device class '{target.device_class}' "
+                          "within the latency timeout")
+        return outcome
 
     def wait(self, target: LatencyRequest, deadline: float) -> common_pb2.LatencyResult:
         result = common_pb2.LatencyResult(device_class=target.device_class,
@@ -173,6 +267,13 @@ class LatencyService:
             result.status.failure_kind = getattr(target.error, "failure_kind",
                                                  common_pb2.EXPORT_FAILED)
             return result
+        if target.cached is not None:
+            result.job_id = target.cached.job_id
+            result.artifact_sha256 = target.artifact_sha256
+            result.agent_id = target.cached_agent
+            self._fill_measured(result, target, target.cached)
+            result.provenance = common_pb2.CACHED
+            return result
         pending = target.pending
         assert pending is not None
         result.job_id = pending.job.job_id
@@ -180,28 +281,29 @@ class LatencyService:
         try:
             outcome: JobOutcome = pending.future.result(timeout=max(0.0, deadline - time.time()))
         except FutureTimeout:
-            self.fleet.cancel(pending)
-            outcome = pending.future.result()
-            outcome.detail = (f"no measurement from device class '{target.device_class}' "
-                              "within the latency timeout")
+            outcome = self._give_up(target)
         result.agent_id = outcome.agent_id
         if outcome.ok:
-            r = outcome.result
-            result.provenance = common_pb2.MEASURED
-            result.stats.CopyFrom(r.stats)
-            result.settings.CopyFrom(r.settings)
-            # An agent that leaves these unset measured what it was sent.
-            result.settings.format = r.settings.format or target.settings.format
-            result.settings.precision = r.settings.precision or target.settings.precision
-            result.runtime, result.runtime_version = r.runtime, r.runtime_version
-            result.execution_provider = r.execution_provider
-            result.env_before.CopyFrom(r.env_before)
-            result.env_after.CopyFrom(r.env_after)
-            result.throttled = r.throttled
-            result.thermal.CopyFrom(r.thermal)
+            self._fill_measured(result, target, outcome.result)
         else:
             code = _FAILURE_CODES.get(outcome.failure_kind, grpc.StatusCode.INTERNAL)
             result.status.code = code.value[0]
             result.status.message = outcome.detail
             result.status.failure_kind = outcome.failure_kind
         return result
+
+    @staticmethod
+    def _fill_measured(result: common_pb2.LatencyResult, target: LatencyRequest,
+                       r: agent_pb2.JobResult) -> None:
+        result.provenance = common_pb2.MEASURED
+        result.stats.CopyFrom(r.stats)
+        result.settings.CopyFrom(r.settings)
+        # An agent that leaves these unset measured what it was sent.
+        result.settings.format = r.settings.format or target.settings.format
+        result.settings.precision = r.settings.precision or target.settings.precision
+        result.runtime, result.runtime_version = r.runtime, r.runtime_version
+        result.execution_provider = r.execution_provider
+        result.env_before.CopyFrom(r.env_before)
+        result.env_after.CopyFrom(r.env_after)
+        result.throttled = r.throttled
+        result.thermal.CopyFrom(r.thermal)

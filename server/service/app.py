@@ -20,7 +20,9 @@ from edgescore.server.service.agents import AgentServicer
 from edgescore.server.service.fleet_service import FleetServicer
 from edgescore.server.service.interceptors import MetricsInterceptor
 from edgescore.server.service.metrics import Metrics
+from edgescore.server.service.proxy_cache import ProxyCache
 from edgescore.server.service.scoring import ScoringServicer
+from edgescore.server.store import Store, open_store
 from edgescore.v1 import (
     agent_pb2,
     agent_pb2_grpc,
@@ -49,6 +51,7 @@ class ServerApp:
     metrics: Metrics
     health: health.HealthServicer
     scoring: ScoringServicer
+    store: Store
 
     def stop(self, grace: float | None = None) -> None:
         """Drain: report NOT_SERVING, let in-flight RPCs finish within `grace`, then close."""
@@ -57,6 +60,7 @@ class ServerApp:
         self.fleet.close()
         event.wait()
         self.scoring.close()
+        self.store.close()
 
 
 def _exporter(metrics: Metrics) -> Exporter:
@@ -88,7 +92,11 @@ def create_server(address: str = "127.0.0.1:0", config: ServerConfig | None = No
     datasets.STORE.configure(config.dataset_max_bytes, config.dataset_store_bytes)
     fleet = Fleet(config.heartbeat_interval, config.missed_heartbeats)
     metrics.watch_fleet(fleet.snapshot)
-    latency = LatencyService(fleet, ArtifactStore(), _exporter(metrics), config.latency_timeout)
+    store = open_store(config.db or None)
+    log.info("results store: %s %s (schema %d)", store.kind, store.location, store.schema_version())
+    latency = LatencyService(fleet, ArtifactStore(), _exporter(metrics), config.latency_timeout,
+                             store=store, on_lookup=lambda hit: metrics.cache.labels(
+                                 "measurement", "hit" if hit else "miss").inc())
 
     options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -97,7 +105,8 @@ def create_server(address: str = "127.0.0.1:0", config: ServerConfig | None = No
                ("grpc.http2.max_pings_without_data", 0)]
     server = grpc.server(ThreadPoolExecutor(config.workers, thread_name_prefix="grpc"),
                          interceptors=[MetricsInterceptor(metrics)], options=options)
-    scoring = ScoringServicer(latency, metrics, config.device, config.stream_workers)
+    scoring = ScoringServicer(latency, metrics, config.device, config.stream_workers,
+                              ProxyCache(store, config.device))
     scoring_pb2_grpc.add_ScoringServiceServicer_to_server(scoring, server)
     fleet_pb2_grpc.add_FleetServiceServicer_to_server(FleetServicer(fleet), server)
     agent_pb2_grpc.add_AgentServiceServicer_to_server(
@@ -116,4 +125,4 @@ def create_server(address: str = "127.0.0.1:0", config: ServerConfig | None = No
     if port == 0:
         raise RuntimeError(f"could not bind {address}")
     server.start()
-    return ServerApp(server, port, fleet, metrics, health_servicer, scoring)
+    return ServerApp(server, port, fleet, metrics, health_servicer, scoring, store)

@@ -52,12 +52,13 @@ def settings_to_pb(settings: ResolvedSettings) -> common_pb2.ProxySettings:
     )
 
 
-def proxy_result_pb(outcome: ProxyOutcome) -> common_pb2.ProxyResult:
+def proxy_result_pb(outcome: ProxyOutcome, provenance: int = common_pb2.COMPUTED
+                    ) -> common_pb2.ProxyResult:
     result = common_pb2.ProxyResult(
         name=outcome.name,
         unit=outcome.unit,
         transform=outcome.transform,
-        provenance=common_pb2.COMPUTED,
+        provenance=provenance,
         settings=settings_to_pb(outcome.settings),
         compute_seconds=outcome.seconds,
         flags=list(outcome.flags),

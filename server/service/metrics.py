@@ -41,6 +41,8 @@ class Metrics:
             registry=self.registry, buckets=(.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120))
         self.measurements = Counter("edgescore_measurements", "Latency jobs finished",
                                     ["device_class", "outcome"], registry=self.registry)
+        self.cache = Counter("edgescore_cache_lookups", "Store lookups before computing or "
+                             "measuring", ["kind", "outcome"], registry=self.registry)
         self.exports = Counter("edgescore_exports", "Artifact exports", ["format", "outcome"],
                                registry=self.registry)
 

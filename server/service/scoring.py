@@ -18,6 +18,7 @@ from edgescore.server.fleet.latency import LatencyRequest, LatencyService, resol
 from edgescore.server.proxies import datasets, engine, registry
 from edgescore.server.service.convert import override_from_pb, proxy_result_pb, settings_to_pb
 from edgescore.server.service.metrics import Metrics
+from edgescore.server.service.proxy_cache import ProxyCache
 from edgescore.server.service.rpc import abort_with, unary
 from edgescore.server.spaces import registry as spaces
 from edgescore.server.spaces.base import ParsedArch
@@ -31,10 +32,11 @@ MAX_DEVICES_PER_REQUEST = 16
 
 class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
     def __init__(self, latency: LatencyService, metrics: Metrics, device: str = "cpu",
-                 stream_workers: int = 2) -> None:
+                 stream_workers: int = 2, cache: ProxyCache | None = None) -> None:
         self._latency = latency
         self._metrics = metrics
         self._device = device
+        self._cache = cache or ProxyCache(None, device)
         self._stream_pool = ThreadPoolExecutor(stream_workers, thread_name_prefix="score-stream")
 
     # -- one candidate ----------------------------------------------------------------------
@@ -58,7 +60,6 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         for target in targets:  # jobs first, so boards measure while the proxies compute
             self._latency.start(arch, target, timeout)
 
-        outcomes = engine.compute_proxies(space, arch, calls, device=self._device)
         result = scoring_pb2.ScoreResult(
             request_id=request.request_id or uuid.uuid4().hex,
             space=arch.space,
@@ -66,11 +67,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
             arch_hash=arch.arch_hash,
             server_version=edgescore.__version__,
         )
-        for outcome in outcomes:
-            status = "ok" if outcome.error is None else "error"
-            self._metrics.proxy_seconds.labels(outcome.name, arch.space, status).observe(
-                outcome.seconds)
-            result.proxies.append(proxy_result_pb(outcome))
+        result.proxies.extend(self._proxies(space, arch, calls))
         for target in targets:
             latency = self._latency.wait(target, deadline)
             outcome = "ok" if latency.status.code == 0 else "error"
@@ -79,7 +76,32 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         result.seconds = time.perf_counter() - start
         return result
 
+    def _proxies(self, space, arch: ParsedArch, calls: list) -> list[common_pb2.ProxyResult]:
+        """Stored values where the store has them (CACHED), the others computed and stored."""
+        cached = {}
+        for i, (name, _, settings) in enumerate(calls):
+            hit = self._cache.lookup(arch, name, settings)
+            self._metrics.cache.labels("proxy", "miss" if hit is None else "hit").inc()
+            if hit is not None:
+                cached[i] = hit
+        computed = iter(engine.compute_proxies(
+            space, arch, [(n, o) for i, (n, o, _) in enumerate(calls) if i not in cached],
+            device=self._device))
+        results = []
+        for i in range(len(calls)):
+            if i in cached:
+                results.append(proxy_result_pb(cached[i], common_pb2.CACHED))
+                continue
+            outcome = next(computed)
+            status = "ok" if outcome.error is None else "error"
+            self._metrics.proxy_seconds.labels(outcome.name, arch.space, status).observe(
+                outcome.seconds)
+            self._cache.save(arch, outcome)
+            results.append(proxy_result_pb(outcome))
+        return results
+
     def _proxy_calls(self, request: scoring_pb2.ScoreRequest, arch: ParsedArch) -> list:
+        """(name, override, resolved settings) per requested proxy, validated."""
         if len(request.proxies) > MAX_PROXIES_PER_REQUEST:
             raise InvalidArgument("proxies", f"{len(request.proxies)} proxies requested; "
                                              f"at most {MAX_PROXIES_PER_REQUEST}")
@@ -99,7 +121,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
                 # An unknown id is NOT_FOUND for the request, not a per-proxy failure later.
                 datasets.usable(settings.dataset_id, settings.batch_size, arch.input_shape[0],
                                 arch.num_classes, field)
-            calls.append((p.name, override))
+            calls.append((p.name, override, settings))
         return calls
 
     def _latency_targets(self, request: scoring_pb2.ScoreRequest, arch) -> list[LatencyRequest]:
