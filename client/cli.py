@@ -156,6 +156,34 @@ def cmd_eval_proxies(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_hw_study(ns: argparse.Namespace) -> int:
+    try:
+        from edgescore.server.evaluation import hw_study, nb201_eval
+    except ImportError as exc:
+        print(f"error: `edgescore eval hw-study` needs the server extra: pip install "
+              f"'edgescore[server]' ({exc})", file=sys.stderr)
+        return 2
+    proxies_csv = ns.proxies_csv or nb201_eval.default_study_proxies_csv()
+    hw_csv = ns.hw_csv or nb201_eval.default_hw_csv()
+    if proxies_csv is None or hw_csv is None:
+        print("error: give --proxies-csv (from `edgescore eval proxies`) and --hw-csv "
+              "(hw_nas_bench_c10_dev.csv)", file=sys.stderr)
+        return 2
+    config = hw_study.StudyConfig(
+        proxies_csv=proxies_csv, hw_csv=hw_csv, out=ns.out,
+        devices=_split(ns.devices) or hw_study.DEVICES,
+        quantiles=[float(q) for q in _split(ns.quantiles)] or hw_study.QUANTILES,
+        proxies=_split(ns.proxies) or None, ensemble=_split(ns.ensemble),
+        offline=ns.offline, archs=ns.archs)
+    try:
+        hw_study.run_study(config)
+    except hw_study.StudyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print((ns.out / "study.md").read_text())
+    return 0
+
+
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     from pathlib import Path
 
@@ -186,6 +214,28 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    help="sample only archs NASLib scored, so the agreement column has all n")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval_proxies)
+
+    h = what.add_parser(
+        "hw-study", help="the survey's hardware-aware study on HW-NAS-Bench replay devices",
+        description="For each device and latency budget (quantiles of its latencies), each "
+                    "proxy picks its best feasible arch: report the accuracy gap to the best "
+                    "feasible arch and Kendall tau inside the feasible set. Latencies come from "
+                    "replay agents through a local server (or the table with --offline).")
+    h.add_argument("--proxies-csv", type=Path,
+                   help="per_arch.csv of `edgescore eval proxies` (default: the committed "
+                        "1,000-arch CIFAR-10 run)")
+    h.add_argument("--hw-csv", type=Path, help="hw_nas_bench_c10_dev.csv (default: "
+                                               "../shared/data/nb201/ of the checkout)")
+    h.add_argument("--devices", default="", help="comma-separated (default: all six)")
+    h.add_argument("--quantiles", default="", help="budget quantiles in %% (default 25,50,75)")
+    h.add_argument("--proxies", default="", help="comma-separated (default: every column)")
+    h.add_argument("--ensemble", default="synflow,jacob_cov,naswot",
+                   help="proxies rank-averaged into one more (empty: none)")
+    h.add_argument("--archs", type=int, default=0, help="first N rows only (default all)")
+    h.add_argument("--offline", action="store_true",
+                   help="read latencies from the table instead of replay agents + server")
+    h.add_argument("--out", type=Path, default=Path("out") / "hw-study")
+    h.set_defaults(func=cmd_eval_hw_study)
 
 
 def build_parser() -> argparse.ArgumentParser:

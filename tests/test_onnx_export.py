@@ -67,3 +67,26 @@ def test_parity_failure_is_reported() -> None:
         network.classifier.weight.mul_(3.0)
     with pytest.raises(FailedPrecondition, match="^parity failed"):
         check_parity(data, network, SHAPE)
+
+
+def test_concurrent_exports_of_different_archs_succeed_and_match_sequential() -> None:
+    # torch.onnx.export keeps module-global state, and builds draw from the global RNG: the
+    # server's threads export one at a time and seed under one lock.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from edgescore.server.export.exporter import Exporter
+    from edgescore.v1 import common_pb2
+
+    specs = ["|nor_conv_3x3~0|+|nor_conv_1x1~0|none~1|+|skip_connect~0|avg_pool_3x3~1|none~2|",
+             "|nor_conv_1x1~0|+|skip_connect~0|nor_conv_3x3~1|+|none~0|none~1|nor_conv_3x3~2|",
+             "|avg_pool_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|nor_conv_1x1~0|none~1|none~2|",
+             "|skip_connect~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|avg_pool_3x3~0|none~1|none~2|"]
+    exporter = Exporter()
+
+    def export(spec: str) -> bytes:
+        return exporter.export(SPACE.parse(spec), common_pb2.ONNX, common_pb2.FP32, 1).data
+
+    sequential = [export(s) for s in specs]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(2):
+            assert list(pool.map(export, specs)) == sequential

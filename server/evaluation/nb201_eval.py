@@ -76,6 +76,16 @@ def default_accuracy_csv() -> Optional[Path]:
     return _repo_shared("data", "nb201", "accuracy_dev.csv")
 
 
+def default_hw_csv() -> Optional[Path]:
+    return _repo_shared("data", "nb201", "hw_nas_bench_c10_dev.csv")
+
+
+def default_study_proxies_csv() -> Optional[Path]:
+    """The committed 1,000-arch CIFAR-10 evaluation of this checkout, if there is one."""
+    path = REPO_ROOT / "docs" / "evaluation" / "nb201-cifar10-1000-seed42" / "per_arch.csv"
+    return path if path.is_file() else None
+
+
 def default_anchors_csv() -> Optional[Path]:
     return _repo_shared("anchors", "reference_correlations.csv")
 

@@ -15,6 +15,7 @@ from torch import nn
 
 from edgescore.v1 import common_pb2
 
+from ..global_rng import GLOBAL_RNG_LOCK
 from ..spaces import registry as spaces
 from ..spaces.base import ParsedArch
 from . import calibration, onnx_int8, parity, tflite_int8
@@ -40,7 +41,7 @@ EXPORT_SEED = 0
 
 def build_network(arch: ParsedArch) -> nn.Module:
     """The exportable network of `arch` with the export seed's weights (global RNG untouched)."""
-    with torch.random.fork_rng(devices=[]):
+    with GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(EXPORT_SEED)
         return spaces.get_space(arch.space).build_exportable(arch)
 

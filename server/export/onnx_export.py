@@ -7,6 +7,7 @@ CNNs fully, and gives the same bytes for the same weights, so an export can be c
 from __future__ import annotations
 
 import io
+import threading
 import warnings
 
 import numpy as np
@@ -18,6 +19,9 @@ from ..errors import FailedPrecondition
 
 OPSET = 17
 OUTPUT_NAME = "logits"
+# torch.onnx.export keeps its state in module globals (GLOBALS.in_onnx_export...): two threads
+# exporting at once fail each other's assertions, so the server's exports run one at a time.
+_EXPORT_LOCK = threading.Lock()
 
 
 def _training_modes(module: nn.Module) -> dict[nn.Module, bool]:
@@ -38,7 +42,7 @@ def export_onnx(
     module.eval()
     buffer = io.BytesIO()
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        with _EXPORT_LOCK, warnings.catch_warnings(), torch.no_grad():
             # The legacy exporter warns that it is deprecated on every call; that is known here.
             warnings.simplefilter("ignore", category=DeprecationWarning)
             torch.onnx.export(

@@ -98,7 +98,7 @@ class LatencyRequest:
     cached: agent_pb2.JobResult | None = None  # a stored measurement: no job was sent
     cached_agent: str = ""
     artifact_sha256: str = ""
-    job_key: tuple[str, str, str] | None = None  # (sha256, class, settings) of the shared job
+    job_key: tuple[str, str, str, str] | None = None  # (sha256, class, settings, arch)
 
 
 def _settings_json(settings: common_pb2.MeasurementSettings) -> str:
@@ -133,8 +133,11 @@ class LatencyService:
         self._by_key: dict[ArtifactKey, _Artifact] = {}
         self._key_locks: dict[ArtifactKey, threading.Lock] = {}
         self._lock = threading.Lock()
-        # Identical jobs waiting or running: one job, every request waits on it.
-        self._shared: dict[tuple[str, str, str], tuple[PendingJob, int]] = {}
+        # Identical jobs waiting or running: one job, every request waits on it. The arch is part
+        # of the identity although equal artifacts time alike on a board: a replay agent answers
+        # by arch string, and two strings can export to one artifact.
+        self._shared: dict[tuple[str, str, str, str], tuple[PendingJob, int]] = {}
+        self._job_locks: dict[tuple[str, str, str, str], threading.Lock] = {}
 
     def check_device_class(self, device_class: str, field: str) -> None:
         if not device_class:
@@ -179,15 +182,20 @@ class LatencyService:
             return
         target.artifact_sha256 = sha
         settings_json = _settings_json(s)
-        if self._from_store(target, sha, settings_json):
+        if self._from_store(target, sha, settings_json, arch.canonical):
             return
-        key = (sha, target.device_class, settings_json)
+        key = (sha, target.device_class, settings_json, arch.canonical)
         with self._lock:
-            shared = self._shared.get(key)
-            if shared is not None and not shared[0].future.done():
-                self._shared[key] = (shared[0], shared[1] + 1)
-                target.pending, target.job_key = shared[0], key
-                return
+            job_lock = self._job_locks.setdefault(key, threading.Lock())
+        # Never submit under self._lock: the fleet completes jobs (and runs _job_done, which
+        # takes self._lock) while holding its own lock, so that order would deadlock.
+        with job_lock:
+            with self._lock:
+                shared = self._shared.get(key)
+                if shared is not None and not shared[0].future.done():
+                    self._shared[key] = (shared[0], shared[1] + 1)
+                    target.pending, target.job_key = shared[0], key
+                    return
             job = agent_pb2.Job(
                 artifact=agent_pb2.Artifact(
                     sha256=sha, format=s.format, precision=s.precision, data=data,
@@ -196,12 +204,14 @@ class LatencyService:
                 timeout_seconds=timeout,
             )
             pending = self.fleet.submit(target.device_class, job)
-            self._shared[key] = (pending, 1)
+            with self._lock:
+                self._shared[key] = (pending, 1)
             target.pending, target.job_key = pending, key
         pending.future.add_done_callback(
             lambda f: self._job_done(f, key, arch))
 
-    def _from_store(self, target: LatencyRequest, sha: str, settings_json: str) -> bool:
+    def _from_store(self, target: LatencyRequest, sha: str, settings_json: str,
+                    canonical: str) -> bool:
         if self.store is None:
             return False
         try:
@@ -209,7 +219,7 @@ class LatencyService:
         except Exception:  # noqa: BLE001 - the store is a cache: measure when it is unreadable
             log.warning("measurement lookup failed", exc_info=True)
             records = []
-        hit = next((r for r in records if "job_result" in r.stats), None)
+        hit = next((r for r in records if "job_result" in r.stats and r.arch == canonical), None)
         self._on_lookup(hit is not None)
         if hit is None:
             return False
@@ -218,17 +228,19 @@ class LatencyService:
         target.cached_agent = hit.agent_id
         return True
 
-    def _job_done(self, future: Future, key: tuple[str, str, str], arch: ParsedArch) -> None:
+    def _job_done(self, future: Future, key: tuple[str, str, str, str], arch: ParsedArch
+                  ) -> None:
         """Once per job (not per waiter): forget it as shared, keep a measurement."""
         with self._lock:
             shared = self._shared.get(key)
             if shared is not None and shared[0].future is future:
                 del self._shared[key]
+                self._job_locks.pop(key, None)
         outcome: JobOutcome = future.result()
         if self.store is None or not outcome.ok:
             return
         r = outcome.result
-        sha, device_class, settings_json = key
+        sha, device_class, settings_json, _ = key
         stats = json_format.MessageToDict(r.stats, preserving_proto_field_name=True)
         stats["job_result"] = json_format.MessageToDict(r, preserving_proto_field_name=True)
         try:

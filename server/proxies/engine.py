@@ -7,7 +7,6 @@ import copy
 import dataclasses
 import logging
 import math
-import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import InvalidArgument, NumericalFailure, ResourceExhausted, ServerError
+from ..global_rng import GLOBAL_RNG_LOCK
 from ..spaces.base import ParsedArch, SearchSpace
 from . import data
 from .base import (
@@ -38,9 +38,6 @@ REPEATS_RANGE = (1, 100)
 SEED_RANGE = (0, 2**63 - 1)
 MAX_EXTRA_CHARS = 256
 _NETWORK_CACHE_SIZE = 4  # networks kept per request, keyed by (seed, init, variant)
-# Builds draw initial weights from torch's one global RNG; concurrent requests (server threads)
-# must not interleave between seeding it and finishing the init.
-_GLOBAL_RNG_LOCK = threading.Lock()
 
 
 @dataclass
@@ -155,7 +152,7 @@ class _Networks:
     def get(self, seed: int, init: str, private: bool, variant: str = "") -> nn.Module:
         key = (seed, init, variant)
         if key not in self.cache:
-            with _GLOBAL_RNG_LOCK:
+            with GLOBAL_RNG_LOCK:
                 # Seeding right before the build makes the initial weights a function of the seed.
                 torch.manual_seed(seed)
                 network = (self.space.build(self.arch, variant) if variant
