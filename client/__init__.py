@@ -5,6 +5,7 @@ Needs only grpcio and protobuf (the `[client]` extra); never imports torch or se
 
 from edgescore.client.api import Client
 from edgescore.client.errors import EdgescoreError
-from edgescore.client.results import DeviceClass, Latency, ProxyValue, ScoreResult
+from edgescore.client.results import DeviceClass, Latency, ObjectiveValue, ProxyValue, ScoreResult
 
-__all__ = ["Client", "DeviceClass", "EdgescoreError", "Latency", "ProxyValue", "ScoreResult"]
+__all__ = ["Client", "DeviceClass", "EdgescoreError", "Latency", "ObjectiveValue", "ProxyValue",
+           "ScoreResult"]

@@ -96,12 +96,15 @@ class Client:
         dataset_id: str = "",
         latency_timeout: float = 0.0,
         request_id: str = "",
+        objective: common_pb2.Objective | None = None,
     ) -> ScoreResult:
         """Proxy scores and measured latencies of one candidate.
 
         `proxy_settings` holds ProxySettings fields applied to every proxy (batch_size, init,
         repeats...); `measurement` holds MeasurementSettings fields for every device.
         `dataset_id` (from `register_dataset`) makes every data-using proxy run on that batch.
+        `objective` (v1 Objective: constraint, mnas, pareto) combines them into
+        `ScoreResult.objective`.
         """
         defaults = common_pb2.ProxySettings(**dict(proxy_settings or {}))
         if seed is not None:
@@ -117,6 +120,7 @@ class Client:
             proxy_defaults=defaults,
             devices=[common_pb2.DeviceTarget(device_class=d, settings=settings) for d in devices],
             latency_timeout_seconds=latency_timeout,
+            objective=objective,
         )
         return ScoreResult.from_pb(self._call(self._scoring.Score, request))
 

@@ -85,6 +85,25 @@ class Latency:
 
 
 @dataclass
+class ObjectiveValue:
+    """The request's combined score (v1 ObjectiveResult); value None when it could not be
+    computed (e.g. a proxy or latency it needs failed: see message)."""
+
+    value: float | None
+    feasible: bool
+    pareto_rank: int
+    percentiles: dict[str, float]
+    code: grpc.StatusCode
+    message: str
+
+    @classmethod
+    def from_pb(cls, o: common_pb2.ObjectiveResult) -> ObjectiveValue:
+        code, message = _status(o.status)
+        return cls(o.value if code == grpc.StatusCode.OK else None, o.feasible, o.pareto_rank,
+                   dict(o.percentiles), code, message)
+
+
+@dataclass
 class ScoreResult:
     request_id: str
     space: str
@@ -93,12 +112,14 @@ class ScoreResult:
     proxies: dict[str, ProxyValue]
     latencies: dict[str, Latency]
     seconds: float
+    objective: ObjectiveValue | None = None  # when the request had an objective
 
     @classmethod
     def from_pb(cls, r: scoring_pb2.ScoreResult) -> ScoreResult:
         return cls(r.request_id, r.space, r.canonical_arch, r.arch_hash,
                    {p.name: ProxyValue.from_pb(p) for p in r.proxies},
-                   {lat.device_class: Latency.from_pb(lat) for lat in r.latencies}, r.seconds)
+                   {lat.device_class: Latency.from_pb(lat) for lat in r.latencies}, r.seconds,
+                   ObjectiveValue.from_pb(r.objective) if r.HasField("objective") else None)
 
 
 @dataclass

@@ -13,9 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 
 import edgescore
-from edgescore.server.errors import InvalidArgument, ServerError, Unimplemented, status_of
+from edgescore.server.errors import InvalidArgument, ServerError, status_of
 from edgescore.server.fleet.latency import LatencyRequest, LatencyService, resolve_measurement
 from edgescore.server.proxies import datasets, engine, registry
+from edgescore.server.service import objective
 from edgescore.server.service.convert import override_from_pb, proxy_result_pb, settings_to_pb
 from edgescore.server.service.metrics import Metrics
 from edgescore.server.service.proxy_cache import ProxyCache
@@ -37,19 +38,21 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         self._metrics = metrics
         self._device = device
         self._cache = cache or ProxyCache(None, device)
+        self._studies = objective.Studies()
         self._stream_pool = ThreadPoolExecutor(stream_workers, thread_name_prefix="score-stream")
 
     # -- one candidate ----------------------------------------------------------------------
 
-    def score(self, request: scoring_pb2.ScoreRequest) -> scoring_pb2.ScoreResult:
-        """Score one candidate; raises ServerError for request-level problems."""
+    def score(self, request: scoring_pb2.ScoreRequest, stream_study: str = ""
+              ) -> scoring_pb2.ScoreResult:
+        """Score one candidate; raises ServerError for request-level problems. `stream_study`:
+        the Pareto study of the ScoreStream the request came in (when it names none)."""
         start = time.perf_counter()
         which = request.arch.WhichOneof("spec")
         space, arch = spaces.parse_arch(
             which, getattr(request.arch, which) if which else None,
             request.arch.num_classes, request.arch.input_resolution)
-        if request.objective.WhichOneof("kind"):
-            raise Unimplemented("objective: combined scoring is not served by this build yet")
+        objective.validate(request)
         calls = self._proxy_calls(request, arch)
         targets = self._latency_targets(request, arch)
 
@@ -73,6 +76,9 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
             outcome = "ok" if latency.status.code == 0 else "error"
             self._metrics.measurements.labels(target.device_class, outcome).inc()
             result.latencies.append(latency)
+        combined = objective.evaluate(request, result, self._studies, stream_study)
+        if combined is not None:
+            result.objective.CopyFrom(combined)
         result.seconds = time.perf_counter() - start
         return result
 
@@ -145,12 +151,13 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
                     context: grpc.ServicerContext) -> Iterator[scoring_pb2.ScoreStreamItem]:
         done: queue.Queue = queue.Queue()
         state = {"submitted": 0, "reader_done": False}
+        study = f"stream-{uuid.uuid4().hex}"  # a Pareto objective without a study ranks here
         lock = threading.Lock()
 
         def run(req: scoring_pb2.ScoreRequest) -> scoring_pb2.ScoreStreamItem:
             try:
                 return scoring_pb2.ScoreStreamItem(request_id=req.request_id,
-                                                   result=self.score(req))
+                                                   result=self.score(req, study))
             except Exception as exc:  # noqa: BLE001 - per-item error boundary
                 code, message = status_of(exc)
                 if not isinstance(exc, ServerError):

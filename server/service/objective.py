@@ -1,0 +1,145 @@
+"""A request's objective (v1 Objective) evaluated on its own proxy values and latencies.
+
+`constraint` and `mnas` judge one candidate by itself. `pareto` ranks it among the candidates of a
+study: a named study (`ParetoObjective.study`) collects every candidate scored under that name on
+this server; without a name the batch is the request itself (rank 1), and each ScoreStream is a
+study of its own. `weighted_rank` needs reference populations of the space and is not served yet.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import threading
+from collections import OrderedDict
+from typing import Optional
+
+import grpc
+
+from edgescore.server.errors import InvalidArgument, ResourceExhausted, Unimplemented
+from edgescore.server.scoring import objectives
+from edgescore.v1 import common_pb2, scoring_pb2
+
+MAX_STUDIES = 1_000
+MAX_STUDY_POINTS = 200_000
+MAX_STUDY_NAME = 200
+
+
+def validate(request: scoring_pb2.ScoreRequest) -> None:
+    """Request-level checks, before any work: the objective may only use what is requested."""
+    kind = request.objective.WhichOneof("kind")
+    if kind is None:
+        return
+    proxies = {p.name for p in request.proxies}
+    devices = {d.device_class for d in request.devices}
+    o = getattr(request.objective, kind)
+    field = f"objective.{kind}"
+
+    def need_proxy(name: str) -> None:
+        if name not in proxies:
+            raise InvalidArgument(f"{field}.proxy", f"'{name}' is not among the requested proxies")
+
+    def need_device(name: str, where: str) -> None:
+        if name not in devices:
+            raise InvalidArgument(f"{field}.{where}",
+                                  f"device class '{name}' is not among the requested devices")
+
+    if kind == "constraint":
+        need_proxy(o.proxy)
+        if not o.latency_budget_ms:
+            raise InvalidArgument(f"{field}.latency_budget_ms", "needs at least one device")
+        for device, budget in o.latency_budget_ms.items():
+            need_device(device, "latency_budget_ms")
+            if not budget > 0:
+                raise InvalidArgument(f"{field}.latency_budget_ms[{device}]", "must be > 0 ms")
+    elif kind == "mnas":
+        need_proxy(o.proxy)
+        need_device(o.device_class, "device_class")
+        if not o.target_latency_ms > 0:
+            raise InvalidArgument(f"{field}.target_latency_ms", "must be > 0 ms")
+        if not math.isfinite(o.w):
+            raise InvalidArgument(f"{field}.w", "must be finite")
+    elif kind == "pareto":
+        need_proxy(o.proxy)
+        need_device(o.device_class, "device_class")
+        if len(o.study) > MAX_STUDY_NAME:
+            raise InvalidArgument(f"{field}.study", f"at most {MAX_STUDY_NAME} characters")
+    else:
+        raise Unimplemented(f"{field}: weighted_rank needs reference populations of the space, "
+                            "which this build does not serve yet; use constraint, mnas or pareto")
+
+
+def front_ranks(points: list[tuple[float, float]]) -> list[int]:
+    """Non-dominated sorting of (score up, latency down) points in O(n log n): 1 = first front.
+    Processed by score descending (then latency ascending), a point's dominators come before it;
+    it joins the first front whose lowest latency so far is above its own (an identical point
+    joins its twin's front: equal points do not dominate each other)."""
+    order = sorted(range(len(points)), key=lambda i: (-points[i][0], points[i][1]))
+    best: list[float] = []  # per front, the lowest latency of its points so far (ascending)
+    ranks = [0] * len(points)
+    previous: Optional[int] = None
+    for i in order:
+        if previous is not None and points[previous] == points[i]:
+            ranks[i] = ranks[previous]
+        else:
+            front = bisect.bisect_right(best, points[i][1])
+            if front == len(best):
+                best.append(points[i][1])
+            else:
+                best[front] = min(best[front], points[i][1])
+            ranks[i] = front + 1
+        previous = i
+    return ranks
+
+
+class Studies:
+    """Named collections of (proxy, latency) points, in memory, bounded."""
+
+    def __init__(self) -> None:
+        self._points: OrderedDict[str, list[tuple[float, float]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add_and_rank(self, name: str, point: tuple[float, float]) -> int:
+        with self._lock:
+            points = self._points.setdefault(name, [])
+            if len(points) >= MAX_STUDY_POINTS:
+                raise ResourceExhausted(f"study '{name}' holds {MAX_STUDY_POINTS} candidates, "
+                                        "the most one study may hold")
+            points.append(point)
+            self._points.move_to_end(name)
+            while len(self._points) > MAX_STUDIES:
+                self._points.popitem(last=False)
+            snapshot = list(points)
+        return front_ranks(snapshot)[-1]
+
+
+def evaluate(request: scoring_pb2.ScoreRequest, result: scoring_pb2.ScoreResult,
+             studies: Studies, stream_study: str = "") -> Optional[common_pb2.ObjectiveResult]:
+    kind = request.objective.WhichOneof("kind")
+    if kind is None:
+        return None
+    o = getattr(request.objective, kind)
+    candidate = objectives.Candidate(
+        proxies={p.name: p.value for p in result.proxies if p.status.code == 0},
+        latency_ms={lat.device_class: lat.stats.median_ms for lat in result.latencies
+                    if lat.status.code == 0})
+    if kind == "constraint":
+        (out,) = objectives.constraint([candidate], o.proxy, dict(o.latency_budget_ms))
+    elif kind == "mnas":
+        (out,) = objectives.mnas([candidate], o.proxy, o.device_class, o.target_latency_ms,
+                                 w=o.w or None)
+    else:
+        (out,) = objectives.pareto([candidate], o.proxy, o.device_class)
+        study = o.study or stream_study
+        if study and not out.error:
+            rank = studies.add_and_rank(study, (candidate.proxies[o.proxy],
+                                                candidate.latency_ms[o.device_class]))
+            out = objectives.Outcome(value=-float(rank), pareto_rank=rank)
+    pb = common_pb2.ObjectiveResult(feasible=out.feasible, pareto_rank=out.pareto_rank,
+                                    percentiles=dict(out.percentiles))
+    if out.error:
+        pb.status.code = grpc.StatusCode.FAILED_PRECONDITION.value[0]
+        pb.status.message = f"objective.{kind}: {out.error}"
+    else:
+        pb.value = out.value
+    return pb

@@ -1,0 +1,102 @@
+"""Objectives in Score: hand-made cases on HW-NAS-Bench replay latencies (known exactly)."""
+
+from __future__ import annotations
+
+import random
+
+import grpc
+import pytest
+from conftest import SHARED
+
+from edgescore.client import EdgescoreError
+from edgescore.client.launcher import LocalStack
+from edgescore.device_agent.replay import ReplayTable, normalise_nb201
+from edgescore.server.scoring.objectives import pareto_fronts
+from edgescore.server.service.objective import front_ranks
+from edgescore.v1 import common_pb2
+
+HW_CSV = SHARED / "data" / "nb201" / "hw_nas_bench_c10_dev.csv"
+# Three archs the table has, in its order (values differ in both params and latency).
+ARCHS = list(ReplayTable(HW_CSV, "raspi4").latency_ms)[:3]
+
+
+def test_front_ranks_equal_the_reference_sorting_on_random_points() -> None:
+    rng = random.Random(0)
+    for _ in range(50):
+        n = rng.randint(1, 30)
+        pts = [(float(rng.randint(0, 5)), float(rng.randint(0, 5))) for _ in range(n)]
+        assert front_ranks(pts) == pareto_fronts(pts)
+
+
+@pytest.fixture(scope="module")
+def replay_stack():
+    table = ReplayTable(HW_CSV, "raspi4")
+    latency = {arch: table.latency_ms[normalise_nb201(arch)] for arch in ARCHS}
+    with LocalStack(agents={}) as stack:
+        stack.start_agent("raspi4", extra=["--replay", "hw-nas-bench", "--csv", str(HW_CSV),
+                                           "--device", "raspi4"])
+        stack.wait_for_agents({"raspi4": 1})
+        with stack.client(timeout=300) as client:
+            yield client, latency
+
+
+def score(client, arch, objective):
+    return client.score(arch, ["params"], ["raspi4"], objective=objective)
+
+
+def test_constraint_budget_edge_is_feasible_and_just_below_is_not(replay_stack) -> None:
+    client, latency = replay_stack
+    arch = ARCHS[0]
+    at = common_pb2.Objective(constraint=common_pb2.ConstraintObjective(
+        proxy="params", latency_budget_ms={"raspi4": latency[arch]}))
+    result = score(client, arch, at)
+    assert result.objective.feasible and result.objective.value == result.proxies["params"].value
+    below = common_pb2.Objective(constraint=common_pb2.ConstraintObjective(
+        proxy="params", latency_budget_ms={"raspi4": latency[arch] * (1 - 1e-9)}))
+    assert not score(client, arch, below).objective.feasible
+
+
+def test_mnas_reward_by_hand(replay_stack) -> None:
+    client, latency = replay_stack
+    arch, target = ARCHS[1], 20.0
+    objective = common_pb2.Objective(mnas=common_pb2.MnasObjective(
+        proxy="params", device_class="raspi4", target_latency_ms=target))
+    result = score(client, arch, objective)
+    params = result.proxies["params"].value
+    assert result.objective.value == pytest.approx(params * (latency[arch] / target) ** -0.07)
+    assert result.objective.feasible == (latency[arch] <= target)
+
+
+def test_pareto_rank_within_a_named_study(replay_stack) -> None:
+    client, latency = replay_stack
+    objective = common_pb2.Objective(pareto=common_pb2.ParetoObjective(
+        proxy="params", device_class="raspi4", study=f"s{random.random()}"))
+    seen, ranks = [], []
+    for arch in ARCHS:
+        result = score(client, arch, objective)
+        seen.append((result.proxies["params"].value, latency[arch]))
+        ranks.append(result.objective.pareto_rank)
+        assert ranks[-1] == pareto_fronts(seen)[-1]  # its front among the study so far
+    alone = score(client, ARCHS[2], common_pb2.Objective(pareto=common_pb2.ParetoObjective(
+        proxy="params", device_class="raspi4")))
+    assert alone.objective.pareto_rank == 1  # no study: the request is its own batch
+
+
+@pytest.mark.parametrize("objective, code, field", [
+    (common_pb2.Objective(mnas=common_pb2.MnasObjective(proxy="synflow", device_class="raspi4",
+                                                        target_latency_ms=5)),
+     grpc.StatusCode.INVALID_ARGUMENT, "objective.mnas.proxy"),
+    (common_pb2.Objective(constraint=common_pb2.ConstraintObjective(
+        proxy="params", latency_budget_ms={"pixel3": 5})),
+     grpc.StatusCode.INVALID_ARGUMENT, "objective.constraint.latency_budget_ms"),
+    (common_pb2.Objective(mnas=common_pb2.MnasObjective(proxy="params", device_class="raspi4")),
+     grpc.StatusCode.INVALID_ARGUMENT, "objective.mnas.target_latency_ms"),
+    (common_pb2.Objective(weighted_rank=common_pb2.WeightedRankObjective(
+        proxy_weights={"params": 1})), grpc.StatusCode.UNIMPLEMENTED, "weighted_rank"),
+])
+def test_bad_objectives_fail_the_request_naming_the_field(replay_stack, objective, code,
+                                                         field) -> None:
+    client, _ = replay_stack
+    with pytest.raises(EdgescoreError) as err:
+        score(client, ARCHS[0], objective)
+    assert err.value.code == code and field in str(err.value)
