@@ -97,6 +97,8 @@ class Client:
         latency_timeout: float = 0.0,
         request_id: str = "",
         objective: common_pb2.Objective | None = None,
+        allow_predicted: bool = False,
+        no_cache: bool = False,
     ) -> ScoreResult:
         """Proxy scores and measured latencies of one candidate.
 
@@ -104,7 +106,9 @@ class Client:
         repeats...); `measurement` holds MeasurementSettings fields for every device.
         `dataset_id` (from `register_dataset`) makes every data-using proxy run on that batch.
         `objective` (v1 Objective: constraint, mnas, pareto) combines them into
-        `ScoreResult.objective`.
+        `ScoreResult.objective`. `allow_predicted`: a class with no agent online is answered by
+        the latency predictor (provenance PREDICTED, `uncertainty_ms`); `no_cache`: recompute and
+        remeasure instead of serving stored results.
         """
         defaults = common_pb2.ProxySettings(**dict(proxy_settings or {}))
         if seed is not None:
@@ -121,6 +125,8 @@ class Client:
             devices=[common_pb2.DeviceTarget(device_class=d, settings=settings) for d in devices],
             latency_timeout_seconds=latency_timeout,
             objective=objective,
+            allow_predicted=allow_predicted,
+            no_cache=no_cache,
         )
         return ScoreResult.from_pb(self._call(self._scoring.Score, request))
 

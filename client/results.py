@@ -64,6 +64,7 @@ class Latency:
     # "fp32", "static_int8" or "dynamic_range_int8": how the measured artifact was quantized.
     quantization: str = ""
     job_id: str = ""  # the agent job that measured it (shared by identical concurrent requests)
+    uncertainty_ms: float = 0.0  # PREDICTED: half the predictor's 10-90 % interval
 
     @property
     def ok(self) -> bool:
@@ -81,7 +82,7 @@ class Latency:
             s.std_ms if ok else None, s.n, list(s.samples_ms), r.agent_id, r.runtime,
             r.runtime_version, r.execution_provider, r.artifact_sha256,
             MessageToDict(r.settings), MessageToDict(s), quantization=r.quantization,
-            job_id=r.job_id)
+            job_id=r.job_id, uncertainty_ms=r.uncertainty_ms)
 
 
 @dataclass

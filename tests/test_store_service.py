@@ -1,15 +1,20 @@
-"""The store behind the real server: answers survive a restart, identical requests share a job."""
+"""The store behind the real server: answers survive a restart, identical requests share a job,
+and the latency predictor answers for a class with no agent online."""
 
 from __future__ import annotations
 
 import os
 import random
 import threading
+import time
 
+import grpc
 import pytest
-from conftest import QUICK_MEASUREMENT
+from conftest import QUICK_MEASUREMENT, SHARED
 
+from edgescore.client import EdgescoreError
 from edgescore.client.launcher import LocalStack
+from edgescore.device_agent.replay import ReplayTable
 
 pytestmark = pytest.mark.slow
 
@@ -76,3 +81,39 @@ def test_identical_concurrent_requests_create_one_job() -> None:
         with stack.client() as client:
             (device,) = [d for d in client.devices() if d.device_class == "local-cpu"]
         assert device.measurements_done == 1
+
+
+def test_predictor_answers_when_no_agent_is_online_also_after_a_restart() -> None:
+    hw_csv = SHARED / "data" / "nb201" / "hw_nas_bench_c10_dev.csv"
+    table = ReplayTable(hw_csv, "raspi4")
+    archs = list(table.latency_ms)[:45]
+    train, unseen = archs[:40], archs[40:]
+    with LocalStack(agents={}) as stack:
+        agent = stack.start_agent("raspi4", extra=["--replay", "hw-nas-bench", "--csv",
+                                                   str(hw_csv), "--device", "raspi4"])
+        stack.wait_for_agents({"raspi4": 1})
+        with stack.client(timeout=300) as client:
+            for arch in train:  # measured, stored, and fed to the predictor
+                assert client.score(arch, [], ["raspi4"]).latencies["raspi4"].ok
+            stack.terminate(agent)
+            deadline = time.monotonic() + 30
+            while [d.agents_online for d in client.devices() if d.device_class == "raspi4"] != [0]:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            lat = client.score(unseen[0], [], ["raspi4"], allow_predicted=True).latencies["raspi4"]
+            assert lat.ok and lat.provenance == "PREDICTED" and lat.uncertainty_ms > 0
+            assert 0.2 < lat.median_ms / table.latency_ms[unseen[0]] < 5
+            # Without allow_predicted the request waits for an agent and times out per item.
+            late = client.score(unseen[0], [], ["raspi4"], latency_timeout=1).latencies["raspi4"]
+            assert late.code.name == "DEADLINE_EXCEEDED"
+
+        port = stack.port
+        stack.stop_server()
+        stack.start_server(port)  # no agent registers: the class is known from the store only
+        with stack.client(timeout=300) as client:
+            lat = client.score(unseen[1], [], ["raspi4"], allow_predicted=True).latencies["raspi4"]
+            assert lat.ok and lat.provenance == "PREDICTED"
+            # Without allow_predicted a class no agent registered since the start is unknown.
+            with pytest.raises(EdgescoreError) as err:
+                client.score(unseen[1], [], ["raspi4"])
+            assert err.value.code == grpc.StatusCode.NOT_FOUND

@@ -245,6 +245,10 @@ class Fleet:
 
     # -- views ------------------------------------------------------------------------------
 
+    def agents_online(self, device_class: str) -> int:
+        with self._lock:
+            return sum(1 for a in self._agents.values() if a.device_class == device_class)
+
     def snapshot(self) -> list[dict]:
         """Per device class: agents, busy count, queue depth, measurements done."""
         with self._lock:

@@ -23,6 +23,7 @@ from edgescore.server.export.artifacts import ArtifactStore
 from edgescore.server.export.exporter import EXPORT_SEED, Exporter
 from edgescore.server.export.result import FORMAT_NAMES, PRECISION_NAMES, ExportResult
 from edgescore.server.fleet.fleet import Fleet, JobOutcome, PendingJob
+from edgescore.server.scoring.predictor import Prediction, PredictorBank
 from edgescore.server.spaces.base import ParsedArch
 from edgescore.server.store import MeasurementKey, Store, canonical_json
 from edgescore.v1 import agent_pb2, common_pb2
@@ -96,6 +97,7 @@ class LatencyRequest:
     error: ServerError | None = None
     quantization: str = ""                     # of the artifact sent, see ExportResult
     cached: agent_pb2.JobResult | None = None  # a stored measurement: no job was sent
+    predicted: Prediction | None = None        # the predictor answered: no job was sent
     cached_agent: str = ""
     artifact_sha256: str = ""
     job_key: tuple[str, str, str, str] | None = None  # (sha256, class, settings, arch)
@@ -123,6 +125,7 @@ class LatencyService:
         default_timeout: float = 120.0,
         store: Optional[Store] = None,
         on_lookup: Callable[[bool], None] = lambda hit: None,
+        predictors: Optional[PredictorBank] = None,
     ) -> None:
         self.fleet = fleet
         self.artifacts = artifacts
@@ -130,6 +133,8 @@ class LatencyService:
         self.default_timeout = default_timeout
         self.store = store
         self._on_lookup = on_lookup
+        self.predictors = predictors
+        self._predictor_loaded: set[str] = set()  # classes whose stored measurements it has
         self._by_key: dict[ArtifactKey, _Artifact] = {}
         self._key_locks: dict[ArtifactKey, threading.Lock] = {}
         self._lock = threading.Lock()
@@ -139,12 +144,41 @@ class LatencyService:
         self._shared: dict[tuple[str, str, str, str], tuple[PendingJob, int]] = {}
         self._job_locks: dict[tuple[str, str, str, str], threading.Lock] = {}
 
-    def check_device_class(self, device_class: str, field: str) -> None:
+    def check_device_class(self, device_class: str, field: str,
+                           allow_predicted: bool = False, space: str = "") -> None:
         if not device_class:
             raise InvalidArgument(field, "device_class is empty")
-        if not self.fleet.is_known(device_class):
-            raise NotFound(f"{field}: unknown device class '{device_class}' (no agent has "
-                           "registered it)")
+        if self.fleet.is_known(device_class):
+            return
+        bank = self._predictor_for(device_class) if allow_predicted else None
+        if bank is not None and bank.predictor(device_class, space).n_points > 0:
+            return  # measured before (e.g. before a restart): the predictor can answer
+        raise NotFound(f"{field}: unknown device class '{device_class}' (no agent has "
+                       "registered it)")
+
+    def _predictor_for(self, device_class: str) -> Optional[PredictorBank]:
+        """The bank, with this class's stored measurements loaded once; None if it has none."""
+        if self.predictors is None:
+            return None
+        with self._lock:
+            fresh = device_class not in self._predictor_loaded
+            self._predictor_loaded.add(device_class)
+        if fresh and self.store is not None:
+            try:
+                self.predictors.load(self.store, [device_class])
+            except Exception:  # noqa: BLE001 - no prediction is better than a failed request
+                log.warning("could not load measurements of %s for the predictor", device_class,
+                            exc_info=True)
+        return self.predictors
+
+    def predict(self, arch: ParsedArch, target: LatencyRequest) -> bool:
+        """Answer from the predictor when no agent of the class is online (allow_predicted)."""
+        if self.fleet.agents_online(target.device_class) > 0:
+            return False
+        bank = self._predictor_for(target.device_class)
+        prediction = bank.predict(target.device_class, arch.space, arch.canonical) if bank else None
+        target.predicted = prediction
+        return prediction is not None
 
     def artifact_for(self, arch: ParsedArch, fmt: int, precision: int,
                      batch_size: int) -> tuple[str, bytes, str]:
@@ -170,9 +204,13 @@ class LatencyService:
                 self._by_key[key] = _Artifact(sha, result.quantization)
             return sha, result.data, result.quantization
 
-    def start(self, arch: ParsedArch, target: LatencyRequest, timeout: float) -> None:
-        """Export, then answer from the store or enqueue (joining an identical pending job);
-        an export failure becomes the item's error, not the request's."""
+    def start(self, arch: ParsedArch, target: LatencyRequest, timeout: float, *,
+              allow_predicted: bool = False, use_store: bool = True) -> None:
+        """Predict (allow_predicted, no agent online), else export, then answer from the store
+        (use_store) or enqueue, joining an identical pending job; an export failure becomes the
+        item's error, not the request's."""
+        if allow_predicted and self.predict(arch, target):
+            return
         s = target.settings
         try:
             sha, data, target.quantization = self.artifact_for(
@@ -182,7 +220,7 @@ class LatencyService:
             return
         target.artifact_sha256 = sha
         settings_json = _settings_json(s)
-        if self._from_store(target, sha, settings_json, arch.canonical):
+        if use_store and self._from_store(target, sha, settings_json, arch.canonical):
             return
         key = (sha, target.device_class, settings_json, arch.canonical)
         with self._lock:
@@ -237,10 +275,18 @@ class LatencyService:
                 del self._shared[key]
                 self._job_locks.pop(key, None)
         outcome: JobOutcome = future.result()
-        if self.store is None or not outcome.ok:
+        if not outcome.ok:
             return
         r = outcome.result
         sha, device_class, settings_json, _ = key
+        if self.predictors is not None and r.stats.median_ms > 0:
+            try:
+                self.predictors.observe(device_class, arch.space, arch.canonical,
+                                        r.stats.median_ms)
+            except KeyError:
+                pass  # a space without latency features
+        if self.store is None:
+            return
         stats = json_format.MessageToDict(r.stats, preserving_proto_field_name=True)
         stats["job_result"] = json_format.MessageToDict(r, preserving_proto_field_name=True)
         try:
@@ -278,6 +324,13 @@ class LatencyService:
             result.status.message = target.error.message
             result.status.failure_kind = getattr(target.error, "failure_kind",
                                                  common_pb2.EXPORT_FAILED)
+            return result
+        if target.predicted is not None:
+            p = target.predicted
+            result.provenance = common_pb2.PREDICTED
+            result.stats.median_ms = p.median_ms
+            result.uncertainty_ms = p.uncertainty_ms
+            result.runtime = "latency-predictor"
             return result
         if target.cached is not None:
             result.job_id = target.cached.job_id

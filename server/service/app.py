@@ -16,6 +16,7 @@ from edgescore.server.export.exporter import Exporter
 from edgescore.server.fleet.fleet import Fleet
 from edgescore.server.fleet.latency import LatencyService
 from edgescore.server.proxies import datasets
+from edgescore.server.scoring.predictor import PredictorBank
 from edgescore.server.service.agents import AgentServicer
 from edgescore.server.service.fleet_service import FleetServicer
 from edgescore.server.service.interceptors import MetricsInterceptor
@@ -96,7 +97,8 @@ def create_server(address: str = "127.0.0.1:0", config: ServerConfig | None = No
     log.info("results store: %s %s (schema %d)", store.kind, store.location, store.schema_version())
     latency = LatencyService(fleet, ArtifactStore(), _exporter(metrics), config.latency_timeout,
                              store=store, on_lookup=lambda hit: metrics.cache.labels(
-                                 "measurement", "hit" if hit else "miss").inc())
+                                 "measurement", "hit" if hit else "miss").inc(),
+                             predictors=PredictorBank())
 
     options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

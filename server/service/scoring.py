@@ -61,7 +61,8 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
             raise InvalidArgument("latency_timeout_seconds", "must not be negative")
         deadline = time.time() + timeout
         for target in targets:  # jobs first, so boards measure while the proxies compute
-            self._latency.start(arch, target, timeout)
+            self._latency.start(arch, target, timeout, allow_predicted=request.allow_predicted,
+                                use_store=not request.no_cache)
 
         result = scoring_pb2.ScoreResult(
             request_id=request.request_id or uuid.uuid4().hex,
@@ -70,7 +71,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
             arch_hash=arch.arch_hash,
             server_version=edgescore.__version__,
         )
-        result.proxies.extend(self._proxies(space, arch, calls))
+        result.proxies.extend(self._proxies(space, arch, calls, use_store=not request.no_cache))
         for target in targets:
             latency = self._latency.wait(target, deadline)
             outcome = "ok" if latency.status.code == 0 else "error"
@@ -82,10 +83,14 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         result.seconds = time.perf_counter() - start
         return result
 
-    def _proxies(self, space, arch: ParsedArch, calls: list) -> list[common_pb2.ProxyResult]:
-        """Stored values where the store has them (CACHED), the others computed and stored."""
+    def _proxies(self, space, arch: ParsedArch, calls: list, use_store: bool = True
+                 ) -> list[common_pb2.ProxyResult]:
+        """Stored values where the store has them (CACHED), the others computed and stored;
+        use_store=False (the request's no_cache) recomputes every one."""
         cached = {}
         for i, (name, _, settings) in enumerate(calls):
+            if not use_store:
+                break
             hit = self._cache.lookup(arch, name, settings)
             self._metrics.cache.labels("proxy", "miss" if hit is None else "hit").inc()
             if hit is not None:
@@ -135,7 +140,8 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
             raise InvalidArgument("devices", f"at most {MAX_DEVICES_PER_REQUEST} device targets")
         targets = []
         for i, d in enumerate(request.devices):
-            self._latency.check_device_class(d.device_class, f"devices[{i}].device_class")
+            self._latency.check_device_class(d.device_class, f"devices[{i}].device_class",
+                                             request.allow_predicted, arch.space)
             settings = resolve_measurement(d.settings, arch, f"devices[{i}].settings")
             targets.append(LatencyRequest(d.device_class, settings))
         return targets
