@@ -131,14 +131,18 @@ def cmd_demo(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _needs_server(command: str, exc: ImportError) -> int:
+    # Server-side code (torch) is imported only inside such commands: the client stays light.
+    print(f"error: `edgescore {command}` runs server code locally and needs the server extra "
+          f"(torch): pip install 'edgescore[server]' ({exc})", file=sys.stderr)
+    return 2
+
+
 def cmd_eval_proxies(ns: argparse.Namespace) -> int:
-    # Server-side code (torch): imported only here, so the client install stays light.
     try:
         from edgescore.server.evaluation import EvalConfig, EvalError, run_eval
     except ImportError as exc:
-        print(f"error: `edgescore eval` computes proxies locally and needs the server extra "
-              f"(torch): pip install 'edgescore[server]' ({exc})", file=sys.stderr)
-        return 2
+        return _needs_server("eval proxies", exc)
     config = EvalConfig(
         space=ns.space, dataset=ns.dataset, archs=ns.archs, seed=ns.seed,
         proxies=_split(ns.proxies) or None, workers=ns.workers, out=ns.out, device=ns.device,
@@ -160,9 +164,7 @@ def cmd_eval_hw_study(ns: argparse.Namespace) -> int:
     try:
         from edgescore.server.evaluation import hw_study, nb201_eval
     except ImportError as exc:
-        print(f"error: `edgescore eval hw-study` needs the server extra: pip install "
-              f"'edgescore[server]' ({exc})", file=sys.stderr)
-        return 2
+        return _needs_server("eval hw-study", exc)
     proxies_csv = ns.proxies_csv or nb201_eval.default_study_proxies_csv()
     hw_csv = ns.hw_csv or nb201_eval.default_hw_csv()
     if proxies_csv is None or hw_csv is None:
