@@ -117,3 +117,38 @@ def test_predictor_answers_when_no_agent_is_online_also_after_a_restart() -> Non
             with pytest.raises(EdgescoreError) as err:
                 client.score(unseen[1], [], ["raspi4"])
             assert err.value.code == grpc.StatusCode.NOT_FOUND
+
+
+def test_a_job_in_flight_at_shutdown_is_resumed_after_the_restart() -> None:
+    settings = {**QUICK_MEASUREMENT, "min_seconds": 4.0, "max_seconds": 10.0}
+    with LocalStack(agents={"local-cpu": 1}) as stack:
+        def busy() -> bool:
+            with stack.client() as client:
+                return any(d.agents_busy for d in client.devices())
+
+        caller = threading.Thread(target=lambda: _score_ignoring_errors(stack, settings))
+        caller.start()
+        deadline = time.monotonic() + 120
+        while not busy():  # the job is on the agent
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        port = stack.port
+        stack.stop_server()  # the measurement is lost with the server
+        caller.join(60)
+        stack.start_server(port)
+        stack.wait_for_agents({"local-cpu": 1})
+        with stack.client(timeout=300) as client:
+            deadline = time.monotonic() + 120
+            while [d.measurements_done for d in client.devices()] != [1]:
+                assert time.monotonic() < deadline, "the unfinished job was not run again"
+                time.sleep(0.2)
+            result = client.score(ARCH, devices=["local-cpu"], measurement=settings)
+        assert result.latencies["local-cpu"].provenance == "CACHED"
+
+
+def _score_ignoring_errors(stack: LocalStack, settings: dict) -> None:
+    try:
+        with stack.client(timeout=120) as client:
+            client.score(ARCH, devices=["local-cpu"], measurement=settings)
+    except EdgescoreError:
+        pass  # the server went away under the call: that is the point

@@ -6,6 +6,7 @@ result, so a latency is never detached from how it was measured.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -205,7 +206,7 @@ class LatencyService:
             return sha, result.data, result.quantization
 
     def start(self, arch: ParsedArch, target: LatencyRequest, timeout: float, *,
-              allow_predicted: bool = False, use_store: bool = True) -> None:
+              allow_predicted: bool = False, use_store: bool = True, job_id: str = "") -> None:
         """Predict (allow_predicted, no agent online), else export, then answer from the store
         (use_store) or enqueue, joining an identical pending job; an export failure becomes the
         item's error, not the request's."""
@@ -240,13 +241,56 @@ class LatencyService:
                     input_name="input", space=arch.space, canonical_arch=arch.canonical),
                 settings=s,
                 timeout_seconds=timeout,
+                job_id=job_id,
             )
             pending = self.fleet.submit(target.device_class, job)
             with self._lock:
                 self._shared[key] = (pending, 1)
             target.pending, target.job_key = pending, key
+            self._record_job(pending, arch, target, timeout)
         pending.future.add_done_callback(
             lambda f: self._job_done(f, key, arch))
+
+    def _record_job(self, pending: PendingJob, arch: ParsedArch, target: LatencyRequest,
+                    timeout: float) -> None:
+        """Keep what it takes to submit the job again after a restart (resume_jobs)."""
+        if self.store is None:
+            return
+        payload = canonical_json({
+            "space": arch.space, "arch": arch.canonical, "num_classes": arch.num_classes,
+            "input_resolution": arch.input_resolution, "timeout": timeout,
+            "settings": json_format.MessageToDict(target.settings,
+                                                  preserving_proto_field_name=True)})
+        try:
+            self.store.add_job(pending.job.job_id, target.device_class, payload)
+        except Exception:  # noqa: BLE001 - the job runs anyway; only its resumption is lost
+            log.warning("could not record job %s", pending.job.job_id, exc_info=True)
+
+    def resume_jobs(self) -> int:
+        """At start: submit again every job a previous server process left queued or running,
+        under its old id, so its measurement lands in the store (and the next request for it is
+        served from there). Returns how many were resubmitted."""
+        if self.store is None:
+            return 0
+        from edgescore.server.spaces import registry as spaces
+
+        jobs = self.store.requeue_inflight() + [
+            j for j in self.store.jobs(state="queued") if j.error != "server restarted"]
+        resumed = 0
+        for job in jobs:
+            try:
+                p = json.loads(job.payload_ref)
+                arch = spaces.get_space(p["space"]).parse(p["arch"], p["num_classes"],
+                                                          p["input_resolution"])
+                settings = json_format.ParseDict(p["settings"],
+                                                 common_pb2.MeasurementSettings())
+                self.start(arch, LatencyRequest(job.device_class, settings), p["timeout"],
+                           use_store=False, job_id=job.job_id)
+                resumed += 1
+            except Exception as exc:  # noqa: BLE001 - one bad record must not stop the start
+                log.warning("could not resume job %s: %s", job.job_id, exc)
+                self.store.finish_job(job.job_id, False, f"not resumed: {exc}")
+        return resumed
 
     def _from_store(self, target: LatencyRequest, sha: str, settings_json: str,
                     canonical: str) -> bool:
@@ -275,6 +319,11 @@ class LatencyService:
                 del self._shared[key]
                 self._job_locks.pop(key, None)
         outcome: JobOutcome = future.result()
+        if self.store is not None:
+            try:
+                self.store.finish_job(outcome.job_id, outcome.ok, outcome.detail)
+            except Exception:  # noqa: BLE001
+                log.warning("could not finish job record %s", outcome.job_id, exc_info=True)
         if not outcome.ok:
             return
         r = outcome.result

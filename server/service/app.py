@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -127,4 +128,8 @@ def create_server(address: str = "127.0.0.1:0", config: ServerConfig | None = No
     if port == 0:
         raise RuntimeError(f"could not bind {address}")
     server.start()
+    # Jobs a previous process left unfinished: exports take seconds each, so not on the way to
+    # serving; they wait in their queues until an agent of the class connects.
+    threading.Thread(target=lambda: log.info("resumed %d unfinished job(s)", latency.resume_jobs()),
+                     name="resume-jobs", daemon=True).start()
     return ServerApp(server, port, fleet, metrics, health_servicer, scoring, store)
