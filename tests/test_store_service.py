@@ -7,6 +7,7 @@ import os
 import random
 import threading
 import time
+from pathlib import Path
 
 import grpc
 import pytest
@@ -57,6 +58,13 @@ def test_restart_serves_the_second_request_from_the_store(backend: str) -> None:
         with stack.client() as client:
             (device,) = [d for d in client.devices() if d.device_class == "local-cpu"]
         assert device.measurements_done == 0, "the restarted server sent no new job"
+        if backend == "sqlite":  # agents seen are kept too (capabilities included)
+            from edgescore.server.store import open_store
+
+            with open_store(Path(stack._tmp.name) / "results.db") as store:
+                (agent,) = store.agents_seen("local-cpu")
+            assert agent.capabilities["device_class"] == "local-cpu"
+            assert agent.last_seen >= agent.first_seen
 
 
 def test_identical_concurrent_requests_create_one_job() -> None:

@@ -6,7 +6,7 @@ import hmac
 import logging
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import grpc
 
@@ -18,7 +18,9 @@ log = logging.getLogger(__name__)
 
 
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
-    def __init__(self, fleet: Fleet, token: str | None = None) -> None:
+    def __init__(self, fleet: Fleet, token: str | None = None,
+                 on_register: Callable[[AgentSession], None] = lambda session: None) -> None:
+        self._on_register = on_register
         self._fleet = fleet
         self._token = token
 
@@ -44,6 +46,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           "register.capabilities.device_class: is empty")
         session = self._fleet.register(caps, first.register.agent_id)
+        self._on_register(session)
         reader = threading.Thread(target=self._read, args=(session, request_iterator),
                                   name=f"agent-{session.agent_id}", daemon=True)
         try:

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import grpc
+from google.protobuf.json_format import MessageToDict
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -70,6 +71,17 @@ def _exporter(metrics: Metrics) -> Exporter:
     return Exporter(on_export=lambda fmt, outcome: metrics.exports.labels(fmt, outcome).inc())
 
 
+def _agents_seen(store: Store):
+    """Keep each agent that registers (id, class, capabilities, first and last seen)."""
+    def record(session) -> None:
+        try:
+            store.agent_seen(session.agent_id, session.device_class,
+                             MessageToDict(session.capabilities, preserving_proto_field_name=True))
+        except Exception:  # noqa: BLE001 - bookkeeping must not refuse an agent
+            log.warning("could not record agent %s", session.agent_id, exc_info=True)
+    return record
+
+
 def server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
     """TLS credentials from the config's PEM files; None = plain text (no --tls-cert)."""
     if not config.tls_cert:
@@ -113,7 +125,7 @@ def create_server(address: str = "127.0.0.1:0", config: ServerConfig | None = No
     scoring_pb2_grpc.add_ScoringServiceServicer_to_server(scoring, server)
     fleet_pb2_grpc.add_FleetServiceServicer_to_server(FleetServicer(fleet), server)
     agent_pb2_grpc.add_AgentServiceServicer_to_server(
-        AgentServicer(fleet, config.fleet_token or None), server)
+        AgentServicer(fleet, config.fleet_token or None, on_register=_agents_seen(store)), server)
 
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
