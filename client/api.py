@@ -99,6 +99,7 @@ class Client:
         objective: common_pb2.Objective | None = None,
         allow_predicted: bool = False,
         no_cache: bool = False,
+        priority: int = 0,
     ) -> ScoreResult:
         """Proxy scores and measured latencies of one candidate.
 
@@ -108,7 +109,8 @@ class Client:
         `objective` (v1 Objective: constraint, mnas, pareto) combines them into
         `ScoreResult.objective`. `allow_predicted`: a class with no agent online is answered by
         the latency predictor (provenance PREDICTED, `uncertainty_ms`); `no_cache`: recompute and
-        remeasure instead of serving stored results.
+        remeasure instead of serving stored results. `priority`: latency jobs of a higher
+        priority are dispatched first on each device class (FIFO among equals).
         """
         defaults = common_pb2.ProxySettings(**dict(proxy_settings or {}))
         if seed is not None:
@@ -127,6 +129,7 @@ class Client:
             objective=objective,
             allow_predicted=allow_predicted,
             no_cache=no_cache,
+            priority=priority,
         )
         return ScoreResult.from_pb(self._call(self._scoring.Score, request))
 

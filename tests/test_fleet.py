@@ -39,6 +39,17 @@ def test_one_job_at_a_time_fifo(fleet: Fleet) -> None:
     assert fleet.snapshot()[0]["done"] == 1
 
 
+def test_higher_priority_first_fifo_among_equals(fleet: Fleet) -> None:
+    queued = [fleet.submit("pi4", job(), priority) for priority in (0, 5, 0, 5, -1, 9)]
+    agent = fleet.register(caps())
+    order = []
+    for _ in queued:
+        sent = agent.outbox.get_nowait().job.job_id
+        order.append(next(i for i, p in enumerate(queued) if p.job.job_id == sent))
+        fleet.complete(agent, result(sent))
+    assert order == [5, 1, 3, 0, 2, 4]
+
+
 def test_lost_agent_job_moves_to_another_and_late_answer_is_dropped(fleet: Fleet) -> None:
     a = fleet.register(caps())
     pending = fleet.submit("pi4", job())

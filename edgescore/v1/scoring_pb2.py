@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from edgescore.v1 import common_pb2 as edgescore_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65\x64gescore/v1/scoring.proto\x12\x0c\x65\x64gescore.v1\x1a\x19\x65\x64gescore/v1/common.proto\"\xcf\x02\n\x0cScoreRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12$\n\x04\x61rch\x18\x02 \x01(\x0b\x32\x16.edgescore.v1.ArchSpec\x12+\n\x07proxies\x18\x03 \x03(\x0b\x32\x1a.edgescore.v1.ProxyRequest\x12\x33\n\x0eproxy_defaults\x18\x04 \x01(\x0b\x32\x1b.edgescore.v1.ProxySettings\x12+\n\x07\x64\x65vices\x18\x05 \x03(\x0b\x32\x1a.edgescore.v1.DeviceTarget\x12*\n\tobjective\x18\x06 \x01(\x0b\x32\x17.edgescore.v1.Objective\x12\x17\n\x0f\x61llow_predicted\x18\x07 \x01(\x08\x12\x10\n\x08no_cache\x18\x08 \x01(\x08\x12\x1f\n\x17latency_timeout_seconds\x18\t \x01(\x01\"\x92\x02\n\x0bScoreResult\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05space\x18\x02 \x01(\t\x12\x16\n\x0e\x63\x61nonical_arch\x18\x03 \x01(\t\x12\x11\n\tarch_hash\x18\x04 \x01(\t\x12*\n\x07proxies\x18\x05 \x03(\x0b\x32\x19.edgescore.v1.ProxyResult\x12.\n\tlatencies\x18\x06 \x03(\x0b\x32\x1b.edgescore.v1.LatencyResult\x12\x30\n\tobjective\x18\x07 \x01(\x0b\x32\x1d.edgescore.v1.ObjectiveResult\x12\x16\n\x0eserver_version\x18\x08 \x01(\t\x12\x0f\n\x07seconds\x18\t \x01(\x01\"\x88\x01\n\x0fScoreStreamItem\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12+\n\x06result\x18\x02 \x01(\x0b\x32\x19.edgescore.v1.ScoreResultH\x00\x12)\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x18.edgescore.v1.ItemStatusH\x00\x42\t\n\x07outcome\"\x14\n\x12ListProxiesRequest\"\xbb\x01\n\tProxyInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0c\n\x04unit\x18\x03 \x01(\t\x12\x11\n\ttransform\x18\x04 \x01(\t\x12\x12\n\nneeds_data\x18\x05 \x01(\x08\x12\x14\n\x0cneeds_labels\x18\x06 \x01(\x08\x12-\n\x08\x64\x65\x66\x61ults\x18\x07 \x01(\x0b\x32\x1b.edgescore.v1.ProxySettings\x12\x11\n\treference\x18\x08 \x01(\t\"?\n\x13ListProxiesResponse\x12(\n\x07proxies\x18\x01 \x03(\x0b\x32\x17.edgescore.v1.ProxyInfo\"\x19\n\x17ListSearchSpacesRequest\"\x81\x02\n\x0fSearchSpaceInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0f\n\x07\x65xample\x18\x03 \x01(\t\x12\x39\n\x06\x66ields\x18\x04 \x03(\x0b\x32).edgescore.v1.SearchSpaceInfo.FieldsEntry\x12\x1b\n\x13\x64\x65\x66\x61ult_num_classes\x18\x05 \x01(\r\x12 \n\x18\x64\x65\x66\x61ult_input_resolution\x18\x06 \x01(\r\x12\x11\n\tavailable\x18\x07 \x01(\x08\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"I\n\x18ListSearchSpacesResponse\x12-\n\x06spaces\x18\x01 \x03(\x0b\x32\x1d.edgescore.v1.SearchSpaceInfo\"U\n\x16RegisterDatasetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06images\x18\x02 \x01(\x0c\x12\r\n\x05shape\x18\x03 \x03(\r\x12\x0e\n\x06labels\x18\x04 \x03(\x03\"-\n\x17RegisterDatasetResponse\x12\x12\n\ndataset_id\x18\x01 \x01(\t2\xb5\x03\n\x0eScoringService\x12>\n\x05Score\x12\x1a.edgescore.v1.ScoreRequest\x1a\x19.edgescore.v1.ScoreResult\x12L\n\x0bScoreStream\x12\x1a.edgescore.v1.ScoreRequest\x1a\x1d.edgescore.v1.ScoreStreamItem(\x01\x30\x01\x12R\n\x0bListProxies\x12 .edgescore.v1.ListProxiesRequest\x1a!.edgescore.v1.ListProxiesResponse\x12\x61\n\x10ListSearchSpaces\x12%.edgescore.v1.ListSearchSpacesRequest\x1a&.edgescore.v1.ListSearchSpacesResponse\x12^\n\x0fRegisterDataset\x12$.edgescore.v1.RegisterDatasetRequest\x1a%.edgescore.v1.RegisterDatasetResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65\x64gescore/v1/scoring.proto\x12\x0c\x65\x64gescore.v1\x1a\x19\x65\x64gescore/v1/common.proto\"\xe1\x02\n\x0cScoreRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12$\n\x04\x61rch\x18\x02 \x01(\x0b\x32\x16.edgescore.v1.ArchSpec\x12+\n\x07proxies\x18\x03 \x03(\x0b\x32\x1a.edgescore.v1.ProxyRequest\x12\x33\n\x0eproxy_defaults\x18\x04 \x01(\x0b\x32\x1b.edgescore.v1.ProxySettings\x12+\n\x07\x64\x65vices\x18\x05 \x03(\x0b\x32\x1a.edgescore.v1.DeviceTarget\x12*\n\tobjective\x18\x06 \x01(\x0b\x32\x17.edgescore.v1.Objective\x12\x17\n\x0f\x61llow_predicted\x18\x07 \x01(\x08\x12\x10\n\x08no_cache\x18\x08 \x01(\x08\x12\x1f\n\x17latency_timeout_seconds\x18\t \x01(\x01\x12\x10\n\x08priority\x18\n \x01(\x05\"\x92\x02\n\x0bScoreResult\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05space\x18\x02 \x01(\t\x12\x16\n\x0e\x63\x61nonical_arch\x18\x03 \x01(\t\x12\x11\n\tarch_hash\x18\x04 \x01(\t\x12*\n\x07proxies\x18\x05 \x03(\x0b\x32\x19.edgescore.v1.ProxyResult\x12.\n\tlatencies\x18\x06 \x03(\x0b\x32\x1b.edgescore.v1.LatencyResult\x12\x30\n\tobjective\x18\x07 \x01(\x0b\x32\x1d.edgescore.v1.ObjectiveResult\x12\x16\n\x0eserver_version\x18\x08 \x01(\t\x12\x0f\n\x07seconds\x18\t \x01(\x01\"\x88\x01\n\x0fScoreStreamItem\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12+\n\x06result\x18\x02 \x01(\x0b\x32\x19.edgescore.v1.ScoreResultH\x00\x12)\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x18.edgescore.v1.ItemStatusH\x00\x42\t\n\x07outcome\"\x14\n\x12ListProxiesRequest\"\xbb\x01\n\tProxyInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0c\n\x04unit\x18\x03 \x01(\t\x12\x11\n\ttransform\x18\x04 \x01(\t\x12\x12\n\nneeds_data\x18\x05 \x01(\x08\x12\x14\n\x0cneeds_labels\x18\x06 \x01(\x08\x12-\n\x08\x64\x65\x66\x61ults\x18\x07 \x01(\x0b\x32\x1b.edgescore.v1.ProxySettings\x12\x11\n\treference\x18\x08 \x01(\t\"?\n\x13ListProxiesResponse\x12(\n\x07proxies\x18\x01 \x03(\x0b\x32\x17.edgescore.v1.ProxyInfo\"\x19\n\x17ListSearchSpacesRequest\"\x81\x02\n\x0fSearchSpaceInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0f\n\x07\x65xample\x18\x03 \x01(\t\x12\x39\n\x06\x66ields\x18\x04 \x03(\x0b\x32).edgescore.v1.SearchSpaceInfo.FieldsEntry\x12\x1b\n\x13\x64\x65\x66\x61ult_num_classes\x18\x05 \x01(\r\x12 \n\x18\x64\x65\x66\x61ult_input_resolution\x18\x06 \x01(\r\x12\x11\n\tavailable\x18\x07 \x01(\x08\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"I\n\x18ListSearchSpacesResponse\x12-\n\x06spaces\x18\x01 \x03(\x0b\x32\x1d.edgescore.v1.SearchSpaceInfo\"U\n\x16RegisterDatasetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06images\x18\x02 \x01(\x0c\x12\r\n\x05shape\x18\x03 \x03(\r\x12\x0e\n\x06labels\x18\x04 \x03(\x03\"-\n\x17RegisterDatasetResponse\x12\x12\n\ndataset_id\x18\x01 \x01(\t2\xb5\x03\n\x0eScoringService\x12>\n\x05Score\x12\x1a.edgescore.v1.ScoreRequest\x1a\x19.edgescore.v1.ScoreResult\x12L\n\x0bScoreStream\x12\x1a.edgescore.v1.ScoreRequest\x1a\x1d.edgescore.v1.ScoreStreamItem(\x01\x30\x01\x12R\n\x0bListProxies\x12 .edgescore.v1.ListProxiesRequest\x1a!.edgescore.v1.ListProxiesResponse\x12\x61\n\x10ListSearchSpaces\x12%.edgescore.v1.ListSearchSpacesRequest\x1a&.edgescore.v1.ListSearchSpacesResponse\x12^\n\x0fRegisterDataset\x12$.edgescore.v1.RegisterDatasetRequest\x1a%.edgescore.v1.RegisterDatasetResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,29 +35,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SEARCHSPACEINFO_FIELDSENTRY']._loaded_options = None
   _globals['_SEARCHSPACEINFO_FIELDSENTRY']._serialized_options = b'8\001'
   _globals['_SCOREREQUEST']._serialized_start=72
-  _globals['_SCOREREQUEST']._serialized_end=407
-  _globals['_SCORERESULT']._serialized_start=410
-  _globals['_SCORERESULT']._serialized_end=684
-  _globals['_SCORESTREAMITEM']._serialized_start=687
-  _globals['_SCORESTREAMITEM']._serialized_end=823
-  _globals['_LISTPROXIESREQUEST']._serialized_start=825
-  _globals['_LISTPROXIESREQUEST']._serialized_end=845
-  _globals['_PROXYINFO']._serialized_start=848
-  _globals['_PROXYINFO']._serialized_end=1035
-  _globals['_LISTPROXIESRESPONSE']._serialized_start=1037
-  _globals['_LISTPROXIESRESPONSE']._serialized_end=1100
-  _globals['_LISTSEARCHSPACESREQUEST']._serialized_start=1102
-  _globals['_LISTSEARCHSPACESREQUEST']._serialized_end=1127
-  _globals['_SEARCHSPACEINFO']._serialized_start=1130
-  _globals['_SEARCHSPACEINFO']._serialized_end=1387
-  _globals['_SEARCHSPACEINFO_FIELDSENTRY']._serialized_start=1342
-  _globals['_SEARCHSPACEINFO_FIELDSENTRY']._serialized_end=1387
-  _globals['_LISTSEARCHSPACESRESPONSE']._serialized_start=1389
-  _globals['_LISTSEARCHSPACESRESPONSE']._serialized_end=1462
-  _globals['_REGISTERDATASETREQUEST']._serialized_start=1464
-  _globals['_REGISTERDATASETREQUEST']._serialized_end=1549
-  _globals['_REGISTERDATASETRESPONSE']._serialized_start=1551
-  _globals['_REGISTERDATASETRESPONSE']._serialized_end=1596
-  _globals['_SCORINGSERVICE']._serialized_start=1599
-  _globals['_SCORINGSERVICE']._serialized_end=2036
+  _globals['_SCOREREQUEST']._serialized_end=425
+  _globals['_SCORERESULT']._serialized_start=428
+  _globals['_SCORERESULT']._serialized_end=702
+  _globals['_SCORESTREAMITEM']._serialized_start=705
+  _globals['_SCORESTREAMITEM']._serialized_end=841
+  _globals['_LISTPROXIESREQUEST']._serialized_start=843
+  _globals['_LISTPROXIESREQUEST']._serialized_end=863
+  _globals['_PROXYINFO']._serialized_start=866
+  _globals['_PROXYINFO']._serialized_end=1053
+  _globals['_LISTPROXIESRESPONSE']._serialized_start=1055
+  _globals['_LISTPROXIESRESPONSE']._serialized_end=1118
+  _globals['_LISTSEARCHSPACESREQUEST']._serialized_start=1120
+  _globals['_LISTSEARCHSPACESREQUEST']._serialized_end=1145
+  _globals['_SEARCHSPACEINFO']._serialized_start=1148
+  _globals['_SEARCHSPACEINFO']._serialized_end=1405
+  _globals['_SEARCHSPACEINFO_FIELDSENTRY']._serialized_start=1360
+  _globals['_SEARCHSPACEINFO_FIELDSENTRY']._serialized_end=1405
+  _globals['_LISTSEARCHSPACESRESPONSE']._serialized_start=1407
+  _globals['_LISTSEARCHSPACESRESPONSE']._serialized_end=1480
+  _globals['_REGISTERDATASETREQUEST']._serialized_start=1482
+  _globals['_REGISTERDATASETREQUEST']._serialized_end=1567
+  _globals['_REGISTERDATASETRESPONSE']._serialized_start=1569
+  _globals['_REGISTERDATASETRESPONSE']._serialized_end=1614
+  _globals['_SCORINGSERVICE']._serialized_start=1617
+  _globals['_SCORINGSERVICE']._serialized_end=2054
 # @@protoc_insertion_point(module_scope)

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ScoreRequest(_message.Message):
-    __slots__ = ("request_id", "arch", "proxies", "proxy_defaults", "devices", "objective", "allow_predicted", "no_cache", "latency_timeout_seconds")
+    __slots__ = ("request_id", "arch", "proxies", "proxy_defaults", "devices", "objective", "allow_predicted", "no_cache", "latency_timeout_seconds", "priority")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ARCH_FIELD_NUMBER: _ClassVar[int]
     PROXIES_FIELD_NUMBER: _ClassVar[int]
@@ -18,6 +18,7 @@ class ScoreRequest(_message.Message):
     ALLOW_PREDICTED_FIELD_NUMBER: _ClassVar[int]
     NO_CACHE_FIELD_NUMBER: _ClassVar[int]
     LATENCY_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     arch: _common_pb2.ArchSpec
     proxies: _containers.RepeatedCompositeFieldContainer[_common_pb2.ProxyRequest]
@@ -27,7 +28,8 @@ class ScoreRequest(_message.Message):
     allow_predicted: bool
     no_cache: bool
     latency_timeout_seconds: float
-    def __init__(self, request_id: _Optional[str] = ..., arch: _Optional[_Union[_common_pb2.ArchSpec, _Mapping]] = ..., proxies: _Optional[_Iterable[_Union[_common_pb2.ProxyRequest, _Mapping]]] = ..., proxy_defaults: _Optional[_Union[_common_pb2.ProxySettings, _Mapping]] = ..., devices: _Optional[_Iterable[_Union[_common_pb2.DeviceTarget, _Mapping]]] = ..., objective: _Optional[_Union[_common_pb2.Objective, _Mapping]] = ..., allow_predicted: bool = ..., no_cache: bool = ..., latency_timeout_seconds: _Optional[float] = ...) -> None: ...
+    priority: int
+    def __init__(self, request_id: _Optional[str] = ..., arch: _Optional[_Union[_common_pb2.ArchSpec, _Mapping]] = ..., proxies: _Optional[_Iterable[_Union[_common_pb2.ProxyRequest, _Mapping]]] = ..., proxy_defaults: _Optional[_Union[_common_pb2.ProxySettings, _Mapping]] = ..., devices: _Optional[_Iterable[_Union[_common_pb2.DeviceTarget, _Mapping]]] = ..., objective: _Optional[_Union[_common_pb2.Objective, _Mapping]] = ..., allow_predicted: bool = ..., no_cache: bool = ..., latency_timeout_seconds: _Optional[float] = ..., priority: _Optional[int] = ...) -> None: ...
 
 class ScoreResult(_message.Message):
     __slots__ = ("request_id", "space", "canonical_arch", "arch_hash", "proxies", "latencies", "objective", "server_version", "seconds")

@@ -49,6 +49,7 @@ class PendingJob:
     device_class: str
     future: Future = field(default_factory=Future)
     attempts: int = 0
+    priority: int = 0  # higher is dispatched first; FIFO among equals
 
 
 _FORMAT_NAMES = {common_pb2.ONNX: "onnx", common_pb2.TFLITE: "tflite"}
@@ -148,12 +149,15 @@ class Fleet:
         with self._lock:
             return device_class in self._known_classes
 
-    def submit(self, device_class: str, job: agent_pb2.Job) -> PendingJob:
+    def submit(self, device_class: str, job: agent_pb2.Job, priority: int = 0) -> PendingJob:
         if not job.job_id:
             job.job_id = f"job-{next(self._ids)}-{uuid.uuid4().hex[:8]}"
-        pending = PendingJob(job, device_class)
+        pending = PendingJob(job, device_class, priority=priority)
         with self._lock:
-            self._queues.setdefault(device_class, deque()).append(pending)
+            q = self._queues.setdefault(device_class, deque())
+            # Behind every job of the same or a higher priority: FIFO within a priority.
+            at = next((i for i, other in enumerate(q) if other.priority < priority), len(q))
+            q.insert(at, pending)
             self._fail_unrunnable(device_class)
             self._dispatch(device_class)
         return pending

@@ -206,7 +206,8 @@ class LatencyService:
             return sha, result.data, result.quantization
 
     def start(self, arch: ParsedArch, target: LatencyRequest, timeout: float, *,
-              allow_predicted: bool = False, use_store: bool = True, job_id: str = "") -> None:
+              allow_predicted: bool = False, use_store: bool = True, job_id: str = "",
+              priority: int = 0) -> None:
         """Predict (allow_predicted, no agent online), else export, then answer from the store
         (use_store) or enqueue, joining an identical pending job; an export failure becomes the
         item's error, not the request's."""
@@ -243,7 +244,7 @@ class LatencyService:
                 timeout_seconds=timeout,
                 job_id=job_id,
             )
-            pending = self.fleet.submit(target.device_class, job)
+            pending = self.fleet.submit(target.device_class, job, priority)
             with self._lock:
                 self._shared[key] = (pending, 1)
             target.pending, target.job_key = pending, key

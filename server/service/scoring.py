@@ -62,7 +62,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         deadline = time.time() + timeout
         for target in targets:  # jobs first, so boards measure while the proxies compute
             self._latency.start(arch, target, timeout, allow_predicted=request.allow_predicted,
-                                use_store=not request.no_cache)
+                                use_store=not request.no_cache, priority=request.priority)
 
         result = scoring_pb2.ScoreResult(
             request_id=request.request_id or uuid.uuid4().hex,
