@@ -32,6 +32,8 @@ class ServerConfig:
     # Results store: "" = SQLite file in the user's data dir, a path, ":memory:" (nothing kept
     # across restarts), or a postgresql://user:pass@host/db URL.
     db: str = ""
+    # Archs in each proxy's reference population (weighted_rank); computed on first use.
+    population_size: int = 100
 
 
 def _coerce(name: str, value: object) -> object:

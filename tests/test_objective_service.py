@@ -32,7 +32,7 @@ def test_front_ranks_equal_the_reference_sorting_on_random_points() -> None:
 def replay_stack():
     table = ReplayTable(HW_CSV, "raspi4")
     latency = {arch: table.latency_ms[normalise_nb201(arch)] for arch in ARCHS}
-    with LocalStack(agents={}) as stack:
+    with LocalStack(agents={}, server_args=["--population-size", "30"]) as stack:
         stack.start_agent("raspi4", extra=["--replay", "hw-nas-bench", "--csv", str(HW_CSV),
                                            "--device", "raspi4"])
         stack.wait_for_agents({"raspi4": 1})
@@ -82,6 +82,29 @@ def test_pareto_rank_within_a_named_study(replay_stack) -> None:
     assert alone.objective.pareto_rank == 1  # no study: the request is its own batch
 
 
+def test_weighted_rank_is_the_weighted_mean_of_reference_percentiles(replay_stack) -> None:
+    client, latency = replay_stack
+    for arch in ARCHS:  # measured (and stored) latencies of the class: the latency reference
+        assert score(client, arch, None).latencies["raspi4"].ok
+    objective = common_pb2.Objective(weighted_rank=common_pb2.WeightedRankObjective(
+        proxy_weights={"params": 3.0}, latency_weights={"raspi4": 1.0}))
+    result = score(client, ARCHS[0], objective)
+    pct = result.objective.percentiles
+    assert result.objective.code == grpc.StatusCode.OK, result.objective.message
+    # params over 30 seeded random NB201 cells (the population), computed here independently.
+    from edgescore.server.scoring.population import nb201_sampler
+    from edgescore.server.scoring.ranks import percentile
+    from edgescore.server.spaces.nb201 import SPACE
+
+    population = [sum(p.numel() for p in SPACE.build(SPACE.parse(a)).parameters())
+                  for a in nb201_sampler(30, 0)]
+    assert pct["params"] == pytest.approx(percentile(result.proxies["params"].value, population))
+    measured = [latency[a] for a in ARCHS]
+    assert pct["latency:raspi4"] == pytest.approx(
+        percentile(-latency[ARCHS[0]], [-m for m in measured]))
+    assert result.objective.value == pytest.approx((3 * pct["params"] + pct["latency:raspi4"]) / 4)
+
+
 @pytest.mark.parametrize("objective, code, field", [
     (common_pb2.Objective(mnas=common_pb2.MnasObjective(proxy="synflow", device_class="raspi4",
                                                         target_latency_ms=5)),
@@ -92,7 +115,11 @@ def test_pareto_rank_within_a_named_study(replay_stack) -> None:
     (common_pb2.Objective(mnas=common_pb2.MnasObjective(proxy="params", device_class="raspi4")),
      grpc.StatusCode.INVALID_ARGUMENT, "objective.mnas.target_latency_ms"),
     (common_pb2.Objective(weighted_rank=common_pb2.WeightedRankObjective(
-        proxy_weights={"params": 1})), grpc.StatusCode.UNIMPLEMENTED, "weighted_rank"),
+        proxy_weights={"synflow": 1})), grpc.StatusCode.INVALID_ARGUMENT,
+     "objective.weighted_rank.proxy_weights"),
+    (common_pb2.Objective(weighted_rank=common_pb2.WeightedRankObjective(
+        proxy_weights={"params": 0})), grpc.StatusCode.INVALID_ARGUMENT,
+     "objective.weighted_rank.proxy_weights"),
 ])
 def test_bad_objectives_fail_the_request_naming_the_field(replay_stack, objective, code,
                                                          field) -> None:

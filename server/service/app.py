@@ -23,6 +23,7 @@ from edgescore.server.service.agents import AgentServicer
 from edgescore.server.service.fleet_service import FleetServicer
 from edgescore.server.service.interceptors import MetricsInterceptor
 from edgescore.server.service.metrics import Metrics
+from edgescore.server.service.populations import Populations
 from edgescore.server.service.proxy_cache import ProxyCache
 from edgescore.server.service.scoring import ScoringServicer
 from edgescore.server.store import Store, open_store
@@ -120,8 +121,9 @@ def create_server(address: str = "127.0.0.1:0", config: ServerConfig | None = No
                ("grpc.http2.max_pings_without_data", 0)]
     server = grpc.server(ThreadPoolExecutor(config.workers, thread_name_prefix="grpc"),
                          interceptors=[MetricsInterceptor(metrics)], options=options)
-    scoring = ScoringServicer(latency, metrics, config.device, config.stream_workers,
-                              ProxyCache(store, config.device))
+    cache = ProxyCache(store, config.device)
+    scoring = ScoringServicer(latency, metrics, config.device, config.stream_workers, cache,
+                              Populations(store, cache, config.device, config.population_size))
     scoring_pb2_grpc.add_ScoringServiceServicer_to_server(scoring, server)
     fleet_pb2_grpc.add_FleetServiceServicer_to_server(FleetServicer(fleet), server)
     agent_pb2_grpc.add_AgentServiceServicer_to_server(

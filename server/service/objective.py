@@ -3,7 +3,9 @@
 `constraint` and `mnas` judge one candidate by itself. `pareto` ranks it among the candidates of a
 study: a named study (`ParetoObjective.study`) collects every candidate scored under that name on
 this server; without a name the batch is the request itself (rank 1), and each ScoreStream is a
-study of its own. `weighted_rank` needs reference populations of the space and is not served yet.
+study of its own. `weighted_rank` is the weighted mean of percentiles: each proxy's in the space's
+reference population (`populations.py`), each latency's among the class's stored measurements
+(faster is higher); its result lists the percentiles it used.
 """
 
 from __future__ import annotations
@@ -16,8 +18,15 @@ from typing import Optional
 
 import grpc
 
-from edgescore.server.errors import InvalidArgument, ResourceExhausted, Unimplemented
+from edgescore.server.errors import (
+    InvalidArgument,
+    ResourceExhausted,
+    ServerError,
+    Unimplemented,
+)
 from edgescore.server.scoring import objectives
+from edgescore.server.service.populations import Populations
+from edgescore.server.spaces.base import ParsedArch
 from edgescore.v1 import common_pb2, scoring_pb2
 
 MAX_STUDIES = 1_000
@@ -65,8 +74,18 @@ def validate(request: scoring_pb2.ScoreRequest) -> None:
         if len(o.study) > MAX_STUDY_NAME:
             raise InvalidArgument(f"{field}.study", f"at most {MAX_STUDY_NAME} characters")
     else:
-        raise Unimplemented(f"{field}: weighted_rank needs reference populations of the space, "
-                            "which this build does not serve yet; use constraint, mnas or pareto")
+        weights = {**o.proxy_weights, **{f"latency:{d}": w for d, w in o.latency_weights.items()}}
+        if not any(w != 0 for w in weights.values()):
+            raise InvalidArgument(f"{field}.proxy_weights", "needs at least one non-zero weight")
+        for name, w in weights.items():
+            if not math.isfinite(w):
+                raise InvalidArgument(f"{field}.proxy_weights[{name}]", "must be finite")
+        for name in o.proxy_weights:
+            if name not in proxies:
+                raise InvalidArgument(f"{field}.proxy_weights",
+                                      f"'{name}' is not among the requested proxies")
+        for name in o.latency_weights:
+            need_device(name, "latency_weights")
 
 
 def front_ranks(points: list[tuple[float, float]]) -> list[int]:
@@ -113,8 +132,34 @@ class Studies:
         return front_ranks(snapshot)[-1]
 
 
+def _weighted_rank(o: common_pb2.WeightedRankObjective, arch: ParsedArch,
+                   candidate: objectives.Candidate, settings: dict,
+                   populations: Populations) -> objectives.Outcome:
+    missing = objectives._missing(candidate, list(o.proxy_weights), list(o.latency_weights))
+    if missing:
+        return objectives.Outcome(value=math.nan, error=missing)
+    pct: dict[str, float] = {}
+    try:
+        for name in o.proxy_weights:
+            pct[name] = populations.proxy_percentile(arch, name, settings[name],
+                                                     candidate.proxies[name])
+        for device in o.latency_weights:
+            pct[f"latency:{device}"] = populations.latency_percentile(
+                device, arch.space, candidate.latency_ms[device])
+    except ServerError as exc:
+        return objectives.Outcome(value=math.nan, error=exc.message, percentiles=pct)
+    weights = {**o.proxy_weights, **{f"latency:{d}": w for d, w in o.latency_weights.items()}}
+    total = sum(abs(w) for w in weights.values())
+    value = sum(w * pct[name] for name, w in weights.items()) / total
+    return objectives.Outcome(value=value, percentiles=pct)
+
+
 def evaluate(request: scoring_pb2.ScoreRequest, result: scoring_pb2.ScoreResult,
-             studies: Studies, stream_study: str = "") -> Optional[common_pb2.ObjectiveResult]:
+             studies: Studies, stream_study: str = "", *, arch: Optional[ParsedArch] = None,
+             settings: Optional[dict] = None, populations: Optional[Populations] = None
+             ) -> Optional[common_pb2.ObjectiveResult]:
+    """The objective's result; `arch`, `settings` (proxy -> resolved settings) and
+    `populations` are what weighted_rank needs."""
     kind = request.objective.WhichOneof("kind")
     if kind is None:
         return None
@@ -128,6 +173,10 @@ def evaluate(request: scoring_pb2.ScoreRequest, result: scoring_pb2.ScoreResult,
     elif kind == "mnas":
         (out,) = objectives.mnas([candidate], o.proxy, o.device_class, o.target_latency_ms,
                                  w=o.w or None)
+    elif kind == "weighted_rank":
+        if populations is None or arch is None or settings is None:
+            raise Unimplemented("objective.weighted_rank: this server has no reference populations")
+        out = _weighted_rank(o, arch, candidate, settings, populations)
     else:
         (out,) = objectives.pareto([candidate], o.proxy, o.device_class)
         study = o.study or stream_study

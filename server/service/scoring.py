@@ -19,6 +19,7 @@ from edgescore.server.proxies import datasets, engine, registry
 from edgescore.server.service import objective
 from edgescore.server.service.convert import override_from_pb, proxy_result_pb, settings_to_pb
 from edgescore.server.service.metrics import Metrics
+from edgescore.server.service.populations import Populations
 from edgescore.server.service.proxy_cache import ProxyCache
 from edgescore.server.service.rpc import abort_with, unary
 from edgescore.server.spaces import registry as spaces
@@ -33,12 +34,14 @@ MAX_DEVICES_PER_REQUEST = 16
 
 class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
     def __init__(self, latency: LatencyService, metrics: Metrics, device: str = "cpu",
-                 stream_workers: int = 2, cache: ProxyCache | None = None) -> None:
+                 stream_workers: int = 2, cache: ProxyCache | None = None,
+                 populations: Populations | None = None) -> None:
         self._latency = latency
         self._metrics = metrics
         self._device = device
         self._cache = cache or ProxyCache(None, device)
         self._studies = objective.Studies()
+        self._populations = populations
         self._stream_pool = ThreadPoolExecutor(stream_workers, thread_name_prefix="score-stream")
 
     # -- one candidate ----------------------------------------------------------------------
@@ -77,7 +80,10 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
             outcome = "ok" if latency.status.code == 0 else "error"
             self._metrics.measurements.labels(target.device_class, outcome).inc()
             result.latencies.append(latency)
-        combined = objective.evaluate(request, result, self._studies, stream_study)
+        combined = objective.evaluate(
+            request, result, self._studies, stream_study, arch=arch,
+            settings={name: settings for name, _, settings in calls},
+            populations=self._populations)
         if combined is not None:
             result.objective.CopyFrom(combined)
         result.seconds = time.perf_counter() - start
