@@ -160,3 +160,34 @@ def _score_ignoring_errors(stack: LocalStack, settings: dict) -> None:
             client.score(ARCH, devices=["local-cpu"], measurement=settings)
     except EdgescoreError:
         pass  # the server went away under the call: that is the point
+
+
+def test_unfinished_jobs_are_resumed_after_every_restart_not_only_the_first() -> None:
+    # In process: a job left running, then a server that restarts twice before any agent comes.
+    from edgescore.server.export.artifacts import ArtifactStore
+    from edgescore.server.export.exporter import Exporter
+    from edgescore.server.fleet.fleet import Fleet
+    from edgescore.server.fleet.latency import LatencyRequest, LatencyService, resolve_measurement
+    from edgescore.server.spaces.nb201 import SPACE
+    from edgescore.server.store import open_store
+    from edgescore.v1 import agent_pb2, common_pb2
+
+    def service(store) -> tuple[Fleet, LatencyService]:
+        fleet = Fleet(heartbeat_interval=60, missed_heartbeats=3)
+        return fleet, LatencyService(fleet, ArtifactStore(), Exporter(), store=store)
+
+    with open_store(":memory:") as store:
+        fleet, latency = service(store)
+        arch = SPACE.parse(ARCH)
+        target = LatencyRequest("pi", resolve_measurement(common_pb2.MeasurementSettings(), arch,
+                                                          "settings"))
+        latency.start(arch, target, 60.0)
+        job_id = target.pending.job.job_id
+        assert store.start_job(job_id, "pi-1")  # on a board when the server went down
+        fleet.close()
+        for _restart in range(2):
+            fleet, latency = service(store)
+            assert latency.resume_jobs() == 1 and store.get_job(job_id).state == "queued"
+            agent = fleet.register(agent_pb2.Capabilities(device_class="pi", hostname="h"))
+            assert agent.outbox.get_nowait().job.job_id == job_id  # resumed under its own id
+            fleet.close()

@@ -275,10 +275,9 @@ class LatencyService:
             return 0
         from edgescore.server.spaces import registry as spaces
 
-        jobs = self.store.requeue_inflight() + [
-            j for j in self.store.jobs(state="queued") if j.error != "server restarted"]
+        self.store.requeue_inflight()  # running -> queued: every unfinished job is queued now
         resumed = 0
-        for job in jobs:
+        for job in self.store.jobs(state="queued"):
             try:
                 p = json.loads(job.payload_ref)
                 arch = spaces.get_space(p["space"]).parse(p["arch"], p["num_classes"],
