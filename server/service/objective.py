@@ -74,7 +74,7 @@ def validate(request: scoring_pb2.ScoreRequest) -> None:
         if len(o.study) > MAX_STUDY_NAME:
             raise InvalidArgument(f"{field}.study", f"at most {MAX_STUDY_NAME} characters")
     else:
-        weights = {**o.proxy_weights, **{f"latency:{d}": w for d, w in o.latency_weights.items()}}
+        weights = _weights(o)
         if not any(w != 0 for w in weights.values()):
             raise InvalidArgument(f"{field}.proxy_weights", "needs at least one non-zero weight")
         for name, w in weights.items():
@@ -132,6 +132,11 @@ class Studies:
         return front_ranks(snapshot)[-1]
 
 
+def _weights(o: common_pb2.WeightedRankObjective) -> dict[str, float]:
+    """Every weight under the name its percentile is reported by ("latency:<class>")."""
+    return {**o.proxy_weights, **{f"latency:{d}": w for d, w in o.latency_weights.items()}}
+
+
 def _weighted_rank(o: common_pb2.WeightedRankObjective, arch: ParsedArch,
                    candidate: objectives.Candidate, settings: dict,
                    populations: Populations) -> objectives.Outcome:
@@ -148,7 +153,7 @@ def _weighted_rank(o: common_pb2.WeightedRankObjective, arch: ParsedArch,
                 device, arch.space, candidate.latency_ms[device])
     except ServerError as exc:
         return objectives.Outcome(value=math.nan, error=exc.message, percentiles=pct)
-    weights = {**o.proxy_weights, **{f"latency:{d}": w for d, w in o.latency_weights.items()}}
+    weights = _weights(o)
     total = sum(abs(w) for w in weights.values())
     value = sum(w * pct[name] for name, w in weights.items()) / total
     return objectives.Outcome(value=value, percentiles=pct)

@@ -94,9 +94,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         """Stored values where the store has them (CACHED), the others computed and stored;
         use_store=False (the request's no_cache) recomputes every one."""
         cached = {}
-        for i, (name, _, settings) in enumerate(calls):
-            if not use_store:
-                break
+        for i, (name, _, settings) in enumerate(calls if use_store else ()):
             hit = self._cache.lookup(arch, name, settings)
             self._metrics.cache.labels("proxy", "miss" if hit is None else "hit").inc()
             if hit is not None:
