@@ -61,3 +61,16 @@ def test_cli_runs_the_study_on_replay_agents_through_the_server(tmp_path: Path) 
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert served == list(csv.DictReader((offline / "study.csv").open()))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--devices", "toaster"], "unknown device(s) toaster"),
+    (["--proxies", "nonsense"], "has no column for nonsense"),
+    (["--hw-csv", "/nonexistent/hw.csv"], "HW-NAS-Bench table not found"),
+])
+def test_cli_bad_input_is_a_clear_error_and_exit_2(tmp_path: Path, extra, message) -> None:
+    args = [sys.executable, "-m", "edgescore.client.cli", "eval", "hw-study", "--offline",
+            "--proxies-csv", str(EVAL_CSV), "--hw-csv", str(HW_CSV), "--out", str(tmp_path)]
+    done = subprocess.run([*args, *extra], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert not (tmp_path / "study.csv").exists()
