@@ -85,7 +85,7 @@ class Client:
     def score(
         self,
         arch: str | common_pb2.ArchSpec,
-        proxies: Sequence[str] = (),
+        proxies: Sequence[str | common_pb2.ProxyRequest] = (),
         devices: Sequence[str] = (),
         *,
         seed: int | None = None,
@@ -103,6 +103,8 @@ class Client:
     ) -> ScoreResult:
         """Proxy scores and measured latencies of one candidate.
 
+        `proxies`: names, or v1 ProxyRequests where one proxy needs its own settings (e.g. the
+        "ensemble" with `extra={"proxies": "synflow,naswot"}`).
         `proxy_settings` holds ProxySettings fields applied to every proxy (batch_size, init,
         repeats...); `measurement` holds MeasurementSettings fields for every device.
         `dataset_id` (from `register_dataset`) makes every data-using proxy run on that batch.
@@ -122,7 +124,8 @@ class Client:
         request = scoring_pb2.ScoreRequest(
             request_id=request_id,
             arch=arch_spec(arch, num_classes, input_resolution),
-            proxies=[common_pb2.ProxyRequest(name=p) for p in proxies],
+            proxies=[p if isinstance(p, common_pb2.ProxyRequest) else common_pb2.ProxyRequest(
+                name=p) for p in proxies],
             proxy_defaults=defaults,
             devices=[common_pb2.DeviceTarget(device_class=d, settings=settings) for d in devices],
             latency_timeout_seconds=latency_timeout,

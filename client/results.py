@@ -28,6 +28,7 @@ class ProxyValue:
     seconds: float
     settings: dict
     flags: list[str]
+    components: dict[str, float] = field(default_factory=dict)  # ensemble: member percentiles
 
     @property
     def ok(self) -> bool:
@@ -38,7 +39,7 @@ class ProxyValue:
         code, message = _status(p.status)
         return cls(p.name, p.value if code == grpc.StatusCode.OK else None, p.unit, p.transform,
                    common_pb2.Provenance.Name(p.provenance), code, message, p.compute_seconds,
-                   MessageToDict(p.settings), list(p.flags))
+                   MessageToDict(p.settings), list(p.flags), dict(p.components))
 
 
 @dataclass

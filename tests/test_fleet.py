@@ -50,6 +50,31 @@ def test_higher_priority_first_fifo_among_equals(fleet: Fleet) -> None:
     assert order == [5, 1, 3, 0, 2, 4]
 
 
+def test_raised_priority_moves_a_queued_job_behind_its_new_equals(fleet: Fleet) -> None:
+    queued = [fleet.submit("pi4", job(), priority) for priority in (5, 0, 5, 0)]
+    fleet.raise_priority(queued[3], 5)   # joins the 5s, behind those already there
+    fleet.raise_priority(queued[0], 1)   # lowering never happens
+    agent = fleet.register(caps())
+    order = []
+    for _ in queued:
+        sent = agent.outbox.get_nowait().job.job_id
+        order.append(next(i for i, p in enumerate(queued) if p.job.job_id == sent))
+        fleet.complete(agent, result(sent))
+    assert order == [0, 2, 3, 1]
+
+
+def test_dispatch_and_requeue_are_reported(fleet: Fleet) -> None:
+    events = []
+    fleet.on_dispatch = lambda p, agent_id: events.append(("run", p.job.job_id, agent_id))
+    fleet.on_requeue = lambda p, reason: events.append(("requeue", p.job.job_id, reason))
+    a = fleet.register(caps(), "a")
+    pending = fleet.submit("pi4", job())
+    fleet.register(caps(), "b")
+    fleet.unregister(a, "killed")
+    jid = pending.job.job_id
+    assert events == [("run", jid, "a"), ("requeue", jid, "killed"), ("run", jid, "b")]
+
+
 def test_lost_agent_job_moves_to_another_and_late_answer_is_dropped(fleet: Fleet) -> None:
     a = fleet.register(caps())
     pending = fleet.submit("pi4", job())

@@ -56,15 +56,74 @@ def test_constraint_budget_edge_is_feasible_and_just_below_is_not(replay_stack) 
     assert not score(client, arch, below).objective.feasible
 
 
+def _population_percentile(value: float, proxy: str = "params") -> float:
+    """`value`'s percentile among `proxy` over the server's population (30 seeded random NB201
+    cells), computed here independently of the server."""
+    from edgescore.server.scoring.population import nb201_sampler
+    from edgescore.server.scoring.ranks import percentile
+    from edgescore.server.spaces.nb201 import SPACE
+
+    assert proxy == "params"
+    population = [sum(p.numel() for p in SPACE.build(SPACE.parse(a)).parameters())
+                  for a in nb201_sampler(30, 0)]
+    return percentile(value, population)
+
+
 def test_mnas_reward_by_hand(replay_stack) -> None:
     client, latency = replay_stack
     arch, target = ARCHS[1], 20.0
-    objective = common_pb2.Objective(mnas=common_pb2.MnasObjective(
-        proxy="params", device_class="raspi4", target_latency_ms=target))
-    result = score(client, arch, objective)
+    mnas = common_pb2.MnasObjective(proxy="params", device_class="raspi4",
+                                    target_latency_ms=target)
+    result = score(client, arch, common_pb2.Objective(mnas=mnas))
+    # The quality term is the percentile / 100 (scale-free, positive)...
+    pct = _population_percentile(result.proxies["params"].value)
+    assert result.objective.percentiles["params"] == pytest.approx(pct)
+    assert result.objective.value == pytest.approx(pct / 100 * (latency[arch] / target) ** -0.07)
+    assert result.objective.feasible == (latency[arch] <= target)
+    # ... or the raw value when asked.
+    mnas.raw_proxy = True
+    result = score(client, arch, common_pb2.Objective(mnas=mnas))
     params = result.proxies["params"].value
     assert result.objective.value == pytest.approx(params * (latency[arch] / target) ** -0.07)
-    assert result.objective.feasible == (latency[arch] <= target)
+    assert not result.objective.percentiles
+
+
+def test_constraint_reports_percentiles_when_asked(replay_stack) -> None:
+    client, latency = replay_stack
+    arch = ARCHS[2]
+    constraint = common_pb2.ConstraintObjective(proxy="params",
+                                                latency_budget_ms={"raspi4": 1e6})
+    plain = score(client, arch, common_pb2.Objective(constraint=constraint))
+    assert not plain.objective.percentiles
+    asked = score(client, arch, common_pb2.Objective(constraint=constraint,
+                                                     report_percentiles=True))
+    assert asked.objective.value == plain.objective.value
+    assert asked.objective.percentiles["params"] == pytest.approx(
+        _population_percentile(asked.proxies["params"].value))
+
+
+def test_ensemble_is_a_proxy_of_its_own(replay_stack) -> None:
+    client, _ = replay_stack
+    members = "params,flops"
+    ens = common_pb2.ProxyRequest(name="ensemble", settings=common_pb2.ProxySettings(
+        extra={"proxies": members}))
+    result = client.score(ARCHS[0], ["params", ens], ["raspi4"], objective=common_pb2.Objective(
+        pareto=common_pb2.ParetoObjective(proxy="ensemble", device_class="raspi4")))
+    e = result.proxies["ensemble"]
+    assert e.ok, e.message
+    assert set(e.components) == {"params", "flops"}
+    assert e.components["params"] == pytest.approx(
+        _population_percentile(result.proxies["params"].value))
+    assert e.value == pytest.approx(sum(e.components.values()) / 2)
+    assert result.objective.pareto_rank == 1
+    # Usable in objectives, listed by ListProxies, and bad member lists name the field.
+    assert "ensemble" in {p.name for p in client.proxies()}
+    for bad in ("params", "params,nope", "params,params", "params,ensemble"):
+        ens.settings.extra["proxies"] = bad
+        with pytest.raises(EdgescoreError) as err:
+            client.score(ARCHS[0], [ens])
+        assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert "extra[proxies]" in str(err.value)
 
 
 def test_pareto_rank_within_a_named_study(replay_stack) -> None:
@@ -91,14 +150,9 @@ def test_weighted_rank_is_the_weighted_mean_of_reference_percentiles(replay_stac
     result = score(client, ARCHS[0], objective)
     pct = result.objective.percentiles
     assert result.objective.code == grpc.StatusCode.OK, result.objective.message
-    # params over 30 seeded random NB201 cells (the population), computed here independently.
-    from edgescore.server.scoring.population import nb201_sampler
+    assert pct["params"] == pytest.approx(_population_percentile(result.proxies["params"].value))
     from edgescore.server.scoring.ranks import percentile
-    from edgescore.server.spaces.nb201 import SPACE
 
-    population = [sum(p.numel() for p in SPACE.build(SPACE.parse(a)).parameters())
-                  for a in nb201_sampler(30, 0)]
-    assert pct["params"] == pytest.approx(percentile(result.proxies["params"].value, population))
     measured = [latency[a] for a in ARCHS]
     assert pct["latency:raspi4"] == pytest.approx(
         percentile(-latency[ARCHS[0]], [-m for m in measured]))

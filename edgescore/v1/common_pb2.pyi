@@ -292,16 +292,18 @@ class ConstraintObjective(_message.Message):
     def __init__(self, proxy: _Optional[str] = ..., latency_budget_ms: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class MnasObjective(_message.Message):
-    __slots__ = ("proxy", "device_class", "target_latency_ms", "w")
+    __slots__ = ("proxy", "device_class", "target_latency_ms", "w", "raw_proxy")
     PROXY_FIELD_NUMBER: _ClassVar[int]
     DEVICE_CLASS_FIELD_NUMBER: _ClassVar[int]
     TARGET_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     W_FIELD_NUMBER: _ClassVar[int]
+    RAW_PROXY_FIELD_NUMBER: _ClassVar[int]
     proxy: str
     device_class: str
     target_latency_ms: float
     w: float
-    def __init__(self, proxy: _Optional[str] = ..., device_class: _Optional[str] = ..., target_latency_ms: _Optional[float] = ..., w: _Optional[float] = ...) -> None: ...
+    raw_proxy: bool
+    def __init__(self, proxy: _Optional[str] = ..., device_class: _Optional[str] = ..., target_latency_ms: _Optional[float] = ..., w: _Optional[float] = ..., raw_proxy: bool = ...) -> None: ...
 
 class ParetoObjective(_message.Message):
     __slots__ = ("proxy", "device_class", "study")
@@ -336,16 +338,18 @@ class WeightedRankObjective(_message.Message):
     def __init__(self, proxy_weights: _Optional[_Mapping[str, float]] = ..., latency_weights: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class Objective(_message.Message):
-    __slots__ = ("constraint", "mnas", "pareto", "weighted_rank")
+    __slots__ = ("constraint", "mnas", "pareto", "weighted_rank", "report_percentiles")
     CONSTRAINT_FIELD_NUMBER: _ClassVar[int]
     MNAS_FIELD_NUMBER: _ClassVar[int]
     PARETO_FIELD_NUMBER: _ClassVar[int]
     WEIGHTED_RANK_FIELD_NUMBER: _ClassVar[int]
+    REPORT_PERCENTILES_FIELD_NUMBER: _ClassVar[int]
     constraint: ConstraintObjective
     mnas: MnasObjective
     pareto: ParetoObjective
     weighted_rank: WeightedRankObjective
-    def __init__(self, constraint: _Optional[_Union[ConstraintObjective, _Mapping]] = ..., mnas: _Optional[_Union[MnasObjective, _Mapping]] = ..., pareto: _Optional[_Union[ParetoObjective, _Mapping]] = ..., weighted_rank: _Optional[_Union[WeightedRankObjective, _Mapping]] = ...) -> None: ...
+    report_percentiles: bool
+    def __init__(self, constraint: _Optional[_Union[ConstraintObjective, _Mapping]] = ..., mnas: _Optional[_Union[MnasObjective, _Mapping]] = ..., pareto: _Optional[_Union[ParetoObjective, _Mapping]] = ..., weighted_rank: _Optional[_Union[WeightedRankObjective, _Mapping]] = ..., report_percentiles: bool = ...) -> None: ...
 
 class ItemStatus(_message.Message):
     __slots__ = ("code", "message", "failure_kind")
@@ -358,7 +362,14 @@ class ItemStatus(_message.Message):
     def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., failure_kind: _Optional[_Union[FailureKind, str]] = ...) -> None: ...
 
 class ProxyResult(_message.Message):
-    __slots__ = ("name", "value", "unit", "transform", "provenance", "status", "settings", "compute_seconds", "flags")
+    __slots__ = ("name", "value", "unit", "transform", "provenance", "status", "settings", "compute_seconds", "flags", "components")
+    class ComponentsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     UNIT_FIELD_NUMBER: _ClassVar[int]
@@ -368,6 +379,7 @@ class ProxyResult(_message.Message):
     SETTINGS_FIELD_NUMBER: _ClassVar[int]
     COMPUTE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     FLAGS_FIELD_NUMBER: _ClassVar[int]
+    COMPONENTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     value: float
     unit: str
@@ -377,7 +389,8 @@ class ProxyResult(_message.Message):
     settings: ProxySettings
     compute_seconds: float
     flags: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., value: _Optional[float] = ..., unit: _Optional[str] = ..., transform: _Optional[str] = ..., provenance: _Optional[_Union[Provenance, str]] = ..., status: _Optional[_Union[ItemStatus, _Mapping]] = ..., settings: _Optional[_Union[ProxySettings, _Mapping]] = ..., compute_seconds: _Optional[float] = ..., flags: _Optional[_Iterable[str]] = ...) -> None: ...
+    components: _containers.ScalarMap[str, float]
+    def __init__(self, name: _Optional[str] = ..., value: _Optional[float] = ..., unit: _Optional[str] = ..., transform: _Optional[str] = ..., provenance: _Optional[_Union[Provenance, str]] = ..., status: _Optional[_Union[ItemStatus, _Mapping]] = ..., settings: _Optional[_Union[ProxySettings, _Mapping]] = ..., compute_seconds: _Optional[float] = ..., flags: _Optional[_Iterable[str]] = ..., components: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class LatencyResult(_message.Message):
     __slots__ = ("device_class", "provenance", "status", "stats", "settings", "agent_id", "runtime", "runtime_version", "execution_provider", "artifact_sha256", "env_before", "env_after", "throttled", "uncertainty_ms", "job_id", "thermal", "quantization")

@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -87,6 +88,11 @@ class Fleet:
         max_attempts: int = 3,
     ) -> None:
         self.heartbeat_interval = heartbeat_interval
+        # Told (under the fleet lock: keep them short, never call back into the fleet) when a job
+        # goes to an agent and when a lost agent's job goes back to the queue; the store keeps
+        # job states with these.
+        self.on_dispatch: Callable[[PendingJob, str], None] = lambda pending, agent_id: None
+        self.on_requeue: Callable[[PendingJob, str], None] = lambda pending, reason: None
         self.missed_heartbeats = missed_heartbeats
         self.max_attempts = max_attempts
         self._lock = threading.RLock()
@@ -140,6 +146,7 @@ class Fleet:
                     detail=f"agent lost {pending.attempts} times; last: {reason}"))
             else:
                 self._queues[pending.device_class].appendleft(pending)
+                self._notify(self.on_requeue, pending, reason)
                 # No _fail_unrunnable here: the lost agent may be back in a moment.
                 self._dispatch(pending.device_class)
 
@@ -151,16 +158,33 @@ class Fleet:
 
     def submit(self, device_class: str, job: agent_pb2.Job, priority: int = 0) -> PendingJob:
         if not job.job_id:
-            job.job_id = f"job-{next(self._ids)}-{uuid.uuid4().hex[:8]}"
+            job.job_id = self.new_job_id()
         pending = PendingJob(job, device_class, priority=priority)
         with self._lock:
-            q = self._queues.setdefault(device_class, deque())
-            # Behind every job of the same or a higher priority: FIFO within a priority.
-            at = next((i for i, other in enumerate(q) if other.priority < priority), len(q))
-            q.insert(at, pending)
+            self._enqueue(pending)
             self._fail_unrunnable(device_class)
             self._dispatch(device_class)
         return pending
+
+    def new_job_id(self) -> str:
+        return f"job-{next(self._ids)}-{uuid.uuid4().hex[:8]}"
+
+    def _enqueue(self, pending: PendingJob) -> None:
+        q = self._queues.setdefault(pending.device_class, deque())
+        # Behind every job of the same or a higher priority: FIFO within a priority.
+        at = next((i for i, other in enumerate(q) if other.priority < pending.priority), len(q))
+        q.insert(at, pending)
+
+    def raise_priority(self, pending: PendingJob, priority: int) -> None:
+        """A request of a higher priority joined this queued job: it moves up to that priority
+        (behind the jobs already there). A job already running, or of a higher priority, stays."""
+        with self._lock:
+            q = self._queues.get(pending.device_class)
+            if priority <= pending.priority or q is None or pending not in q:
+                return
+            q.remove(pending)
+            pending.priority = priority
+            self._enqueue(pending)
 
     def cancel(self, pending: PendingJob) -> None:
         """Forget a job nobody waits for any more (the caller timed out)."""
@@ -231,6 +255,15 @@ class Fleet:
             pending.attempts += 1
             agent.running = pending
             agent.outbox.put(agent_pb2.ServerMessage(job=pending.job))
+            self._notify(self.on_dispatch, pending, agent.agent_id)
+
+    @staticmethod
+    def _notify(listener: Callable[[PendingJob, str], None], pending: PendingJob,
+                detail: str) -> None:
+        try:
+            listener(pending, detail)
+        except Exception:  # noqa: BLE001 - bookkeeping must not stop the scheduler
+            log.warning("fleet listener failed for job %s", pending.job.job_id, exc_info=True)
 
     # -- liveness ---------------------------------------------------------------------------
 

@@ -144,6 +144,11 @@ class LatencyService:
         # by arch string, and two strings can export to one artifact.
         self._shared: dict[tuple[str, str, str, str], tuple[PendingJob, int]] = {}
         self._job_locks: dict[tuple[str, str, str, str], threading.Lock] = {}
+        if store is not None:
+            fleet.on_dispatch = lambda pending, agent_id: store.start_job(
+                pending.job.job_id, agent_id)
+            fleet.on_requeue = lambda pending, reason: store.requeue_job(
+                pending.job.job_id, reason)
 
     def check_device_class(self, device_class: str, field: str,
                            allow_predicted: bool = False, space: str = "") -> None:
@@ -232,27 +237,32 @@ class LatencyService:
         with job_lock:
             with self._lock:
                 shared = self._shared.get(key)
-                if shared is not None and not shared[0].future.done():
+                joined = shared is not None and not shared[0].future.done()
+                if joined:
                     self._shared[key] = (shared[0], shared[1] + 1)
                     target.pending, target.job_key = shared[0], key
-                    return
+            if joined:
+                self.fleet.raise_priority(shared[0], priority)  # outside self._lock, as submit
+                return
             job = agent_pb2.Job(
                 artifact=agent_pb2.Artifact(
                     sha256=sha, format=s.format, precision=s.precision, data=data,
                     input_name="input", space=arch.space, canonical_arch=arch.canonical),
                 settings=s,
                 timeout_seconds=timeout,
-                job_id=job_id,
+                job_id=job_id or self.fleet.new_job_id(),
             )
+            # Recorded before it is submitted: an idle agent may take it at once, and the
+            # store marks it running then.
+            self._record_job(job.job_id, arch, target, timeout)
             pending = self.fleet.submit(target.device_class, job, priority)
             with self._lock:
                 self._shared[key] = (pending, 1)
             target.pending, target.job_key = pending, key
-            self._record_job(pending, arch, target, timeout)
         pending.future.add_done_callback(
             lambda f: self._job_done(f, key, arch))
 
-    def _record_job(self, pending: PendingJob, arch: ParsedArch, target: LatencyRequest,
+    def _record_job(self, job_id: str, arch: ParsedArch, target: LatencyRequest,
                     timeout: float) -> None:
         """Keep what it takes to submit the job again after a restart (resume_jobs)."""
         if self.store is None:
@@ -263,9 +273,9 @@ class LatencyService:
             "settings": json_format.MessageToDict(target.settings,
                                                   preserving_proto_field_name=True)})
         try:
-            self.store.add_job(pending.job.job_id, target.device_class, payload)
+            self.store.add_job(job_id, target.device_class, payload)
         except Exception:  # noqa: BLE001 - the job runs anyway; only its resumption is lost
-            log.warning("could not record job %s", pending.job.job_id, exc_info=True)
+            log.warning("could not record job %s", job_id, exc_info=True)
 
     def resume_jobs(self) -> int:
         """At start: submit again every job a previous server process left queued or running,

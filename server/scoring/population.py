@@ -92,6 +92,10 @@ class ReferencePopulation:
                 self._values = np.sort(np.asarray([v for v in found if not math.isnan(v)], float))
             return self._values
 
+    def value_of(self, arch: str) -> float:
+        """One member's value (from the store when it holds it); NaN where it failed."""
+        return self._value(arch)
+
     def _value(self, arch: str) -> float:
         key = self._key_for(arch) if self._store is not None and self._key_for else None
         if key is not None:

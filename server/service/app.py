@@ -125,7 +125,7 @@ def create_server(address: str = "127.0.0.1:0", config: ServerConfig | None = No
     scoring = ScoringServicer(latency, metrics, config.device, config.stream_workers, cache,
                               Populations(store, cache, config.device, config.population_size))
     scoring_pb2_grpc.add_ScoringServiceServicer_to_server(scoring, server)
-    fleet_pb2_grpc.add_FleetServiceServicer_to_server(FleetServicer(fleet), server)
+    fleet_pb2_grpc.add_FleetServiceServicer_to_server(FleetServicer(fleet, store), server)
     agent_pb2_grpc.add_AgentServiceServicer_to_server(
         AgentServicer(fleet, config.fleet_token or None, on_register=_agents_seen(store)), server)
 

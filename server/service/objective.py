@@ -1,16 +1,20 @@
 """A request's objective (v1 Objective) evaluated on its own proxy values and latencies.
 
-`constraint` and `mnas` judge one candidate by itself. `pareto` ranks it among the candidates of a
-study: a named study (`ParetoObjective.study`) collects every candidate scored under that name on
-this server; without a name the batch is the request itself (rank 1), and each ScoreStream is a
-study of its own. `weighted_rank` is the weighted mean of percentiles: each proxy's in the space's
-reference population (`populations.py`), each latency's among the class's stored measurements
-(faster is higher); its result lists the percentiles it used.
+`constraint` and `mnas` judge one candidate by itself; mnas's quality term is the proxy's
+percentile in the space's reference population (`raw_proxy`: the value itself), and
+`report_percentiles` adds that percentile to constraint and pareto results. `pareto` ranks it
+among the candidates of a study: a named study (`ParetoObjective.study`) collects every
+candidate scored under that name on this server; without a name the batch is the request
+itself (rank 1), and each ScoreStream is a study of its own. `weighted_rank` is the weighted
+mean of percentiles: each proxy's in the space's reference population (`populations.py`), each
+latency's among the class's stored measurements (faster is higher); its result lists the
+percentiles it used.
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import math
 import threading
 from collections import OrderedDict
@@ -173,6 +177,20 @@ def evaluate(request: scoring_pb2.ScoreRequest, result: scoring_pb2.ScoreResult,
         proxies={p.name: p.value for p in result.proxies if p.status.code == 0},
         latency_ms={lat.device_class: lat.stats.median_ms for lat in result.latencies
                     if lat.status.code == 0})
+    if kind != "weighted_rank" and (request.objective.report_percentiles or (
+            kind == "mnas" and not o.raw_proxy)):
+        if populations is None or arch is None or settings is None:
+            raise Unimplemented(f"objective.{kind}: this server has no reference populations")
+        pct, error = _proxy_percentile(o.proxy, arch, candidate, settings, populations)
+        if error:
+            out = objectives.Outcome(value=math.nan, error=error)
+            return _result_pb(kind, out)
+        if kind == "mnas" and not o.raw_proxy:
+            # The reward's quality term: the percentile, scale-free and positive.
+            candidate = dataclasses.replace(
+                candidate, proxies={**candidate.proxies, o.proxy: pct[o.proxy] / 100.0})
+    else:
+        pct = {}
     if kind == "constraint":
         (out,) = objectives.constraint([candidate], o.proxy, dict(o.latency_budget_ms))
     elif kind == "mnas":
@@ -189,6 +207,25 @@ def evaluate(request: scoring_pb2.ScoreRequest, result: scoring_pb2.ScoreResult,
             rank = studies.add_and_rank(study, (candidate.proxies[o.proxy],
                                                 candidate.latency_ms[o.device_class]))
             out = objectives.Outcome(value=-float(rank), pareto_rank=rank)
+    if pct:
+        out = dataclasses.replace(out, percentiles={**out.percentiles, **pct})
+    return _result_pb(kind, out)
+
+
+def _proxy_percentile(proxy: str, arch: ParsedArch, candidate: objectives.Candidate,
+                      settings: dict, populations: Populations) -> tuple[dict[str, float], str]:
+    """({proxy: percentile}, "") or ({}, why not)."""
+    missing = objectives._missing(candidate, [proxy], [])
+    if missing:
+        return {}, missing
+    try:
+        return {proxy: populations.proxy_percentile(arch, proxy, settings[proxy],
+                                                    candidate.proxies[proxy])}, ""
+    except ServerError as exc:
+        return {}, exc.message
+
+
+def _result_pb(kind: str, out: objectives.Outcome) -> common_pb2.ObjectiveResult:
     pb = common_pb2.ObjectiveResult(feasible=out.feasible, pareto_rank=out.pareto_rank,
                                     percentiles=dict(out.percentiles))
     if out.error:

@@ -22,6 +22,7 @@ from edgescore.server.proxies import engine
 from edgescore.server.proxies.base import ResolvedSettings, SettingsOverride
 from edgescore.server.scoring.population import ReferencePopulation, Sampler, nb201_sampler
 from edgescore.server.scoring.ranks import percentile
+from edgescore.server.service.ensemble import EnsembleSettings
 from edgescore.server.service.proxy_cache import ProxyCache
 from edgescore.server.spaces import registry as spaces
 from edgescore.server.spaces.base import ParsedArch
@@ -36,7 +37,8 @@ class Populations:
         self.store, self.cache, self.device = store, cache, device
         self.size, self.seed = size, seed
         self._proxies: dict[tuple, ReferencePopulation] = {}
-        self._lock = threading.Lock()
+        self._latencies: dict[tuple[str, str], _Latencies] = {}
+        self._lock = threading.RLock()  # an ensemble's population builds its members'
 
     def proxy_percentile(self, arch: ParsedArch, proxy: str, settings: ResolvedSettings,
                          value: float) -> float:
@@ -45,16 +47,46 @@ class Populations:
         sampler = SAMPLERS.get(arch.space)
         if sampler is None:
             raise FailedPrecondition(f"no reference population for space '{arch.space}' yet")
+        return self._population(arch, proxy, settings, sampler).percentile(value)
+
+    def ensemble(self, arch: ParsedArch, settings: EnsembleSettings,
+                 values: dict[str, float]) -> tuple[float, dict[str, float]]:
+        """The ensemble's value for an arch whose members have `values`, and each member's
+        percentile."""
+        pct = {name: self.proxy_percentile(arch, name, resolved, values[name])
+               for name, _, resolved in settings.members}
+        return float(np.mean(list(pct.values()))), pct
+
+    def _population(self, arch: ParsedArch, proxy: str,
+                    settings: ResolvedSettings | EnsembleSettings,
+                    sampler: Sampler) -> ReferencePopulation:
         key = (arch.space, proxy, repr(dataclasses.astuple(settings)), arch.num_classes,
                arch.input_resolution)
         with self._lock:
             population = self._proxies.get(key)
             if population is None:
-                population = self._proxies[key] = self._population(arch, proxy, settings, sampler)
-        return population.percentile(value)
+                make = (self._ensemble_population if isinstance(settings, EnsembleSettings)
+                        else self._proxy_population)
+                population = self._proxies[key] = make(arch, proxy, settings, sampler)
+        return population
 
-    def _population(self, arch: ParsedArch, proxy: str, settings: ResolvedSettings,
-                    sampler: Sampler) -> ReferencePopulation:
+    def _ensemble_population(self, arch: ParsedArch, proxy: str, settings: EnsembleSettings,
+                             sampler: Sampler) -> ReferencePopulation:
+        """The ensemble over the same sample, from its members' populations (their values come
+        from the store or from the members' own first computation)."""
+        members = [self._population(arch, name, resolved, sampler)
+                   for name, _, resolved in settings.members]
+
+        def compute(spec: str) -> float:
+            found = [m.value_of(spec) for m in members]
+            if any(math.isnan(v) for v in found):
+                return math.nan  # left out of the population, as a failed member value is
+            return float(np.mean([m.percentile(v) for m, v in zip(members, found)]))
+
+        return ReferencePopulation(compute, sampler, size=self.size, seed=self.seed)
+
+    def _proxy_population(self, arch: ParsedArch, proxy: str, settings: ResolvedSettings,
+                          sampler: Sampler) -> ReferencePopulation:
         space = spaces.get_space(arch.space)
         override = SettingsOverride(**{f.name: getattr(settings, f.name)
                                        for f in dataclasses.fields(SettingsOverride)})
@@ -79,9 +111,30 @@ class Populations:
         percentile of its negation (faster is higher), in (0, 100)."""
         if self.store is None:
             raise FailedPrecondition("latency percentiles need the results store")
-        measured = [r.median_ms for r in self.store.measurements_for_device(device_class, space)
-                    if r.median_ms is not None and math.isfinite(r.median_ms)]
-        if not measured:
+        with self._lock:
+            known = self._latencies.setdefault((device_class, space), _Latencies())
+            # Only the rows stored since the last look are read: a class holds thousands.
+            known.add(self.store.measurements_for_device(device_class, space, since=known.since))
+            measured = np.asarray(known.medians)
+        if not measured.size:
             raise FailedPrecondition(f"no stored measurements of device class '{device_class}' "
                                      f"to rank a latency against")
-        return percentile(-latency_ms, -np.asarray(measured))
+        return percentile(-latency_ms, -measured)
+
+
+class _Latencies:
+    """One class's stored medians of one space, kept up to date incrementally."""
+
+    def __init__(self) -> None:
+        self.medians: list[float] = []
+        self.since: Optional[float] = None
+        self._seen: set = set()
+
+    def add(self, records: list) -> None:
+        for r in records:
+            if r.key in self._seen:
+                continue
+            self._seen.add(r.key)
+            self.since = r.created_at if self.since is None else max(self.since, r.created_at)
+            if r.median_ms is not None and math.isfinite(r.median_ms):
+                self.medians.append(r.median_ms)

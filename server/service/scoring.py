@@ -13,10 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 
 import edgescore
-from edgescore.server.errors import InvalidArgument, ServerError, status_of
+from edgescore.server.errors import FailedPrecondition, InvalidArgument, ServerError, status_of
 from edgescore.server.fleet.latency import LatencyRequest, LatencyService, resolve_measurement
 from edgescore.server.proxies import datasets, engine, registry
-from edgescore.server.service import objective
+from edgescore.server.proxies.base import SettingsOverride
+from edgescore.server.service import ensemble, objective
 from edgescore.server.service.convert import override_from_pb, proxy_result_pb, settings_to_pb
 from edgescore.server.service.metrics import Metrics
 from edgescore.server.service.populations import Populations
@@ -30,6 +31,10 @@ log = logging.getLogger(__name__)
 
 MAX_PROXIES_PER_REQUEST = 64
 MAX_DEVICES_PER_REQUEST = 16
+
+
+def _call_key(name: str, settings: object) -> tuple[str, str]:
+    return name, repr(settings)
 
 
 class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
@@ -91,6 +96,19 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
 
     def _proxies(self, space, arch: ParsedArch, calls: list, use_store: bool = True
                  ) -> list[common_pb2.ProxyResult]:
+        """One result per call, in order; an ensemble's members are computed with the other
+        proxies (once, where a member is also requested with the same settings)."""
+        needed: dict[tuple, tuple] = {}
+        for name, override, settings in calls:
+            members = settings.members if name == ensemble.NAME else [(name, override, settings)]
+            for member in members:
+                needed.setdefault(_call_key(member[0], member[2]), member)
+        done = dict(zip(needed, self._compute(space, arch, list(needed.values()), use_store)))
+        return [self._ensemble_result(arch, settings, done) if name == ensemble.NAME
+                else done[_call_key(name, settings)] for name, _, settings in calls]
+
+    def _compute(self, space, arch: ParsedArch, calls: list, use_store: bool
+                 ) -> list[common_pb2.ProxyResult]:
         """Stored values where the store has them (CACHED), the others computed and stored;
         use_store=False (the request's no_cache) recomputes every one."""
         cached = {}
@@ -115,6 +133,33 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
             results.append(proxy_result_pb(outcome))
         return results
 
+    def _ensemble_result(self, arch: ParsedArch, settings: ensemble.EnsembleSettings,
+                         done: dict) -> common_pb2.ProxyResult:
+        members = [done[_call_key(name, resolved)] for name, _, resolved in settings.members]
+        result = common_pb2.ProxyResult(
+            name=ensemble.NAME, unit=ensemble.UNIT, transform=ensemble.TRANSFORM,
+            provenance=common_pb2.COMPUTED,
+            settings=common_pb2.ProxySettings(extra={ensemble.MEMBERS_KEY: ",".join(
+                settings.names)}),
+            compute_seconds=sum(m.compute_seconds for m in members
+                                if m.provenance == common_pb2.COMPUTED),
+            flags=sorted({f for m in members for f in m.flags}))
+        failed = next((m for m in members if m.status.code != 0), None)
+        try:
+            if failed is not None:
+                raise FailedPrecondition(f"member {failed.name} failed: {failed.status.message}")
+            if self._populations is None:
+                raise FailedPrecondition("this server has no reference populations")
+            value, pct = self._populations.ensemble(arch, settings,
+                                                    {m.name: m.value for m in members})
+        except ServerError as exc:
+            result.status.code = exc.code.value[0]
+            result.status.message = f"{ensemble.NAME}: {exc.message}"
+            return result
+        result.value = value
+        result.components.update(pct)
+        return result
+
     def _proxy_calls(self, request: scoring_pb2.ScoreRequest, arch: ParsedArch) -> list:
         """(name, override, resolved settings) per requested proxy, validated."""
         if len(request.proxies) > MAX_PROXIES_PER_REQUEST:
@@ -127,15 +172,21 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
             if p.name in seen:
                 raise InvalidArgument(f"proxies[{i}].name", f"'{p.name}' is requested twice")
             seen.add(p.name)
-            proxy = registry.get_proxy(p.name)  # NotFound for unknown names, before any work
             override = override_from_pb(p.settings, request.proxy_defaults)
             # Validate now: a bad setting must fail the request before latency jobs are queued.
             field = f"proxies[{p.name}].settings"
-            settings = engine.resolve_settings(proxy, override, field)
-            if settings.data_kind == "registered":
-                # An unknown id is NOT_FOUND for the request, not a per-proxy failure later.
-                datasets.usable(settings.dataset_id, settings.batch_size, arch.input_shape[0],
-                                arch.num_classes, field)
+            if p.name == ensemble.NAME:
+                settings = ensemble.resolve(override, field)
+                checked = [resolved for _, _, resolved in settings.members]
+            else:
+                proxy = registry.get_proxy(p.name)  # NotFound for unknown names, before work
+                settings = engine.resolve_settings(proxy, override, field)
+                checked = [settings]
+            for resolved in checked:
+                if resolved.data_kind == "registered":
+                    # An unknown id is NOT_FOUND for the request, not a per-proxy failure later.
+                    datasets.usable(resolved.dataset_id, resolved.batch_size,
+                                    arch.input_shape[0], arch.num_classes, field)
             calls.append((p.name, override, settings))
         return calls
 
@@ -216,6 +267,15 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
                 transform=proxy.transform, needs_data=proxy.needs_data,
                 needs_labels=proxy.needs_labels, reference=proxy.reference,
                 defaults=settings_to_pb(engine.resolve_settings(proxy, None))))
+        members = ensemble.resolve(SettingsOverride(), "ensemble").members
+        response.proxies.append(scoring_pb2.ProxyInfo(
+            name=ensemble.NAME, description=ensemble.DESCRIPTION, unit=ensemble.UNIT,
+            transform=ensemble.TRANSFORM,
+            needs_data=any(registry.get_proxy(n).needs_data for n, _, _ in members),
+            needs_labels=any(registry.get_proxy(n).needs_labels for n, _, _ in members),
+            reference="Li et al., zero-shot NAS survey (TPAMI 2024): proxy ensembles",
+            defaults=common_pb2.ProxySettings(
+                extra={ensemble.MEMBERS_KEY: ",".join(ensemble.DEFAULT_MEMBERS)})))
         return response
 
     @unary

@@ -159,17 +159,29 @@ class Store:
             rows = self._db.execute(sql + " ORDER BY created_at DESC", params)
         return [_measurement_record(row) for row in rows]
 
-    def measurements_for_device(self, device_class: str,
-                                space: Optional[str] = None) -> list[MeasurementRecord]:
-        """Measurements of one class whose architecture is known, oldest first (predictor data)."""
+    def measurements_for_device(self, device_class: str, space: Optional[str] = None,
+                                since: Optional[float] = None) -> list[MeasurementRecord]:
+        """Measurements of one class whose architecture is known, oldest first (predictor data);
+        `since`: only those stored at or after that time (created_at), for readers that keep up
+        (rows stored in the same instant come again: dedupe them by key)."""
         sql = f"SELECT {_MEAS_COLS} FROM measurements WHERE device_class = ? AND arch <> ''"
         params: list[Any] = [device_class]
         if space is not None:
             sql += " AND space = ?"
             params.append(space)
+        if since is not None:
+            sql += " AND created_at >= ?"
+            params.append(since)
         with self._lock:
             rows = self._db.execute(sql + " ORDER BY created_at", params)
         return [_measurement_record(row) for row in rows]
+
+    def measurement_counts(self) -> dict[str, int]:
+        """Stored measurements per device class."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT device_class, COUNT(*) FROM measurements GROUP BY device_class")
+        return {row[0]: int(row[1]) for row in rows}
 
     # ---- jobs ------------------------------------------------------------------------------
 
