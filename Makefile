@@ -21,11 +21,13 @@ demo: venv
 	$(VENV)/bin/edgescore demo
 
 # The store's suite also runs against a throwaway PostgreSQL cluster (installed from Debian's
-# package when missing); tools/with_postgres.sh starts and removes it.
+# package when missing); tools/with_postgres.sh starts and removes it. tools/with_prometheus.sh
+# installs Debian's prometheus package when missing, for the test that has a real Prometheus
+# scrape the server (tests/test_observability.py starts and removes that Prometheus itself).
 test: venv
 	$(PY) tools/gen_protos.py --check
 	$(VENV)/bin/ruff check .
-	bash tools/with_postgres.sh $(PY) -m pytest -q -ra
+	bash tools/with_postgres.sh bash tools/with_prometheus.sh $(PY) -m pytest -q -ra
 
 lint: venv
 	$(VENV)/bin/ruff check .

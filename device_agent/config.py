@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from edgescore.logs import check_format
+
 ENV_PREFIX = "EDGESCORE_"
 
 
@@ -24,6 +26,7 @@ class AgentConfig:
     tags: dict = field(default_factory=dict)
     heartbeat_interval: float = 5.0   # used until the server's Registered sets its own
     log_level: str = "INFO"
+    log_format: str = "text"          # "json": one JSON object per line
     tls_ca: str = ""                  # CA bundle that signed the server cert; "default": gRPC roots
     tls_cert: str = ""                # client certificate chain (mutual TLS)
     tls_key: str = ""                 # its private key
@@ -48,6 +51,7 @@ _HELP = {
     "token": "fleet token",
     "heartbeat_interval": "heartbeat period (s) until the server sets one",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "log_format": "text, or json: one JSON object per line (ts, level, logger, message)",
     "tls_ca": "PEM CA bundle of the server certificate (enables TLS); 'default' = gRPC's roots",
     "tls_cert": "PEM client certificate chain for mutual TLS",
     "tls_key": "PEM private key of --tls-cert",
@@ -162,6 +166,10 @@ def load_config(argv: list | None = None) -> AgentConfig:
     config = AgentConfig(**values, tags=tags)
     if config.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         parser.error(f"--log-level: {config.log_level!r} is not DEBUG, INFO, WARNING or ERROR")
+    try:
+        config.log_format = check_format(config.log_format)
+    except ValueError as exc:
+        parser.error(f"--log-format: {exc}")
     if bool(config.tls_cert) != bool(config.tls_key):
         parser.error("--tls-cert and --tls-key go together")
     return config

@@ -9,6 +9,9 @@ import tempfile
 import threading
 from collections.abc import Sequence
 
+from edgescore import __version__
+from edgescore.logs import configure as configure_logging
+
 from .config import AgentConfig, build_parser, default_work_dir, load_config
 from .connection import AgentConnection, channel_credentials
 from .metrics import AgentMetrics
@@ -86,6 +89,7 @@ def _run(config: AgentConfig, stop: threading.Event) -> int:
             log.error("cannot read TLS files: %s", exc)
             return EXIT_USAGE
     metrics = AgentMetrics()
+    metrics.set_info(device_class, __version__)
     if config.metrics_port >= 0:
         try:
             port = metrics.serve(config.metrics_port, config.metrics_address)
@@ -115,10 +119,7 @@ def _run(config: AgentConfig, stop: threading.Event) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     config = load_config(list(argv) if argv is not None else None)
-    logging.basicConfig(
-        level=getattr(logging, config.log_level, logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(config.log_level, config.log_format)
     work_dir = prepare_work_dir(config.work_dir)
     log.info("work dir %s (TLS %s)", work_dir, "on" if config.tls else "off")
     saved = contain_writes(work_dir)

@@ -1,7 +1,8 @@
 """The agent's own Prometheus metrics, served with the stdlib (prometheus-client stays off boards).
 
 Text exposition format 0.0.4: jobs by outcome, a job duration histogram, the last CPU temperature,
-throttled runs, and whether the agent is registered with its server.
+throttled runs, whether the agent is registered with its server, and an info series carrying the
+device class and version (join on it to group the others by class in PromQL).
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ def job_outcome(reply: agent_pb2.AgentMessage) -> str:
     return common_pb2.FailureKind.Name(kind).lower()
 
 
+def _label(value: str) -> str:
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 def _num(value: float) -> str:
     if math.isnan(value):
         return "NaN"
@@ -48,6 +53,7 @@ class AgentMetrics:
         self.cpu_temp = math.nan
         self.throttled_runs = 0
         self.connected = 0
+        self.info: dict[str, str] = {}
         self._server: ThreadingHTTPServer | None = None
 
     def observe_job(self, reply: agent_pb2.AgentMessage, seconds: float) -> None:
@@ -62,6 +68,10 @@ class AgentMetrics:
             if reply.HasField("result"):
                 self.throttled_runs += int(reply.result.throttled)
                 self.cpu_temp = reply.result.env_after.cpu_temp_celsius
+
+    def set_info(self, device_class: str, version: str) -> None:
+        with self._lock:
+            self.info = {"device_class": device_class, "version": version}
 
     def set_cpu_temp(self, celsius: float) -> None:
         with self._lock:
@@ -103,6 +113,13 @@ class AgentMetrics:
                 "# TYPE edgescore_agent_connected gauge",
                 f"edgescore_agent_connected {self.connected}",
             ]
+            if self.info:
+                labels = ",".join(f'{k}="{_label(v)}"' for k, v in sorted(self.info.items()))
+                lines += [
+                    "# HELP edgescore_agent_info The agent's device class and version.",
+                    "# TYPE edgescore_agent_info gauge",
+                    f"edgescore_agent_info{{{labels}}} 1",
+                ]
         return "\n".join(lines) + "\n"
 
     def serve(self, port: int, address: str = "0.0.0.0") -> int:

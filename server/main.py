@@ -9,6 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
+from edgescore.logs import configure as configure_logging
 from edgescore.server.config import load_config
 from edgescore.server.service.app import create_server
 
@@ -17,8 +18,7 @@ log = logging.getLogger("edgescore.server")
 
 def main(argv: list[str] | None = None) -> int:
     config = load_config(argv)
-    logging.basicConfig(level=config.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(config.log_level, config.log_format)
     if config.device.startswith("cuda"):
         import torch
         if not torch.cuda.is_available():

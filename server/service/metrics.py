@@ -1,4 +1,8 @@
-"""Prometheus metrics of one server instance (its own registry, so tests can run several)."""
+"""Prometheus metrics of one server instance (its own registry, so tests can run several).
+
+Every name is listed in README.md ("Observability"); deploy/grafana/dashboards/edgescore.json
+charts them and tests/test_observability.py checks that each series the dashboard queries exists.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from collections.abc import Callable, Iterator
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from edgescore.v1 import common_pb2
 
 
 class _FleetCollector(Collector):
@@ -29,13 +35,22 @@ class _FleetCollector(Collector):
         yield from (online, busy, depth)
 
 
+# A Score waits for its measurements (up to --latency-timeout, 120 s by default); an agent's
+# Connect stream lasts as long as the agent stays connected.
+RPC_BUCKETS = (.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+# A latency job from submission to answer: queue wait + export transfer + the agent's timed runs.
+MEASUREMENT_BUCKETS = (.1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.rpc_total = Counter("edgescore_rpc_requests", "RPCs handled",
+        # Recorded by the interceptor once the handler (or its response stream) has finished.
+        self.rpc_total = Counter("edgescore_rpc_requests", "RPCs handled, by final status code",
                                  ["method", "code"], registry=self.registry)
         self.rpc_seconds = Histogram("edgescore_rpc_duration_seconds", "RPC handling time",
-                                     ["method", "code"], registry=self.registry)
+                                     ["method", "code"], registry=self.registry,
+                                     buckets=RPC_BUCKETS)
         self.proxy_seconds = Histogram(
             "edgescore_proxy_compute_seconds", "Proxy compute time", ["proxy", "space", "outcome"],
             registry=self.registry, buckets=(.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120))
@@ -45,6 +60,25 @@ class Metrics:
                              "measuring", ["kind", "outcome"], registry=self.registry)
         self.exports = Counter("edgescore_exports", "Artifact exports", ["format", "outcome"],
                                registry=self.registry)
+        # One observation per latency job (not per waiting request): from its submission to the
+        # fleet until an agent answered it (outcome "ok"), failed it (the failure kind, lower
+        # case), or it was given up ("timeout") or lost. Stored and predicted answers send no
+        # job and are not observed; the agent's own edgescore_agent_job_duration_seconds is the
+        # measuring part alone.
+        self.measurement_seconds = Histogram(
+            "edgescore_measurement_duration_seconds",
+            "Latency job time from submission to the agent's answer", ["device_class", "outcome"],
+            registry=self.registry, buckets=MEASUREMENT_BUCKETS)
+
+    def observe_job(self, device_class: str, outcome: object, seconds: float) -> None:
+        """A latency job ended (a fleet JobOutcome): into the measurement duration histogram."""
+        if getattr(outcome, "ok", False):
+            label = "ok"
+        else:
+            kind = getattr(outcome, "failure_kind", common_pb2.FAILURE_KIND_UNSPECIFIED)
+            label = ("cancelled" if kind == common_pb2.FAILURE_KIND_UNSPECIFIED
+                     else common_pb2.FailureKind.Name(kind).lower())
+        self.measurement_seconds.labels(device_class, label).observe(max(0.0, seconds))
 
     def watch_fleet(self, snapshot: Callable[[], list[dict]]) -> None:
         self.registry.register(_FleetCollector(snapshot))
