@@ -8,6 +8,8 @@ import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from edgescore.logs import check_format
+
 
 @dataclass
 class ServerConfig:
@@ -29,11 +31,18 @@ class ServerConfig:
     tls_key: str = ""                 # its private key
     tls_client_ca: str = ""           # PEM CA: mutual TLS, clients and agents need a cert it signed
     log_level: str = "INFO"
+    log_format: str = "text"          # "json": one JSON object per line (edgescore.logs)
     # Results store: "" = SQLite file in the user's data dir, a path, ":memory:" (nothing kept
     # across restarts), or a postgresql://user:pass@host/db URL.
     db: str = ""
     # Archs in each proxy's reference population (weighted_rank); computed on first use.
     population_size: int = 100
+    # Size caps on one candidate (RESOURCE_EXHAUSTED with the figure and the cap past them).
+    max_params: int = 500_000_000
+    max_macs: int = 100_000_000_000
+    max_input_resolution: int = 1024
+    max_onnx_bytes: int = 200 * 1024 * 1024
+    max_graph_nodes: int = 50_000
 
 
 def _coerce(name: str, value: object) -> object:
@@ -72,6 +81,10 @@ def load_config(argv: list[str] | None = None) -> ServerConfig:
     except ValueError as exc:
         parser.error(str(exc))
         raise
+    try:
+        config.log_format = check_format(config.log_format)
+    except ValueError as exc:
+        parser.error(f"--log-format: {exc}")
     if bool(config.tls_cert) != bool(config.tls_key) or (config.tls_client_ca
                                                           and not config.tls_cert):
         parser.error("--tls-cert and --tls-key go together; --tls-client-ca needs them")

@@ -100,8 +100,9 @@ def test_request_without_arch_and_unserved_parts(stack) -> None:
             client.score(common_pb2.ArchSpec(), ["params"])
         assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
         with pytest.raises(EdgescoreError) as info:
-            client.score(common_pb2.ArchSpec(nats_sss="8:8:8:8:8"), ["params"])
-        assert info.value.code == grpc.StatusCode.UNIMPLEMENTED
+            client.score(common_pb2.ArchSpec(nats_sss="8:8:8:8:9"), ["params"])
+        assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert "arch.nats_sss" in info.value.details
         with pytest.raises(EdgescoreError) as info:
             client.score(GOOD, ["params"], proxy_settings={"batch_size": 100000})
         assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
@@ -131,7 +132,8 @@ def test_lists_and_health_and_reflection(stack) -> None:
         names = {p.name for p in client.proxies()}
         assert {"params", "flops", "synflow", "naswot"} <= names
         spaces = {s.name: s.available for s in client.spaces()}
-        assert spaces["nb201"] is True and spaces["nb101"] is False
+        assert all(spaces[name] for name in ("nb201", "nats_sss", "nb101", "macro", "vit",
+                                             "onnx"))
     with grpc.insecure_channel(stack.target) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         status = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status
@@ -172,7 +174,8 @@ def test_metrics_count_rpcs_by_method_and_code(stack) -> None:
 
 def test_every_registered_proxy_over_grpc(stack) -> None:
     with Client(stack.target) as client:
-        names = [p.name for p in client.proxies()]
+        # The registry's proxies (the ensemble, built on them, has its own tests).
+        names = [p.name for p in client.proxies() if p.name != "ensemble"]
         assert len(names) >= 17
         # Small batches keep this quick; the protocols are the same.
         result = client.score(GOOD, names, seed=1,

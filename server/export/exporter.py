@@ -28,6 +28,7 @@ from .result import (
     STATIC_INT8,
     ExportError,
     ExportResult,
+    ParityReport,
     classify,
 )
 from .tflite_export import export_tflite
@@ -94,6 +95,8 @@ class Exporter:
     def _export(self, arch: ParsedArch, fmt: int, precision: int, batch_size: int,
                 fp32: bytes | None) -> ExportResult:
         what = f"{FORMAT_NAMES[fmt]} {PRECISION_NAMES[precision]}"
+        if arch.space == "onnx":
+            return _as_uploaded(arch, fmt, precision, what)
         shape = (batch_size, *arch.input_shape)
         module = build_network(arch)
         calib, held_out = calibration.batches(shape)
@@ -125,3 +128,13 @@ class Exporter:
             return ExportResult(data, fmt, precision, kind, report, note)
         # Both failed: report the dynamic-range failure, with the static one for context.
         raise ExportError("; ".join(notes), failure_kind)
+
+
+def _as_uploaded(arch: ParsedArch, fmt: int, precision: int, what: str) -> ExportResult:
+    """An uploaded ONNX model is the artifact, byte for byte: nothing to convert or compare."""
+    if fmt != common_pb2.ONNX or precision != common_pb2.FP32:
+        raise ExportError(f"{what}: an uploaded ONNX model is measured as uploaded (onnx fp32); "
+                          "converting it to other formats or precisions is not supported")
+    return ExportResult(arch.payload.data, fmt, precision, FP32,
+                        ParityReport(images=0, max_abs_diff=0.0, rel_error=0.0,
+                                     top1_agreement=1.0), note="uploaded as is")

@@ -127,8 +127,10 @@ class LatencyService:
         store: Optional[Store] = None,
         on_lookup: Callable[[bool], None] = lambda hit: None,
         predictors: Optional[PredictorBank] = None,
+        on_job_done: Callable[[str, JobOutcome, float], None] = lambda cls, outcome, s: None,
     ) -> None:
         self.fleet = fleet
+        self._on_job_done = on_job_done  # (device class, outcome, seconds since submission)
         self.artifacts = artifacts
         self._exporter = exporter
         self.default_timeout = default_timeout
@@ -227,9 +229,9 @@ class LatencyService:
             return
         target.artifact_sha256 = sha
         settings_json = _settings_json(s)
-        if use_store and self._from_store(target, sha, settings_json, arch.canonical):
+        if use_store and self._from_store(target, sha, settings_json, arch.as_spelled):
             return
-        key = (sha, target.device_class, settings_json, arch.canonical)
+        key = (sha, target.device_class, settings_json, arch.as_spelled)
         with self._lock:
             job_lock = self._job_locks.setdefault(key, threading.Lock())
         # Never submit under self._lock: the fleet completes jobs (and runs _job_done, which
@@ -247,7 +249,8 @@ class LatencyService:
             job = agent_pb2.Job(
                 artifact=agent_pb2.Artifact(
                     sha256=sha, format=s.format, precision=s.precision, data=data,
-                    input_name="input", space=arch.space, canonical_arch=arch.canonical),
+                    input_name=getattr(arch.payload, "input_name", "input"),
+                    space=arch.space, canonical_arch=arch.as_spelled),
                 settings=s,
                 timeout_seconds=timeout,
                 job_id=job_id or self.fleet.new_job_id(),
@@ -255,12 +258,15 @@ class LatencyService:
             # Recorded before it is submitted: an idle agent may take it at once, and the
             # store marks it running then.
             self._record_job(job.job_id, arch, target, timeout)
+            submitted = time.monotonic()
             pending = self.fleet.submit(target.device_class, job, priority)
             with self._lock:
                 self._shared[key] = (pending, 1)
             target.pending, target.job_key = pending, key
         pending.future.add_done_callback(
             lambda f: self._job_done(f, key, arch))
+        pending.future.add_done_callback(lambda f: self._on_job_done(
+            target.device_class, f.result(), time.monotonic() - submitted))
 
     def _record_job(self, job_id: str, arch: ParsedArch, target: LatencyRequest,
                     timeout: float) -> None:
@@ -268,7 +274,7 @@ class LatencyService:
         if self.store is None:
             return
         payload = canonical_json({
-            "space": arch.space, "arch": arch.canonical, "num_classes": arch.num_classes,
+            "space": arch.space, "arch": arch.as_spelled, "num_classes": arch.num_classes,
             "input_resolution": arch.input_resolution, "timeout": timeout,
             "settings": json_format.MessageToDict(target.settings,
                                                   preserving_proto_field_name=True)})
@@ -351,7 +357,7 @@ class LatencyService:
         try:
             self.store.put_measurement(
                 MeasurementKey(sha, device_class, r.runtime, r.runtime_version, settings_json),
-                stats, agent_id=outcome.agent_id, space=arch.space, arch=arch.canonical)
+                stats, agent_id=outcome.agent_id, space=arch.space, arch=arch.as_spelled)
         except Exception:  # noqa: BLE001 - the client still gets its result
             log.warning("could not store the measurement of job %s", outcome.job_id,
                         exc_info=True)

@@ -324,5 +324,13 @@ def compute_proxies(space: SearchSpace, arch: ParsedArch,
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
     networks = _Networks(space, arch, dev)
-    passes = _Passes(networks, _planned_pass_uses(plan, networks))
-    return [_run_one(proxy, settings, networks, passes) for proxy, settings in plan]
+    static = getattr(space, "static_proxy", None)
+    # A space may know a proxy without building a network (ONNX: #Params, FLOPs from the graph).
+    known = {proxy.name: value for proxy, _ in plan
+             if static is not None and (value := static(arch, proxy.name)) is not None}
+    passes = _Passes(networks, _planned_pass_uses(
+        [(p, s) for p, s in plan if p.name not in known], networks))
+    return [ProxyOutcome(name=proxy.name, value=known[proxy.name], unit=proxy.unit,
+                         transform=proxy.transform, settings=settings, seconds=0.0)
+            if proxy.name in known else _run_one(proxy, settings, networks, passes)
+            for proxy, settings in plan]

@@ -13,13 +13,22 @@ from .base import ZERO_COST_NAS_NETWORKS, Proxy, ProxyInput
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
+class _PassThrough(nn.Module):
+    """The identity for a BatchNorm, also where it is called with its statistics as inputs
+    (onnx2torch's OnnxBatchNorm takes scale, bias, mean and variance as arguments)."""
+
+    def forward(self, x: torch.Tensor, *_stats: torch.Tensor) -> torch.Tensor:
+        return x
+
+
 def _strip_batchnorm(network: nn.Module) -> None:
     # zero-cost-nas registers 'synflow' with bn=False: its copy turns every BatchNorm's forward
     # into the identity, so the score sees only weights (not batch statistics of an all-ones input).
     for parent in list(network.modules()):
         for child_name, child in list(parent.named_children()):
-            if isinstance(child, _BATCHNORMS):
-                setattr(parent, child_name, nn.Identity())
+            # onnx2torch's OnnxBatchNorm (an uploaded ONNX model) is a BatchNorm as well.
+            if isinstance(child, _BATCHNORMS) or type(child).__name__ == "OnnxBatchNorm":
+                setattr(parent, child_name, _PassThrough())
 
 
 def synflow_score(network: nn.Module, input_shape: tuple[int, ...],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -21,11 +22,12 @@ from edgescore.server.proxies import datasets
 from edgescore.server.scoring.predictor import PredictorBank
 from edgescore.server.service.agents import AgentServicer
 from edgescore.server.service.fleet_service import FleetServicer
-from edgescore.server.service.interceptors import MetricsInterceptor
+from edgescore.server.service.interceptors import ObservabilityInterceptor
 from edgescore.server.service.metrics import Metrics
 from edgescore.server.service.populations import Populations
 from edgescore.server.service.proxy_cache import ProxyCache
 from edgescore.server.service.scoring import ScoringServicer
+from edgescore.server.spaces.limits import Limits
 from edgescore.server.store import Store, open_store
 from edgescore.v1 import (
     agent_pb2,
@@ -100,6 +102,10 @@ def server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
                                        require_client_auth=client_ca is not None)
 
 
+def _limits(config: ServerConfig) -> Limits:
+    return Limits(**{f.name: int(getattr(config, f.name)) for f in dataclasses.fields(Limits)})
+
+
 def create_server(address: str = "127.0.0.1:0", config: ServerConfig | None = None) -> ServerApp:
     """Build and start a server bound to `address` (port 0 picks a free one)."""
     config = config or ServerConfig(address=address)
@@ -112,7 +118,7 @@ def create_server(address: str = "127.0.0.1:0", config: ServerConfig | None = No
     latency = LatencyService(fleet, ArtifactStore(), _exporter(metrics), config.latency_timeout,
                              store=store, on_lookup=lambda hit: metrics.cache.labels(
                                  "measurement", "hit" if hit else "miss").inc(),
-                             predictors=PredictorBank())
+                             predictors=PredictorBank(), on_job_done=metrics.observe_job)
 
     options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -120,10 +126,11 @@ def create_server(address: str = "127.0.0.1:0", config: ServerConfig | None = No
                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
                ("grpc.http2.max_pings_without_data", 0)]
     server = grpc.server(ThreadPoolExecutor(config.workers, thread_name_prefix="grpc"),
-                         interceptors=[MetricsInterceptor(metrics)], options=options)
+                         interceptors=[ObservabilityInterceptor(metrics)], options=options)
     cache = ProxyCache(store, config.device)
     scoring = ScoringServicer(latency, metrics, config.device, config.stream_workers, cache,
-                              Populations(store, cache, config.device, config.population_size))
+                              Populations(store, cache, config.device, config.population_size),
+                              _limits(config))
     scoring_pb2_grpc.add_ScoringServiceServicer_to_server(scoring, server)
     fleet_pb2_grpc.add_FleetServiceServicer_to_server(FleetServicer(fleet, store), server)
     agent_pb2_grpc.add_AgentServiceServicer_to_server(

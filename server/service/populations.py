@@ -11,7 +11,9 @@ it (`size` archs of that proxy); later ones, and restarts, read it back.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import random
 import threading
 from typing import Optional
 
@@ -31,6 +33,38 @@ from edgescore.server.store import Store
 SAMPLERS: dict[str, Sampler] = {"nb201": nb201_sampler}
 
 
+def space_sampler(space: object) -> Optional[Sampler]:
+    """A population sampler for a space: nb201's own enumeration, else the space's `sample`
+    (seeded; specs as text: strings as they are, dict specs as JSON), distinct archs only."""
+    name = getattr(space, "name", "")
+    if name in SAMPLERS:
+        return SAMPLERS[name]
+    sample = getattr(space, "sample", None)
+    if sample is None:
+        return None
+
+    def sampler(n: int, seed: int) -> list[str]:
+        rng, found, seen = random.Random(seed), [], set()
+        for _ in range(n * 20):  # small spaces may hold fewer than n distinct archs
+            text = _spec_text(sample(rng))
+            if text not in seen:
+                seen.add(text)
+                found.append(text)
+                if len(found) == n:
+                    break
+        return found
+
+    return sampler
+
+
+def _spec_text(spec: object) -> str:
+    return spec if isinstance(spec, str) else json.dumps(spec, sort_keys=True)
+
+
+def _spec_value(text: str) -> object:
+    return json.loads(text) if text.startswith("{") else text
+
+
 class Populations:
     def __init__(self, store: Optional[Store], cache: ProxyCache, device: str = "cpu",
                  size: int = 100, seed: int = 0) -> None:
@@ -44,7 +78,7 @@ class Populations:
                          value: float) -> float:
         """`value`'s percentile among `proxy` (same settings, class count, resolution) over the
         space's reference sample."""
-        sampler = SAMPLERS.get(arch.space)
+        sampler = space_sampler(spaces.get_space(arch.space))
         if sampler is None:
             raise FailedPrecondition(f"no reference population for space '{arch.space}' yet")
         return self._population(arch, proxy, settings, sampler).percentile(value)
@@ -92,7 +126,7 @@ class Populations:
                                        for f in dataclasses.fields(SettingsOverride)})
 
         def member(spec: str) -> ParsedArch:
-            return space.parse(spec, arch.num_classes, arch.input_resolution)
+            return space.parse(_spec_value(spec), arch.num_classes, arch.input_resolution)
 
         def compute(spec: str) -> float:
             (outcome,) = engine.compute_proxies(space, member(spec), [(proxy, override)],

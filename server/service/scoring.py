@@ -25,6 +25,7 @@ from edgescore.server.service.proxy_cache import ProxyCache
 from edgescore.server.service.rpc import abort_with, unary
 from edgescore.server.spaces import registry as spaces
 from edgescore.server.spaces.base import ParsedArch
+from edgescore.server.spaces.limits import Limits, SizeCheck
 from edgescore.v1 import common_pb2, scoring_pb2, scoring_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,9 @@ def _call_key(name: str, settings: object) -> tuple[str, str]:
 class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
     def __init__(self, latency: LatencyService, metrics: Metrics, device: str = "cpu",
                  stream_workers: int = 2, cache: ProxyCache | None = None,
-                 populations: Populations | None = None) -> None:
+                 populations: Populations | None = None, limits: Limits | None = None) -> None:
         self._latency = latency
+        self._sizes = SizeCheck(limits or Limits())
         self._metrics = metrics
         self._device = device
         self._cache = cache or ProxyCache(None, device)
@@ -57,9 +59,12 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         the Pareto study of the ScoreStream the request came in (when it names none)."""
         start = time.perf_counter()
         which = request.arch.WhichOneof("spec")
+        if which == "onnx":
+            self._sizes.check_upload(request.arch.onnx)
         space, arch = spaces.parse_arch(
             which, getattr(request.arch, which) if which else None,
             request.arch.num_classes, request.arch.input_resolution)
+        self._sizes.check(space, arch)
         objective.validate(request)
         calls = self._proxy_calls(request, arch)
         targets = self._latency_targets(request, arch)

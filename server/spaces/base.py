@@ -19,6 +19,13 @@ class ParsedArch:
     input_resolution: int
     payload: Any = None
     flags: tuple[str, ...] = field(default_factory=tuple)
+    # The spec as the request spelled it (normalised), when canonicalisation changed it: a
+    # latency job carries it, since a replay agent looks a benchmark's own spelling up.
+    spelled: str = ""
+
+    @property
+    def as_spelled(self) -> str:
+        return self.spelled or self.canonical
 
     @property
     def arch_hash(self) -> str:

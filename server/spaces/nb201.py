@@ -27,6 +27,7 @@ STEM_CHANNELS = 16  # C in the benchmark
 CELLS_PER_STAGE = 5  # N in the benchmark
 NUM_CLASSES_RANGE = (1, 100_000)
 RESOLUTION_RANGE = (8, 1024)  # two stride-2 blocks need at least 2x2 left at the end
+RESOLUTION_MULTIPLE = 4
 MAX_SPEC_CHARS = 1_000  # far above any valid string; keeps error messages bounded
 # Networks of one cell that proxies may ask for (the first is the benchmark's own):
 #  "benchmark": NATS-Bench TinyNetwork, cell convs without bias, cell BN affine with running stats.
@@ -107,12 +108,30 @@ def parse_arch_string(spec: Any) -> Payload:
 
 
 def canonical_string(payload: Payload) -> str:
-    """The standard NB201 string of a payload.
-
-    Seam for issue 7: isomorphism canonicalisation (mapping equivalent cells to one representative)
-    belongs here, so that `ParsedArch.canonical` and the hash change in one place.
-    """
+    """The standard NB201 string of a payload (edges in order; no isomorphism reduction)."""
     return "+".join("|" + "|".join(f"{op}~{j}" for op, j in node) + "|" for node in payload)
+
+
+def _swap_intermediate(payload: Payload) -> Payload:
+    """The same cell with nodes 1 and 2 exchanged; only valid when edge 1->2 is `none`."""
+    (n1,), (n2_0, _n2_1), (n3_0, n3_1, n3_2) = payload
+    return (((n2_0[0], 0),), ((n1[0], 0), ("none", 1)),
+            (n3_0, (n3_2[0], 1), (n3_1[0], 2)))
+
+
+def canonical_payload(payload: Payload) -> Payload:
+    """One representative per isomorphism class. Nodes 1 and 2 are interchangeable exactly when
+    no edge joins them (1->2 is `none`): both then read only the cell input and both feed node
+    3, so exchanging them (with their edges) builds the same network with its modules in other
+    places: the same function family, parameter count and cost. The representative is the
+    smaller string. Edges that cannot reach the output are NOT merged: the benchmark network
+    (and every published proxy on it) keeps their parameters and activations, so such specs
+    differ in #Params, FLOPs and NASWOT; their latency is shared anyway, since the exported
+    network prunes them (see docs/proxies.md, "Canonical forms")."""
+    if payload[1][1][0] != "none":
+        return payload
+    swapped = _swap_intermediate(payload)
+    return min(payload, swapped, key=canonical_string)
 
 
 def _edges(payload: Payload) -> list[Edge]:
@@ -324,7 +343,8 @@ class Nb201Space:
         "format": "|op~0|+|op~0|op~1|+|op~0|op~1|op~2|: node i lists one edge from each j < i",
         "ops": ", ".join(OPS),
         "num_classes": f"{NUM_CLASSES_RANGE[0]}..{NUM_CLASSES_RANGE[1]}, 0 = 10",
-        "input_resolution": f"{RESOLUTION_RANGE[0]}..{RESOLUTION_RANGE[1]}, 0 = 32",
+        "input_resolution": f"{RESOLUTION_RANGE[0]}..{RESOLUTION_RANGE[1]}, a multiple of "
+                            f"{RESOLUTION_MULTIPLE}, 0 = 32",
     }
     default_num_classes = 10
     default_input_resolution = 32
@@ -341,6 +361,13 @@ class Nb201Space:
             self.default_input_resolution,
             RESOLUTION_RANGE,
         )
+        if resolution % RESOLUTION_MULTIPLE:
+            # Each stride-2 block adds a pooled shortcut (rounded down) to a strided conv
+            # (rounded up): they only line up on even sizes, at both reductions.
+            raise InvalidArgument("arch.input_resolution",
+                                  f"must be a multiple of {RESOLUTION_MULTIPLE}, got {resolution}")
+        spelled = canonical_string(payload)
+        payload = canonical_payload(payload)
         flags = () if OUTPUT_NODE in reachable_from_input(payload) else ("degenerate_cell",)
         return ParsedArch(
             space=self.name,
@@ -349,6 +376,7 @@ class Nb201Space:
             input_resolution=resolution,
             payload=payload,
             flags=flags,
+            spelled=spelled,
         )
 
     def build(self, arch: ParsedArch, variant: str = "") -> nn.Module:

@@ -1,0 +1,461 @@
+"""MobileNet-style macro space: a stem, stages of inverted-residual blocks, a head.
+
+This is the space ProxylessNAS, OFA, Zen-NAS and ZiCo search over (MobileNetV2's skeleton with a
+kernel size, expansion ratio, width, depth and squeeze-excitation choice per stage). The network:
+
+  stem      conv3x3 stride 2 (no bias) + BN + ReLU6
+  stage     `depth` inverted-residual blocks; the first has the stage's stride, the rest stride 1:
+            1x1 expand conv + BN + ReLU6 (left out when expansion == 1, as in MobileNetV2),
+            kxk depthwise conv + BN + ReLU6, optional squeeze-excitation (MobileNetV3's: squeeze to
+            make_divisible(hidden / 4, 8), ReLU, hard-sigmoid gate), 1x1 project conv + BN (linear
+            bottleneck); a residual connection when stride is 1 and channels stay the same.
+  head      1x1 conv to head_width + BN + ReLU6, global average pool, linear classifier (no dropout:
+            inference and proxies never use it).
+
+ReLU6 everywhere (MobileNetV2 / ProxylessNAS) rather than MobileNetV3's h-swish, so that the
+MobileNetV2 spec below reproduces torchvision's mobilenet_v2 (3,504,872 parameters, ~300 M MACs at
+224x224) layer for layer. Hidden channels are round(c_in * expansion), as torchvision computes them.
+
+The generic checks at the top (integers, floats, lists, keys) are shared with the ViT space.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from ..errors import InvalidArgument
+from .base import ParsedArch
+
+FIELD = "arch.macro"
+NUM_CLASSES_RANGE = (1, 100_000)
+RESOLUTION_RANGE = (32, 1024)
+NETWORK_VARIANTS = ("default",)
+
+# Caps bound the work parse and build may do; they sit far above every published space
+# (MobileNetV2: 7 stages, 17 blocks, widths <= 320, head 1280). Parameter/MAC caps come later.
+KERNELS = (3, 5, 7)
+STRIDES = (1, 2)
+STEM_WIDTH_RANGE = (1, 1024)
+WIDTH_RANGE = (1, 4096)
+HEAD_WIDTH_RANGE = (1, 8192)
+EXPANSION_RANGE = (1.0, 16.0)
+DEPTH_RANGE = (1, 16)  # blocks in one stage
+MAX_STAGES = 16
+MAX_BLOCKS = 64  # blocks over all stages
+FLOAT_DIGITS = 4  # floats are rounded to this many decimals so that float32 noise hashes alike
+
+# proto3 cannot tell zero from unset, so zero (or a missing key) means these defaults.
+DEFAULT_STEM_WIDTH = 32
+DEFAULT_HEAD_WIDTH = 1280  # MobileNetV2 / ProxylessNAS / OFA's last channel count
+DEFAULT_KERNEL = 3
+DEFAULT_EXPANSION = 6.0  # MobileNetV2's t
+DEFAULT_DEPTH = 1
+DEFAULT_STRIDE = 1
+
+# MobileNetV2-1.0 (Sandler et al. 2018, table 2): stages (t, c, n, s).
+MOBILENET_V2: dict[str, Any] = {
+    "stem_width": 32,
+    "stages": [
+        {"kernel": 3, "expansion": float(t), "width": c, "depth": n, "stride": s,
+         "squeeze_excitation": False}
+        for t, c, n, s in ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
+                           (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+    ],
+    "head_width": 1280,
+}
+
+# The sampling distribution (ProxylessNAS / OFA-like, on MobileNetV2's skeleton): the first stage
+# is MobileNetV2's fixed k3 t1 c16 block; stages 1-5 draw kernel, expansion, depth, width
+# (base x 0.75 / 1 / 1.25, rounded to a multiple of 8) and SE (p = 0.5); the last stage likewise
+# with depth 1. The stem draws from SAMPLE_STEMS; the head stays 1280.
+SAMPLE_KERNELS = (3, 5, 7)
+SAMPLE_EXPANSIONS = (3.0, 4.0, 6.0)
+SAMPLE_DEPTHS = (2, 3, 4)
+SAMPLE_WIDTH_MULTIPLIERS = (0.75, 1.0, 1.25)
+SAMPLE_STEMS = (16, 24, 32)
+SAMPLE_SKELETON = ((24, 2), (32, 2), (64, 2), (96, 1), (160, 2), (320, 1))  # (base width, stride)
+WIDTH_STEP = 8  # mutate moves a width by one group of 8 channels
+
+
+# ---- generic checks (shared with vit.py) -------------------------------------------------------
+
+
+def show(value: Any, limit: int = 60) -> str:
+    """A short, safe description of a bad value for an error message (never a huge repr)."""
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, int):
+        return repr(value) if abs(value) < 10**15 else "a very large integer"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str):
+        return repr(value[:limit]) + ("..." if len(value) > limit else "")
+    return f"a value of type {type(value).__name__}"
+
+
+def _type_error(field: str, expected: str, value: Any) -> InvalidArgument:
+    return InvalidArgument(field, f"expected {expected}, got {show(value)}")
+
+
+def check_int(field: str, value: Any, default: Optional[int], bounds: tuple[int, int]) -> int:
+    """An integer within `bounds`; 0 means `default` (None: the field is required)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _type_error(field, "an integer", value)
+    if value == 0 and default is not None:
+        return default
+    low, high = bounds
+    if not low <= value <= high:
+        zero = " (0 means the default)" if default is not None else ""
+        raise InvalidArgument(field, f"{show(value)} is outside {low}..{high}{zero}")
+    return value
+
+
+def check_float(field: str, value: Any, default: Optional[float], bounds: tuple[float, float],
+                low_open: bool = False) -> float:
+    """A finite number within `bounds`, rounded to FLOAT_DIGITS; 0 means `default` if given."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _type_error(field, "a number", value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidArgument(field, f"{show(value)} is not a finite number")
+    if value == 0 and default is not None:
+        return default
+    low, high = bounds
+    # Integers are compared before float(): float() of a huge int overflows.
+    number = round(float(value), FLOAT_DIGITS) if abs(value) <= high else math.inf
+    if not (low < number if low_open else low <= number) or number > high:
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+        raise InvalidArgument(field, f"{show(value)} is outside {interval}")
+    return number
+
+
+def check_choice(field: str, value: Any, default: int, choices: Sequence[int]) -> int:
+    """An integer from `choices`; 0 means `default`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _type_error(field, "an integer", value)
+    if value == 0:
+        return default
+    if value not in choices:
+        listed = ", ".join(map(str, choices))
+        raise InvalidArgument(field, f"{show(value)} is not one of {listed} (0 means {default})")
+    return value
+
+
+def check_bool(field: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _type_error(field, "true or false", value)
+    return value
+
+
+def check_list(field: str, value: Any, max_len: int) -> Sequence[Any]:
+    """A list or tuple of at most `max_len` items (its length checked before anything is read)."""
+    if not isinstance(value, (list, tuple)):
+        raise _type_error(field, "a list", value)
+    if len(value) > max_len:
+        raise InvalidArgument(field, f"{len(value)} entries, at most {max_len}")
+    return value
+
+
+def check_keys(field: str, value: Any, known: Sequence[str]) -> Mapping[str, Any]:
+    """A mapping whose keys are all in `known` (catches typos and camelCase names early)."""
+    if not isinstance(value, Mapping):
+        raise _type_error(field, "an object with fields " + ", ".join(known), value)
+    unknown = [key for key in value if key not in known]
+    if unknown:
+        raise InvalidArgument(
+            field, f"unknown field {show(unknown[0])}; known fields: {', '.join(known)}"
+        )
+    return value
+
+
+def canonical_json(value: Any) -> str:
+    """Compact, sorted-key JSON: equal normalised specs give equal strings (and hashes)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def check_classes(num_classes: Any, default: int) -> int:
+    return check_int("arch.num_classes", num_classes, default, NUM_CLASSES_RANGE)
+
+
+# ---- the spec ----------------------------------------------------------------------------------
+
+STAGE_FIELDS = ("kernel", "expansion", "width", "depth", "stride", "squeeze_excitation")
+SPEC_FIELDS = ("stem_width", "stages", "head_width")
+
+
+@dataclass(frozen=True)
+class Stage:
+    kernel: int
+    expansion: float
+    width: int
+    depth: int
+    stride: int
+    squeeze_excitation: bool
+
+
+@dataclass(frozen=True)
+class MacroArch:
+    """The payload of a parsed macro spec: every default filled in, floats rounded."""
+
+    stem_width: int
+    stages: tuple[Stage, ...]
+    head_width: int
+
+    def to_spec(self) -> dict[str, Any]:
+        return {
+            "stem_width": self.stem_width,
+            "stages": [{name: getattr(stage, name) for name in STAGE_FIELDS}
+                       for stage in self.stages],
+            "head_width": self.head_width,
+        }
+
+
+def _parse_stage(field: str, spec: Any) -> Stage:
+    spec = check_keys(field, spec, STAGE_FIELDS)
+    kernel = check_choice(f"{field}.kernel", spec.get("kernel", 0), DEFAULT_KERNEL, KERNELS)
+    stride = check_choice(f"{field}.stride", spec.get("stride", 0), DEFAULT_STRIDE, STRIDES)
+    return Stage(
+        kernel=kernel,
+        expansion=check_float(f"{field}.expansion", spec.get("expansion", 0), DEFAULT_EXPANSION,
+                              EXPANSION_RANGE),
+        width=check_int(f"{field}.width", spec.get("width", 0), None, WIDTH_RANGE),
+        depth=check_int(f"{field}.depth", spec.get("depth", 0), DEFAULT_DEPTH, DEPTH_RANGE),
+        stride=stride,
+        squeeze_excitation=check_bool(f"{field}.squeeze_excitation",
+                                      spec.get("squeeze_excitation", False)),
+    )
+
+
+def parse_spec(spec: Any) -> MacroArch:
+    """Validate a macro spec dict (MacroSpec's field names); raise InvalidArgument on any flaw."""
+    spec = check_keys(FIELD, spec, SPEC_FIELDS)
+    stem = check_int(f"{FIELD}.stem_width", spec.get("stem_width", 0), DEFAULT_STEM_WIDTH,
+                     STEM_WIDTH_RANGE)
+    raw_stages = check_list(f"{FIELD}.stages", spec.get("stages", []), MAX_STAGES)
+    if not raw_stages:
+        raise InvalidArgument(f"{FIELD}.stages", "at least one stage is required")
+    stages = tuple(_parse_stage(f"{FIELD}.stages[{i}]", s) for i, s in enumerate(raw_stages))
+    blocks = sum(stage.depth for stage in stages)
+    if blocks > MAX_BLOCKS:
+        raise InvalidArgument(f"{FIELD}.stages", f"{blocks} blocks in all, at most {MAX_BLOCKS}")
+    head = check_int(f"{FIELD}.head_width", spec.get("head_width", 0), DEFAULT_HEAD_WIDTH,
+                     HEAD_WIDTH_RANGE)
+    return MacroArch(stem_width=stem, stages=stages, head_width=head)
+
+
+# ---- network -----------------------------------------------------------------------------------
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """MobileNet's channel rounding: nearest multiple of `divisor`, never 10% below `value`."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+def conv_bn(c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1,
+            act: bool = True) -> nn.Sequential:
+    layers: OrderedDict[str, nn.Module] = OrderedDict(
+        conv=nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, groups=groups, bias=False),
+        bn=nn.BatchNorm2d(c_out),
+    )
+    if act:
+        layers["act"] = nn.ReLU6()
+    return nn.Sequential(layers)
+
+
+class SqueezeExcitation(nn.Module):
+    """MobileNetV3's SE: channel gates from the pooled features (reduction 4, hard sigmoid)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        squeezed = make_divisible(channels / 4)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.reduce = nn.Conv2d(channels, squeezed, 1)
+        self.act = nn.ReLU()
+        self.expand = nn.Conv2d(squeezed, channels, 1)
+        self.gate = nn.Hardsigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(self.expand(self.act(self.reduce(self.pool(x)))))
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, c_in: int, c_out: int, kernel: int, expansion: float, stride: int,
+                 squeeze_excitation: bool) -> None:
+        super().__init__()
+        hidden = int(round(c_in * expansion))
+        layers: OrderedDict[str, nn.Module] = OrderedDict()
+        if expansion != 1:
+            layers["expand"] = conv_bn(c_in, hidden, 1)
+        layers["depthwise"] = conv_bn(hidden, hidden, kernel, stride, groups=hidden)
+        if squeeze_excitation:
+            layers["se"] = SqueezeExcitation(hidden)
+        layers["project"] = conv_bn(hidden, c_out, 1, act=False)
+        self.body = nn.Sequential(layers)
+        self.residual = stride == 1 and c_in == c_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x) if self.residual else self.body(x)
+
+
+class MacroNetwork(nn.Module):
+    """Module names read `stages.2.1.depthwise.conv`: stage 2, its second block."""
+
+    def __init__(self, arch: MacroArch, num_classes: int) -> None:
+        super().__init__()
+        self.stem = conv_bn(3, arch.stem_width, 3, stride=2)
+        self.stages = nn.Sequential()
+        channels = arch.stem_width
+        for stage in arch.stages:
+            blocks = nn.Sequential()
+            for index in range(stage.depth):
+                blocks.append(InvertedResidual(
+                    channels, stage.width, stage.kernel, stage.expansion,
+                    stage.stride if index == 0 else 1, stage.squeeze_excitation,
+                ))
+                channels = stage.width
+            self.stages.append(blocks)
+        self.head = conv_bn(channels, arch.head_width, 1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(arch.head_width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.head(self.stages(self.stem(x)))
+        return self.classifier(torch.flatten(self.pool(x), 1))
+
+
+# ---- sampling ----------------------------------------------------------------------------------
+
+
+def _round8(value: float) -> int:
+    return max(WIDTH_STEP, int(value / WIDTH_STEP + 0.5) * WIDTH_STEP)
+
+
+def _sample_stage(rng: random.Random, base: int, stride: int, depth: int) -> dict[str, Any]:
+    return {
+        "kernel": rng.choice(SAMPLE_KERNELS),
+        "expansion": rng.choice(SAMPLE_EXPANSIONS),
+        "width": _round8(base * rng.choice(SAMPLE_WIDTH_MULTIPLIERS)),
+        "depth": depth,
+        "stride": stride,
+        "squeeze_excitation": rng.random() < 0.5,
+    }
+
+
+def _other(rng: random.Random, choices: Sequence[Any], current: Any) -> Any:
+    return rng.choice([choice for choice in choices if choice != current])
+
+
+def _mutations(arch: MacroArch, rng: random.Random) -> list[MacroArch]:
+    """One candidate per mutable dimension, each a single local change."""
+    stem = _other(rng, SAMPLE_STEMS, arch.stem_width)
+    candidates = [replace(arch, stem_width=stem)]
+    for i, stage in enumerate(arch.stages):
+        changes = [
+            {"kernel": _other(rng, SAMPLE_KERNELS, stage.kernel)},
+            {"expansion": _other(rng, SAMPLE_EXPANSIONS, stage.expansion)},
+            {"depth": stage.depth + rng.choice((-1, 1))},
+            {"width": stage.width + rng.choice((-WIDTH_STEP, WIDTH_STEP))},
+            {"squeeze_excitation": not stage.squeeze_excitation},
+        ]
+        for change in changes:
+            stages = list(arch.stages)
+            stages[i] = replace(stage, **change)
+            candidates.append(replace(arch, stages=tuple(stages)))
+    return candidates
+
+
+class MacroSpace:
+    """The SearchSpace of MobileNet-style inverted-residual networks (ImageNet defaults)."""
+
+    name = "macro"
+    description = (
+        "MobileNet-style macro network (ProxylessNAS / OFA / Zen-NAS): stem conv, stages of "
+        "inverted-residual blocks with per-stage kernel, expansion, width, depth, stride and SE, "
+        "1x1 head conv, pooled linear classifier; ReLU6"
+    )
+    example = canonical_json(MOBILENET_V2)
+    fields = {
+        "stem_width": f"stem conv channels, {STEM_WIDTH_RANGE[0]}..{STEM_WIDTH_RANGE[1]}, "
+                      f"0 = {DEFAULT_STEM_WIDTH}",
+        "stages": f"1..{MAX_STAGES} stages, at most {MAX_BLOCKS} blocks in all",
+        "stages[].kernel": f"depthwise kernel, one of {KERNELS}, 0 = {DEFAULT_KERNEL}",
+        "stages[].expansion": f"expansion ratio, {EXPANSION_RANGE[0]:g}..{EXPANSION_RANGE[1]:g} "
+                              f"(rounded to {FLOAT_DIGITS} decimals; 1 = no expand conv), "
+                              f"0 = {DEFAULT_EXPANSION:g}",
+        "stages[].width": f"output channels, {WIDTH_RANGE[0]}..{WIDTH_RANGE[1]} (required)",
+        "stages[].depth": f"blocks, {DEPTH_RANGE[0]}..{DEPTH_RANGE[1]}, 0 = {DEFAULT_DEPTH}",
+        "stages[].stride": f"stride of the first block, one of {STRIDES}, 0 = {DEFAULT_STRIDE}",
+        "stages[].squeeze_excitation": "MobileNetV3 squeeze-excitation after the depthwise conv",
+        "head_width": f"head conv channels, {HEAD_WIDTH_RANGE[0]}..{HEAD_WIDTH_RANGE[1]}, "
+                      f"0 = {DEFAULT_HEAD_WIDTH}",
+        "num_classes": f"{NUM_CLASSES_RANGE[0]}..{NUM_CLASSES_RANGE[1]}, 0 = 1000",
+        "input_resolution": f"{RESOLUTION_RANGE[0]}..{RESOLUTION_RANGE[1]}, 0 = 224",
+    }
+    default_num_classes = 1000
+    default_input_resolution = 224
+    network_variants = NETWORK_VARIANTS
+
+    def parse(self, spec: Any, num_classes: int = 0, input_resolution: int = 0) -> ParsedArch:
+        payload = parse_spec(spec)
+        return ParsedArch(
+            space=self.name,
+            canonical=canonical_json(payload.to_spec()),
+            num_classes=check_classes(num_classes, self.default_num_classes),
+            input_resolution=check_int("arch.input_resolution", input_resolution,
+                                       self.default_input_resolution, RESOLUTION_RANGE),
+            payload=payload,
+        )
+
+    def build(self, arch: ParsedArch, variant: str = "") -> nn.Module:
+        if variant not in ("", *NETWORK_VARIANTS):
+            raise ValueError(f"unknown macro network variant {variant!r}; known: "
+                             f"{', '.join(NETWORK_VARIANTS)}")
+        return MacroNetwork(arch.payload, arch.num_classes)
+
+    def build_exportable(self, arch: ParsedArch, network: Optional[nn.Module] = None
+                         ) -> nn.Module:
+        """A copy of `network` (default a fresh build): the network has no dead parts to drop."""
+        if network is None:
+            return self.build(arch)
+        if not isinstance(network, MacroNetwork):
+            raise TypeError(f"expected a MacroNetwork, got {type(network).__name__}")
+        return copy.deepcopy(network)
+
+    def sample(self, rng: random.Random) -> dict[str, Any]:
+        stages = [{"kernel": 3, "expansion": 1.0, "width": 16, "depth": 1, "stride": 1,
+                   "squeeze_excitation": False}]
+        for index, (base, stride) in enumerate(SAMPLE_SKELETON):
+            last = index == len(SAMPLE_SKELETON) - 1
+            depth = 1 if last else rng.choice(SAMPLE_DEPTHS)
+            stages.append(_sample_stage(rng, base, stride, depth))
+        spec = {"stem_width": rng.choice(SAMPLE_STEMS), "stages": stages,
+                "head_width": DEFAULT_HEAD_WIDTH}
+        return parse_spec(spec).to_spec()
+
+    def mutate(self, spec: Any, rng: random.Random) -> dict[str, Any]:
+        """One random local change: another stem width, or in one stage another kernel or
+        expansion (from the sampling choices), depth +-1, width +-8, or SE toggled."""
+        arch = parse_spec(spec)
+        candidates = _mutations(arch, rng)
+        rng.shuffle(candidates)
+        for candidate in candidates:
+            try:
+                mutated = parse_spec(candidate.to_spec())  # re-check caps (depth, width)
+            except InvalidArgument:
+                continue
+            if mutated != arch:
+                return mutated.to_spec()
+        raise AssertionError("unreachable: toggling SE always gives another valid spec")
+
+
+SPACE = MacroSpace()
