@@ -2,139 +2,118 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any, Callable
 
 import grpc
 
-import edgescore
+from edgescore.client.channel import CHANNEL_OPTIONS, metadata, resolve_credentials
 from edgescore.client.errors import EdgescoreError
-from edgescore.client.results import DeviceClass, ScoreResult
-from edgescore.v1 import common_pb2, fleet_pb2, fleet_pb2_grpc, scoring_pb2, scoring_pb2_grpc
+from edgescore.client.requests import Arch, ProxyArg, score_request
+from edgescore.client.results import BatchItem, DeviceClass, ScoreResult
+from edgescore.client.retry import RetryPolicy
+from edgescore.v1 import fleet_pb2, fleet_pb2_grpc, scoring_pb2, scoring_pb2_grpc
 
-MAX_MESSAGE_BYTES = 256 * 1024 * 1024
-
-_FORMATS = {"onnx": common_pb2.ONNX, "tflite": common_pb2.TFLITE}
-_PRECISIONS = {"fp32": common_pb2.FP32, "int8": common_pb2.INT8}
-
-
-def arch_spec(arch: str | common_pb2.ArchSpec, num_classes: int = 0,
-              input_resolution: int = 0) -> common_pb2.ArchSpec:
-    """An ArchSpec from an NB201 string (or an ArchSpec passed through)."""
-    if isinstance(arch, common_pb2.ArchSpec):
-        return arch
-    return common_pb2.ArchSpec(nb201=arch, num_classes=num_classes,
-                               input_resolution=input_resolution)
-
-
-def measurement_settings(settings: Mapping[str, Any] | None) -> common_pb2.MeasurementSettings:
-    s = dict(settings or {})
-    if "format" in s:
-        s["format"] = _FORMATS[str(s["format"]).lower()]
-    if "precision" in s:
-        s["precision"] = _PRECISIONS[str(s["precision"]).lower()]
-    return common_pb2.MeasurementSettings(**s)
-
-
-def tls_credentials(ca: str = "", cert: str = "", key: str = "") -> grpc.ChannelCredentials:
-    """TLS channel credentials from PEM files.
-
-    `ca`: the CA that signed the server certificate (empty or "default": gRPC's bundled roots);
-    `cert` + `key`: this client's certificate for a server that requires mutual TLS.
-    """
-    def read(path: str) -> bytes | None:
-        if not path or path == "default":
-            return None
-        with open(path, "rb") as fh:
-            return fh.read()
-
-    return grpc.ssl_channel_credentials(root_certificates=read(ca), private_key=read(key),
-                                        certificate_chain=read(cert))
+DEFAULT_MAX_IN_FLIGHT = 8
 
 
 class Client:
     """`Client("host:port")`: score candidates, list proxies, spaces and devices.
 
+    `timeout` is each call's deadline in seconds, retries included (None: no deadline).
+    `retry` says which failures are tried again and how long to back off (default: UNAVAILABLE,
+    up to 8 attempts): a server restart in the middle of a search is ridden out.
     TLS: pass `tls_ca="ca.pem"` (plus `tls_cert` / `tls_key` for mutual TLS), or ready-made
-    `credentials`; without either the channel is plain text.
+    `credentials`; without either the channel is plain text. `token`: the server's API token.
 
     Every failed call raises `EdgescoreError` carrying the gRPC status code and details.
     """
 
     def __init__(self, target: str, token: str | None = None, timeout: float | None = 600.0,
                  credentials: grpc.ChannelCredentials | None = None, *, tls_ca: str = "",
-                 tls_cert: str = "", tls_key: str = "") -> None:
-        options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                   ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                   ("grpc.keepalive_time_ms", 30_000)]
-        if credentials is None and (tls_ca or tls_cert):
-            credentials = tls_credentials(tls_ca, tls_cert, tls_key)
-        self._channel = (grpc.secure_channel(target, credentials, options) if credentials
-                         else grpc.insecure_channel(target, options))
+                 tls_cert: str = "", tls_key: str = "",
+                 retry: RetryPolicy | None = None) -> None:
+        credentials = resolve_credentials(credentials, tls_ca, tls_cert, tls_key)
+        self._channel = (grpc.secure_channel(target, credentials, CHANNEL_OPTIONS) if credentials
+                         else grpc.insecure_channel(target, CHANNEL_OPTIONS))
         self._scoring = scoring_pb2_grpc.ScoringServiceStub(self._channel)
         self._fleet = fleet_pb2_grpc.FleetServiceStub(self._channel)
-        self._metadata = [(edgescore.TOKEN_METADATA_KEY, token)] if token else None
+        self._token = token
         self.timeout = timeout
+        self.retry = retry or RetryPolicy()
 
-    def _call(self, method: Any, request: Any) -> Any:
-        try:
-            return method(request, timeout=self.timeout, metadata=self._metadata)
-        except grpc.RpcError as exc:
-            raise EdgescoreError.from_rpc_error(exc) from None
+    def _call(self, method: Callable, request: Any, request_id: str = "") -> Any:
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        attempt = 0
+        while True:
+            attempt += 1
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                return method(request, timeout=left, metadata=metadata(self._token, request_id))
+            except grpc.RpcError as exc:
+                error = EdgescoreError.from_rpc_error(exc)
+            pause = self.retry.backoff(attempt)
+            if not self.retry.retryable(error.code, attempt) or (
+                    deadline is not None and time.monotonic() + pause >= deadline):
+                raise error
+            time.sleep(pause)
 
-    def score(
-        self,
-        arch: str | common_pb2.ArchSpec,
-        proxies: Sequence[str | common_pb2.ProxyRequest] = (),
-        devices: Sequence[str] = (),
-        *,
-        seed: int | None = None,
-        proxy_settings: Mapping[str, Any] | None = None,
-        measurement: Mapping[str, Any] | None = None,
-        num_classes: int = 0,
-        input_resolution: int = 0,
-        dataset_id: str = "",
-        latency_timeout: float = 0.0,
-        request_id: str = "",
-        objective: common_pb2.Objective | None = None,
-        allow_predicted: bool = False,
-        no_cache: bool = False,
-        priority: int = 0,
-    ) -> ScoreResult:
+    def score(self, arch: Arch, proxies: Sequence[ProxyArg] = (), devices: Sequence[str] = (),
+              **options: Any) -> ScoreResult:
         """Proxy scores and measured latencies of one candidate.
 
+        `arch`: a spec of `space` (default "nb201": the cell string; nats_sss: "c0:c1:c2:c3:c4";
+        nb101 / macro / vit: a dict with the v1 message's fields), ONNX bytes, or an ArchSpec.
         `proxies`: names, or v1 ProxyRequests where one proxy needs its own settings (e.g. the
-        "ensemble" with `extra={"proxies": "synflow,naswot"}`).
-        `proxy_settings` holds ProxySettings fields applied to every proxy (batch_size, init,
-        repeats...); `measurement` holds MeasurementSettings fields for every device.
-        `dataset_id` (from `register_dataset`) makes every data-using proxy run on that batch.
-        `objective` (v1 Objective: constraint, mnas, pareto) combines them into
-        `ScoreResult.objective`. `allow_predicted`: a class with no agent online is answered by
-        the latency predictor (provenance PREDICTED, `uncertainty_ms`); `no_cache`: recompute and
-        remeasure instead of serving stored results. `priority`: latency jobs of a higher
-        priority are dispatched first on each device class (FIFO among equals).
+        "ensemble" with `extra={"proxies": "synflow,naswot"}`). Options: `space`, `seed`,
+        `proxy_settings` (ProxySettings fields for every proxy: batch_size, init, repeats...),
+        `measurement` (MeasurementSettings fields for every device), `num_classes`,
+        `input_resolution`, `dataset_id` (from `register_dataset`: every data-using proxy runs
+        on that batch), `latency_timeout`, `request_id`, `objective` (v1 Objective: constraint,
+        mnas, pareto, weighted_rank), `allow_predicted` (a class with no agent online is answered
+        by the latency predictor: provenance PREDICTED, `uncertainty_ms`), `no_cache` (recompute
+        and remeasure), `priority` (latency jobs of a higher priority go first on each class).
         """
-        defaults = common_pb2.ProxySettings(**dict(proxy_settings or {}))
-        if seed is not None:
-            defaults.seed = seed
-        if dataset_id:
-            defaults.data.CopyFrom(common_pb2.DataSource(kind=common_pb2.DataSource.REGISTERED,
-                                                         dataset_id=dataset_id))
-        settings = measurement_settings(measurement)
-        request = scoring_pb2.ScoreRequest(
-            request_id=request_id,
-            arch=arch_spec(arch, num_classes, input_resolution),
-            proxies=[p if isinstance(p, common_pb2.ProxyRequest) else common_pb2.ProxyRequest(
-                name=p) for p in proxies],
-            proxy_defaults=defaults,
-            devices=[common_pb2.DeviceTarget(device_class=d, settings=settings) for d in devices],
-            latency_timeout_seconds=latency_timeout,
-            objective=objective,
-            allow_predicted=allow_predicted,
-            no_cache=no_cache,
-            priority=priority,
-        )
-        return ScoreResult.from_pb(self._call(self._scoring.Score, request))
+        request = score_request(arch, proxies, devices, **options)
+        request.request_id = request.request_id or uuid.uuid4().hex
+        return ScoreResult.from_pb(self._call(self._scoring.Score, request, request.request_id))
+
+    def score_many(self, archs: Iterable[Arch], proxies: Sequence[ProxyArg] = (),
+                   devices: Sequence[str] = (), *, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+                   **options: Any) -> Iterator[BatchItem]:
+        """Score every arch with at most `max_in_flight` requests outstanding, yielding a
+        `BatchItem` (index, arch, result or error) per arch as each completes: completion order,
+        not input order. `archs` is read lazily, so it may be a generator of millions. Each
+        request is retried like any call (a server restart costs time, not results); an arch
+        that fails for good comes back with its `error`, and the others go on."""
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        items = enumerate(archs)
+        pool = ThreadPoolExecutor(max_in_flight, thread_name_prefix="edgescore-score")
+        pending: dict[Future, tuple[int, Arch]] = {}
+
+        def one(arch: Arch) -> ScoreResult:
+            return self.score(arch, proxies, devices, **options)
+
+        def fill() -> None:
+            for index, arch in items:
+                pending[pool.submit(one, arch)] = (index, arch)
+                if len(pending) >= max_in_flight:
+                    return
+
+        try:
+            fill()
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    index, arch = pending.pop(future)
+                    yield BatchItem.from_future(index, arch, future)
+                fill()
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def register_dataset(self, images: Any, labels: Sequence[int] | Any = (),
                          name: str = "") -> str:
@@ -165,10 +144,11 @@ class Client:
 
     def score_stream(self, requests: Iterable[scoring_pb2.ScoreRequest]
                      ) -> Iterable[scoring_pb2.ScoreStreamItem]:
-        """Raw ScoreStream: items come back as they complete, correlated by request_id."""
+        """Raw ScoreStream: items come back as they complete, correlated by request_id. Not
+        retried (a broken stream cannot tell which items were done): `score_many` is."""
         try:
             yield from self._scoring.ScoreStream(iter(requests), timeout=self.timeout,
-                                                 metadata=self._metadata)
+                                                 metadata=metadata(self._token))
         except grpc.RpcError as exc:
             raise EdgescoreError.from_rpc_error(exc) from None
 
@@ -180,3 +160,4 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+

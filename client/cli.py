@@ -1,279 +1,384 @@
-"""`edgescore`: the command-line client."""
+"""`edgescore`: the command-line client (click), with progress bars on long work."""
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Optional
+
+import click
 
 from edgescore.client.api import Client
 from edgescore.client.errors import EdgescoreError
 from edgescore.client.results import ScoreResult
+from edgescore.client.tables import format_table, results_table
 
 DEFAULT_SERVER = "127.0.0.1:50051"
-
-# Five NB201 cells spanning the space: the best-known cell, a ResNet-like one, a pooling-heavy
-# one, a cheap 1x1 one, and one with `none` edges.
-DEMO_ARCHS = [
-    "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|",
-    "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|none~2|",
-    "|avg_pool_3x3~0|+|avg_pool_3x3~0|avg_pool_3x3~1|+|skip_connect~0|avg_pool_3x3~1|avg_pool_3x3~2|",
-    "|nor_conv_1x1~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|nor_conv_1x1~2|",
-    "|none~0|+|skip_connect~0|nor_conv_3x3~1|+|none~0|nor_conv_1x1~1|skip_connect~2|",
-]
 DEMO_PROXIES = ["params", "flops", "synflow", "naswot"]
 
 
-def format_table(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.rjust(w) if j else c.ljust(w) for j, (c, w) in enumerate(zip(r, widths)))
-             for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def _num(value: float | None) -> str:
-    if value is None:
-        return "failed"
-    return f"{value:.6g}" if abs(value) < 1e6 else f"{value:.4e}"
-
-
-def results_table(results: Sequence[ScoreResult], proxies: Sequence[str],
-                  devices: Sequence[str]) -> str:
-    header = ["arch", *proxies]
-    for d in devices:
-        header += [f"{d} median ms", "p90 ms", "n", "source"]
-    rows = [header]
-    for r in results:
-        row = [r.canonical_arch]
-        row += [_num(r.proxies[p].value) if p in r.proxies else "-" for p in proxies]
-        for d in devices:
-            lat = r.latencies.get(d)
-            if lat is None or not lat.ok:
-                row += ["failed" if lat else "-", "", "", lat.message[:40] if lat else ""]
-            else:
-                row += [f"{lat.median_ms:.3f}", f"{lat.p90_ms:.3f}", str(lat.n),
-                        f"{lat.provenance.lower()} by {lat.agent_id}"]
-        rows.append(row)
-    return format_table(rows)
-
-
 def _split(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
-def _measurement(ns: argparse.Namespace) -> dict:
+def _progress(total: Optional[int], desc: str, disable: bool = False) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="arch", disable=disable, file=sys.stderr)
+
+
+class _Ctx:
+    def __init__(self, server: str, token: str, tls_ca: str, tls_cert: str, tls_key: str,
+                 timeout: float) -> None:
+        self.server, self.token, self.timeout = server, token or None, timeout
+        self.tls = {"tls_ca": tls_ca, "tls_cert": tls_cert, "tls_key": tls_key}
+
+    def client(self) -> Client:
+        return Client(self.server, token=self.token, timeout=self.timeout, **self.tls)
+
+
+def _measurement_options(f: Any) -> Any:
+    for name, kind, text in (
+            ("--max-seconds", float, "per-measurement time cap (s)"),
+            ("--min-seconds", float, "time to keep timing at least (s)"),
+            ("--min-runs", int, "timed runs at least"),
+            ("--warmup-runs", int, "untimed runs first"),
+            ("--threads", int, "runtime intra-op threads on the board")):
+        f = click.option(name, type=kind, help=text)(f)
+    return f
+
+
+def _measurement(kw: dict) -> dict:
+    """Pop the measurement options out of a command's keyword arguments (those given)."""
     keys = ("warmup_runs", "min_runs", "min_seconds", "max_seconds", "threads")
-    return {k: getattr(ns, k) for k in keys if getattr(ns, k, None) is not None}
+    found = {k: kw.pop(k, None) for k in keys}
+    return {k: v for k, v in found.items() if v is not None}
 
 
-def cmd_score(ns: argparse.Namespace) -> int:
-    with Client(ns.server, token=ns.token) as client:
-        result = client.score(ns.arch, _split(ns.proxies), _split(ns.device or ""),
-                              seed=ns.seed, measurement=_measurement(ns))
-    if ns.json:
-        print(json.dumps(asdict(result), default=str, indent=2))
-    else:
-        print(results_table([result], _split(ns.proxies), _split(ns.device or "")))
-        for p in result.proxies.values():
-            if not p.ok:
-                print(f"proxy {p.name}: {p.code.name}: {p.message}")
-    return 0
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--server", envvar="EDGESCORE_SERVER", default=DEFAULT_SERVER, show_default=True,
+              help="server address host:port (env EDGESCORE_SERVER)")
+@click.option("--token", envvar="EDGESCORE_TOKEN", default="",
+              help="API token (env EDGESCORE_TOKEN)")
+@click.option("--tls-ca", envvar="EDGESCORE_TLS_CA", default="",
+              help="CA of the server certificate; 'default' for the system roots")
+@click.option("--tls-cert", envvar="EDGESCORE_TLS_CERT", default="",
+              help="client certificate (mutual TLS)")
+@click.option("--tls-key", envvar="EDGESCORE_TLS_KEY", default="", help="its key")
+@click.option("--timeout", type=float, default=600.0, show_default=True,
+              help="deadline of each call in seconds, retries included")
+@click.pass_context
+def cli(ctx: click.Context, server: str, token: str, tls_ca: str, tls_cert: str, tls_key: str,
+        timeout: float) -> None:
+    """edgescore: training-free proxy scores and edge-board latency for NAS candidates."""
+    ctx.obj = _Ctx(server, token, tls_ca, tls_cert, tls_key, timeout)
 
 
-def cmd_proxies(ns: argparse.Namespace) -> int:
-    with Client(ns.server, token=ns.token) as client:
+def _arch_input(arch: Optional[str], spec: Optional[Path], onnx: Optional[Path],
+                space: str) -> tuple[Any, str]:
+    given = [x for x in (arch, spec, onnx) if x is not None]
+    if len(given) != 1:
+        raise click.UsageError("give exactly one of --arch, --spec FILE.json, --onnx FILE")
+    if onnx is not None:
+        return onnx.read_bytes(), "onnx"
+    if spec is not None:
+        return json.loads(spec.read_text()), space
+    return arch, space
+
+
+@cli.command()
+@click.option("--arch", help="spec string: NB201 cell (default space) or NATS-SSS channels")
+@click.option("--space", default="nb201", show_default=True,
+              help="nb201 | nats_sss | nb101 | macro | vit")
+@click.option("--spec", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSON file with the spec (nb101 / macro / vit)")
+@click.option("--onnx", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="an ONNX model to score as is")
+@click.option("--proxies", default="params,flops,synflow,naswot", show_default=True)
+@click.option("--device", default="", help="device classes, comma-separated")
+@click.option("--seed", type=int)
+@click.option("--num-classes", type=int, default=0)
+@click.option("--input-resolution", type=int, default=0)
+@_measurement_options
+@click.option("--json", "as_json", is_flag=True, help="print the full result as JSON")
+@click.pass_obj
+def score(obj: _Ctx, arch: Optional[str], space: str, spec: Optional[Path],
+          onnx: Optional[Path], proxies: str, device: str, seed: Optional[int],
+          num_classes: int, input_resolution: int, as_json: bool, **kw: Any) -> None:
+    """Score one architecture."""
+    spec_value, space = _arch_input(arch, spec, onnx, space)
+    with obj.client() as client:
+        result = client.score(spec_value, _split(proxies), _split(device), space=space,
+                              seed=seed, measurement=_measurement(kw), num_classes=num_classes,
+                              input_resolution=input_resolution)
+    if as_json:
+        click.echo(json.dumps(asdict(result), default=str, indent=2))
+        return
+    click.echo(results_table([result], _split(proxies), _split(device)))
+    for p in result.proxies.values():
+        if not p.ok:
+            click.echo(f"proxy {p.name}: {p.code.name}: {p.message}")
+
+
+@cli.command()
+@click.argument("specs", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="CSV to append results to (ids already there are skipped: resumable)")
+@click.option("--space", default="nb201", show_default=True, help="for rows without 'space'")
+@click.option("--proxies", default="params,flops,synflow,naswot", show_default=True)
+@click.option("--device", default="", help="device classes, comma-separated")
+@click.option("--seed", type=int)
+@click.option("--max-in-flight", type=int, default=8, show_default=True)
+@click.option("--allow-predicted", is_flag=True, help="predict latency when no agent is online")
+@_measurement_options
+@click.option("--no-progress", is_flag=True)
+@click.pass_obj
+def batch(obj: _Ctx, specs: Path, out: Path, space: str, proxies: str, device: str,
+          seed: Optional[int], max_in_flight: int, allow_predicted: bool, no_progress: bool,
+          **kw: Any) -> None:
+    """Score every spec of a CSV (column 'arch', optional 'id', 'space') or JSONL file."""
+    from edgescore.client.batch import BatchError, done_ids, read_specs, run_batch
+
+    try:
+        todo = read_specs(specs, space)
+    except BatchError as exc:
+        raise click.UsageError(str(exc)) from None
+    skip = len(done_ids(out) & {s.id for s in todo})
+    if skip:
+        click.echo(f"resuming: {skip} of {len(todo)} already in {out}", err=True)
+    failed = 0
+    with obj.client() as client, _progress(len(todo) - skip, "scoring", no_progress) as bar:
+        def on_row(row: dict) -> None:
+            nonlocal failed
+            failed += bool(row["error"])
+            bar.update(1)
+
+        run_batch(client, todo, out, _split(proxies), _split(device),
+                  max_in_flight=max_in_flight, on_row=on_row, seed=seed,
+                  measurement=_measurement(kw), allow_predicted=allow_predicted)
+    click.echo(f"wrote {out} ({len(todo)} specs, {failed} with errors in this run)")
+
+
+@cli.command()
+@click.pass_obj
+def proxies(obj: _Ctx) -> None:
+    """List the proxies."""
+    with obj.client() as client:
         rows = [["proxy", "unit", "transform", "data", "description"]]
-        for p in client.proxies():
-            rows.append([p.name, p.unit, p.transform, "yes" if p.needs_data else "no",
-                         p.description.split(". ")[0][:70]])
-    print(format_table(rows))
-    return 0
+        rows += [[p.name, p.unit, p.transform[:30], "yes" if p.needs_data else "no",
+                  p.description.split(". ")[0][:70]] for p in client.proxies()]
+    click.echo(format_table(rows))
 
 
-def cmd_spaces(ns: argparse.Namespace) -> int:
-    with Client(ns.server, token=ns.token) as client:
+@cli.command()
+@click.pass_obj
+def spaces(obj: _Ctx) -> None:
+    """List the search spaces."""
+    with obj.client() as client:
         rows = [["space", "available", "description"]]
         rows += [[s.name, "yes" if s.available else "reserved", s.description[:70]]
                  for s in client.spaces()]
-    print(format_table(rows))
-    return 0
+    click.echo(format_table(rows))
 
 
-def cmd_devices(ns: argparse.Namespace) -> int:
-    with Client(ns.server, token=ns.token) as client:
+@cli.command()
+@click.pass_obj
+def devices(obj: _Ctx) -> None:
+    """List device classes: agents online and busy, queue depth, measurements stored."""
+    with obj.client() as client:
         rows = [["device class", "online", "busy", "queue", "done", "runtimes"]]
         rows += [[d.device_class, str(d.agents_online), str(d.agents_busy), str(d.queue_depth),
                   str(d.measurements_done), ", ".join(d.runtimes)] for d in client.devices()]
-    print(format_table(rows))
-    return 0
+    click.echo(format_table(rows))
 
 
-def cmd_demo(ns: argparse.Namespace) -> int:
+@cli.command()
+@click.option("--space", default="nb201", show_default=True)
+@click.option("--algo", type=click.Choice(["evolution", "random"]), default="evolution",
+              show_default=True)
+@click.option("--budget", type=int, default=100, show_default=True,
+              help="candidates to evaluate")
+@click.option("--proxy", default="synflow", show_default=True)
+@click.option("--device", default="", help="device class to measure latency on")
+@click.option("--latency-ms", type=float, default=0.0,
+              help="latency budget on --device (constraint) or target (mnas)")
+@click.option("--objective", type=click.Choice(["constraint", "mnas", "proxy"]), default=None,
+              help="default: constraint with --latency-ms, else proxy")
+@click.option("--population", type=int, default=20, show_default=True, help="evolution: P")
+@click.option("--sample-size", type=int, default=5, show_default=True, help="evolution: S")
+@click.option("--seed", type=int, default=0, show_default=True, help="the search's seed")
+@click.option("--max-in-flight", type=int, default=4, show_default=True)
+@click.option("--within", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="CSV with an 'arch' column: search only these archs (e.g. a benchmark split)")
+@click.option("--accuracy-csv", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="trained accuracies (e.g. accuracy_dev.csv): report the found arch's gap")
+@click.option("--accuracy-column", default="c10_test", show_default=True)
+@click.option("--hw-csv", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="latency table (e.g. hw_nas_bench_c10_dev.csv) defining the feasible set")
+@click.option("--hw-column", default="", help="default c10_<device>_latency")
+@click.option("--allow-predicted", is_flag=True)
+@_measurement_options
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("out") / "search", show_default=True)
+@click.option("--no-progress", is_flag=True)
+@click.pass_obj
+def search(obj: _Ctx, out: Path, no_progress: bool, within: Optional[Path],
+           accuracy_csv: Optional[Path], accuracy_column: str, hw_csv: Optional[Path],
+           hw_column: str, **kw: Any) -> None:
+    """Random search or regularized evolution through the server; writes search.csv and
+    pareto.png under --out."""
+    measurement = _measurement(kw)
+    with obj.client() as client:
+        report = _search(client, out, measurement=measurement, within=within,
+                         accuracy_csv=accuracy_csv, accuracy_column=accuracy_column,
+                         hw_csv=hw_csv, hw_column=hw_column, no_progress=no_progress, **kw)
+    click.echo(report)
+
+
+def _search(client: Client, out: Path, *, measurement: dict, within: Optional[Path] = None,
+            accuracy_csv: Optional[Path] = None, accuracy_column: str = "c10_test",
+            hw_csv: Optional[Path] = None, hw_column: str = "", no_progress: bool = False,
+            **kw: Any) -> str:
+    from edgescore.client.search import SearchConfig, run_search
+    from edgescore.client.search_report import closeness, plot_pareto, read_column, write_csv
+    from edgescore.client.search_spaces import WithinList, sampler_for
+
+    config = SearchConfig(measurement=measurement, **kw)
+    try:
+        config.check()
+        sampler = sampler_for(config.space)
+        if within is not None:
+            sampler = WithinList(sampler, _archs_of(within))
+        accuracy = read_column(accuracy_csv, accuracy_column) if accuracy_csv else None
+        latency = (read_column(hw_csv, hw_column or f"c10_{config.device}_latency")
+                   if hw_csv else None)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    with _progress(config.budget, f"{config.algo} search", no_progress) as bar:
+        result = run_search(client, config, sampler, on_record=lambda r: bar.update(1))
+    write_csv(result, out / "search.csv")
+    lines = [f"evaluated {len(result.records)} candidates "
+             f"({sum(1 for r in result.records if r.error)} failed): {out / 'search.csv'}"]
+    lines.append(f"Pareto plot: {out / 'pareto.png'}" if plot_pareto(result, out / "pareto.png")
+                 else "no plot (needs matplotlib: pip install 'edgescore[plots]', and latencies)")
+    best = result.best
+    if best is None:
+        lines.append("no candidate was scored successfully")
+    else:
+        lines.append(f"found: {best.spec_text()}  {config.proxy}={best.proxy:.6g}"
+                     + (f"  latency={best.latency_ms:.3f} ms ({best.latency_source.lower()})"
+                        if config.device else "")
+                     + ("" if best.feasible else "  (no feasible candidate found)"))
+        if accuracy is not None:
+            near = closeness(result, accuracy, latency)
+            lines.append(near.describe() if near else "no feasible arch in the accuracy table")
+    (out / "summary.txt").write_text("\n".join(lines) + "\n")
+    return "\n".join(lines)
+
+
+def _archs_of(path: Path) -> list[str]:
+    import csv
+
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames or "arch" not in reader.fieldnames:
+            raise ValueError(f"{path} has no 'arch' column")
+        return [row["arch"] for row in reader if row["arch"]]
+
+
+@cli.command()
+@click.option("--search-budget", type=int, default=30, show_default=True,
+              help="candidates of the demo's search (0: skip the search)")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("out") / "demo", show_default=True)
+def demo(search_budget: int, out: Path) -> None:
+    """Local server + agent: score a few NB201 archs, then search under a latency budget."""
     from edgescore.client.launcher import LocalStack
+    from edgescore.client.tables import DEMO_ARCHS
 
-    print("starting a local edgescore-server and one edgescore-agent (device class local-cpu)...")
+    click.echo("starting a local edgescore-server and one edgescore-agent "
+               "(device class local-cpu)...")
+    measurement = {"warmup_runs": 5, "min_runs": 30, "min_seconds": 0.3}
     with LocalStack(agents={"local-cpu": 1}) as stack, Client(stack.target) as client:
-        print(f"server on {stack.target}, metrics on http://127.0.0.1:{stack.metrics_port}/metrics")
-        measurement = {"warmup_runs": 5, "min_runs": 30, "min_seconds": 0.3}
-        results = []
+        click.echo(f"server on {stack.target}, metrics on "
+                   f"http://127.0.0.1:{stack.metrics_port}/metrics")
+        results: list[ScoreResult] = []
         for i, arch in enumerate(DEMO_ARCHS, 1):
-            print(f"[{i}/{len(DEMO_ARCHS)}] scoring {arch}", flush=True)
+            click.echo(f"[{i}/{len(DEMO_ARCHS)}] scoring {arch}")
             results.append(client.score(arch, DEMO_PROXIES, ["local-cpu"], seed=0,
                                         measurement=measurement))
-    print()
-    print(results_table(results, DEMO_PROXIES, ["local-cpu"]))
-    print("\nproxies: higher is better (params, flops = MACs, synflow = log, naswot = log|K|);"
-          " latency measured by the agent with onnxruntime.")
-    return 0
+        click.echo()
+        click.echo(results_table(results, DEMO_PROXIES, ["local-cpu"]))
+        click.echo("\nproxies: higher is better (params, flops = MACs, synflow = log, "
+                   "naswot = log|K|); latency measured by the agent with onnxruntime.")
+        if search_budget > 0:
+            # The budget: the median latency of the five archs above, so about half the space
+            # is feasible and the search has a real trade-off to make.
+            medians = sorted(r.latencies["local-cpu"].median_ms for r in results
+                             if r.latencies["local-cpu"].ok)
+            budget = round(medians[len(medians) // 2], 3) if medians else 0.0
+            click.echo(f"\nregularized evolution: {search_budget} candidates, synflow under "
+                       f"{budget} ms on local-cpu...")
+            click.echo(_search(client, out, measurement={**measurement, "min_runs": 20,
+                                                         "min_seconds": 0.2},
+                               space="nb201", algo="evolution", budget=search_budget,
+                               proxy="synflow", device="local-cpu", latency_ms=budget,
+                               population=10, sample_size=3, max_in_flight=2))
 
 
-def _needs_server(command: str, exc: ImportError) -> int:
+@cli.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def serve(args: Sequence[str]) -> None:
+    """Run the server (edgescore-server; needs edgescore[server]): `edgescore serve --help`."""
+    try:
+        from edgescore.server.main import main as server_main
+    except ImportError as exc:
+        raise _needs_extra("serve", "server", exc) from None
+    sys.exit(server_main(list(args)))
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def agent(args: Sequence[str]) -> None:
+    """Run a device agent (edgescore-agent; needs edgescore[agent]): `edgescore agent --help`."""
+    try:
+        from edgescore.device_agent.main import main as agent_main
+    except ImportError as exc:
+        raise _needs_extra("agent", "agent", exc) from None
+    sys.exit(agent_main(list(args)))
+
+
+def _needs_extra(command: str, extra: str, exc: ImportError) -> click.ClickException:
     # Server-side code (torch) is imported only inside such commands: the client stays light.
-    print(f"error: `edgescore {command}` runs server code locally and needs the server extra "
-          f"(torch): pip install 'edgescore[server]' ({exc})", file=sys.stderr)
-    return 2
+    return click.ClickException(f"`edgescore {command}` needs the {extra} extra: "
+                                f"pip install 'edgescore[{extra}]' ({exc})")
 
 
-def cmd_eval_proxies(ns: argparse.Namespace) -> int:
-    try:
-        from edgescore.server.evaluation import EvalConfig, EvalError, run_eval
-    except ImportError as exc:
-        return _needs_server("eval proxies", exc)
-    config = EvalConfig(
-        space=ns.space, dataset=ns.dataset, archs=ns.archs, seed=ns.seed,
-        proxies=_split(ns.proxies) or None, workers=ns.workers, out=ns.out, device=ns.device,
-        csv=ns.csv, anchors=ns.anchors, naslib=ns.naslib, within_naslib=ns.within_naslib,
-        progress=not ns.no_progress)
-    try:
-        run_eval(config)
-    except EvalError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted: finished archs are saved; run the same command again to resume",
-              file=sys.stderr)
-        return 130
-    return 0
+from edgescore.client.cli_eval import evaluate  # noqa: E402 - registered after the group
 
-
-def cmd_eval_hw_study(ns: argparse.Namespace) -> int:
-    try:
-        from edgescore.server.evaluation import hw_study, nb201_eval
-    except ImportError as exc:
-        return _needs_server("eval hw-study", exc)
-    proxies_csv = ns.proxies_csv or nb201_eval.default_study_proxies_csv()
-    hw_csv = ns.hw_csv or nb201_eval.default_hw_csv()
-    if proxies_csv is None or hw_csv is None:
-        print("error: give --proxies-csv (from `edgescore eval proxies`) and --hw-csv "
-              "(hw_nas_bench_c10_dev.csv)", file=sys.stderr)
-        return 2
-    config = hw_study.StudyConfig(
-        proxies_csv=proxies_csv, hw_csv=hw_csv, out=ns.out,
-        devices=_split(ns.devices) or hw_study.DEVICES,
-        quantiles=[float(q) for q in _split(ns.quantiles)] or hw_study.QUANTILES,
-        proxies=_split(ns.proxies) or None, ensemble=_split(ns.ensemble),
-        offline=ns.offline, archs=ns.archs)
-    try:
-        hw_study.run_study(config)
-    except hw_study.StudyError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print((ns.out / "study.md").read_text())
-    return 0
-
-
-def _add_eval(sub: argparse._SubParsersAction) -> None:
-    from pathlib import Path
-
-    evaluate = sub.add_parser("eval", help="offline evaluation (needs edgescore[server])")
-    what = evaluate.add_subparsers(dest="what", required=True)
-    p = what.add_parser(
-        "proxies", help="rank correlation of proxies with trained accuracy on a seeded sample",
-        description="Compute proxies in-process for a seeded sample of accuracy_dev.csv and "
-                    "compare them (Spearman, Kendall) with trained accuracy, published figures "
-                    "and NASLib's values. Resumable: rerun the same command after a stop.")
-    p.add_argument("--space", default="nb201")
-    p.add_argument("--dataset", default="cifar10",
-                   help="cifar10 | cifar100 | imagenet16-120 (ground truth and class count)")
-    p.add_argument("--archs", type=int, default=100, help="archs to sample (default 100)")
-    p.add_argument("--seed", type=int, default=42,
-                   help="seed of the arch sample and of every proxy (default 42, Samsung's)")
-    p.add_argument("--proxies", default="", help="comma-separated (default: all registered)")
-    p.add_argument("--workers", type=int, default=0, help="processes (default: CPU cores)")
-    p.add_argument("--out", type=Path, help="default out/eval-<space>-<dataset>-<N>-<seed>")
-    p.add_argument("--device", default="cpu", help="torch device for the proxies")
-    p.add_argument("--csv", type=Path,
-                   help="accuracy_dev.csv (default: ../shared/data/nb201/ of the checkout)")
-    p.add_argument("--anchors", type=Path, help="reference_correlations.csv "
-                                                "(default: ../shared/anchors/ of the checkout)")
-    p.add_argument("--naslib", type=Path,
-                   help="naslib_zc_scores.csv (default: next to the accuracy CSV)")
-    p.add_argument("--within-naslib", action="store_true",
-                   help="sample only archs NASLib scored, so the agreement column has all n")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_eval_proxies)
-
-    h = what.add_parser(
-        "hw-study", help="the survey's hardware-aware study on HW-NAS-Bench replay devices",
-        description="For each device and latency budget (quantiles of its latencies), each "
-                    "proxy picks its best feasible arch: report the accuracy gap to the best "
-                    "feasible arch and Kendall tau inside the feasible set. Latencies come from "
-                    "replay agents through a local server (or the table with --offline).")
-    h.add_argument("--proxies-csv", type=Path,
-                   help="per_arch.csv of `edgescore eval proxies` (default: the committed "
-                        "1,000-arch CIFAR-10 run)")
-    h.add_argument("--hw-csv", type=Path, help="hw_nas_bench_c10_dev.csv (default: "
-                                               "../shared/data/nb201/ of the checkout)")
-    h.add_argument("--devices", default="", help="comma-separated (default: all six)")
-    h.add_argument("--quantiles", default="", help="budget quantiles in %% (default 25,50,75)")
-    h.add_argument("--proxies", default="", help="comma-separated (default: every column)")
-    h.add_argument("--ensemble", default="synflow,jacob_cov,naswot",
-                   help="proxies rank-averaged into one more (empty: none)")
-    h.add_argument("--archs", type=int, default=0, help="first N rows only (default all)")
-    h.add_argument("--offline", action="store_true",
-                   help="read latencies from the table instead of replay agents + server")
-    h.add_argument("--out", type=Path, default=Path("out") / "hw-study")
-    h.set_defaults(func=cmd_eval_hw_study)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgescore", description=__doc__)
-    parser.add_argument("--server", default=os.environ.get("EDGESCORE_SERVER", DEFAULT_SERVER))
-    parser.add_argument("--token", default=os.environ.get("EDGESCORE_TOKEN"))
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    score = sub.add_parser("score", help="score one architecture")
-    score.add_argument("--arch", required=True, help="NB201 string |op~0|+|op~0|op~1|+|...|")
-    score.add_argument("--proxies", default="params,flops,synflow,naswot")
-    score.add_argument("--device", default="", help="device classes, comma-separated")
-    score.add_argument("--seed", type=int)
-    score.add_argument("--warmup-runs", type=int)
-    score.add_argument("--min-runs", type=int)
-    score.add_argument("--min-seconds", type=float)
-    score.add_argument("--max-seconds", type=float)
-    score.add_argument("--threads", type=int)
-    score.add_argument("--json", action="store_true", help="print the full result as JSON")
-    score.set_defaults(func=cmd_score)
-    sub.add_parser("proxies", help="list the proxies").set_defaults(func=cmd_proxies)
-    sub.add_parser("spaces", help="list the search spaces").set_defaults(func=cmd_spaces)
-    sub.add_parser("devices", help="list device classes").set_defaults(func=cmd_devices)
-    sub.add_parser("demo", help="local server + agent, score a few NB201 archs").set_defaults(
-        func=cmd_demo)
-    _add_eval(sub)
-    return parser
+cli.add_command(evaluate)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
+    """Entry point; returns the exit code (1: a server error, 2: a usage error)."""
     try:
-        return ns.func(ns)
+        cli.main(args=list(argv) if argv is not None else None, prog_name="edgescore",
+                 standalone_mode=False)
     except EdgescoreError as exc:
-        print(f"error: {exc.code.name}: {exc.details}", file=sys.stderr)
+        click.echo(f"error: {exc.code.name}: {exc.details}", err=True)
         return 1
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    return 0
 
 
 if __name__ == "__main__":

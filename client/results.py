@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from google.protobuf.json_format import MessageToDict
 
+from edgescore.client.errors import EdgescoreError
 from edgescore.v1 import common_pb2, fleet_pb2, scoring_pb2
 
 _CODES = {c.value[0]: c for c in grpc.StatusCode}
@@ -122,6 +127,59 @@ class ScoreResult:
                    {p.name: ProxyValue.from_pb(p) for p in r.proxies},
                    {lat.device_class: Latency.from_pb(lat) for lat in r.latencies}, r.seconds,
                    ObjectiveValue.from_pb(r.objective) if r.HasField("objective") else None)
+
+    def to_row(self) -> dict[str, Any]:
+        """One flat row: arch, each proxy's value, each device's median latency and source, the
+        objective; failures leave the value empty (NaN) and say why in `<name>_error`."""
+        row: dict[str, Any] = {"request_id": self.request_id, "space": self.space,
+                               "arch": self.canonical_arch, "arch_hash": self.arch_hash}
+        for name, p in self.proxies.items():
+            row[name] = p.value if p.ok else math.nan
+            if not p.ok:
+                row[f"{name}_error"] = f"{p.code.name}: {p.message}"
+        for device, lat in self.latencies.items():
+            row[f"{device}_ms"] = lat.median_ms if lat.ok else math.nan
+            row[f"{device}_source"] = lat.provenance
+            if not lat.ok:
+                row[f"{device}_error"] = f"{lat.code.name}: {lat.message}"
+        if self.objective is not None:
+            o = self.objective
+            row["objective"] = o.value if o.value is not None else math.nan
+            row["feasible"] = o.feasible
+            if o.pareto_rank:
+                row["pareto_rank"] = o.pareto_rank
+        return row
+
+
+def to_dataframe(results: Iterable[ScoreResult]) -> Any:
+    """A pandas DataFrame of `ScoreResult.to_row()`s (pandas is optional: `pip install pandas`)."""
+    try:
+        import pandas as pd
+    except ImportError as exc:
+        raise ImportError("to_dataframe needs pandas: pip install pandas") from exc
+    return pd.DataFrame([r.to_row() for r in results])
+
+
+@dataclass
+class BatchItem:
+    """One arch of `score_many`: its position in the input, the arch, and its result or the
+    `EdgescoreError` it failed with."""
+
+    index: int
+    arch: Any
+    result: ScoreResult | None = None
+    error: EdgescoreError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @classmethod
+    def from_future(cls, index: int, arch: Any, future: Future) -> BatchItem:
+        try:
+            return cls(index, arch, result=future.result())
+        except EdgescoreError as exc:
+            return cls(index, arch, error=exc)
 
 
 @dataclass

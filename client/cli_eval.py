@@ -1,0 +1,121 @@
+"""`edgescore eval ...`: offline evaluations that run server code in this process (they need
+the `[server]` extra; nothing is imported from it until a command runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+
+
+def _split(value: str) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+class _Usage(click.ClickException):
+    """Exit code 2 with "error: ..." (bad input to an evaluation)."""
+
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+def _server_code(command: str, exc: ImportError) -> click.ClickException:
+    return _Usage(f"`edgescore eval {command}` runs server code locally and needs the server "
+                  f"extra (torch): pip install 'edgescore[server]' ({exc})")
+
+
+@click.group("eval")
+def evaluate() -> None:
+    """Offline evaluation (needs edgescore[server])."""
+
+
+@evaluate.command("proxies")
+@click.option("--space", default="nb201", show_default=True)
+@click.option("--dataset", default="cifar10", show_default=True,
+              help="cifar10 | cifar100 | imagenet16-120 (ground truth and class count)")
+@click.option("--archs", type=int, default=100, show_default=True, help="archs to sample")
+@click.option("--seed", type=int, default=42, show_default=True,
+              help="seed of the arch sample and of every proxy (Samsung's)")
+@click.option("--proxies", default="", help="comma-separated (default: all registered)")
+@click.option("--workers", type=int, default=0, help="processes (default: CPU cores)")
+@click.option("--out", type=click.Path(path_type=Path),
+              help="default out/eval-<space>-<dataset>-<N>-<seed>")
+@click.option("--device", default="cpu", show_default=True, help="torch device for the proxies")
+@click.option("--csv", type=click.Path(path_type=Path),
+              help="accuracy_dev.csv (default: ../shared/data/nb201/ of the checkout)")
+@click.option("--anchors", type=click.Path(path_type=Path),
+              help="reference_correlations.csv (default: ../shared/anchors/ of the checkout)")
+@click.option("--naslib", type=click.Path(path_type=Path),
+              help="naslib_zc_scores.csv (default: next to the accuracy CSV)")
+@click.option("--within-naslib", is_flag=True,
+              help="sample only archs NASLib scored, so the agreement column has all n")
+@click.option("--no-progress", is_flag=True)
+def eval_proxies(space: str, dataset: str, archs: int, seed: int, proxies: str, workers: int,
+                 out: Optional[Path], device: str, csv: Optional[Path], anchors: Optional[Path],
+                 naslib: Optional[Path], within_naslib: bool, no_progress: bool) -> None:
+    """Rank correlation of proxies with trained accuracy on a seeded sample of
+    accuracy_dev.csv (Spearman, Kendall), against published figures and NASLib's values.
+    Resumable: rerun the same command after a stop."""
+    try:
+        from edgescore.server.evaluation import EvalConfig, EvalError, run_eval
+    except ImportError as exc:
+        raise _server_code("proxies", exc) from None
+    config = EvalConfig(
+        space=space, dataset=dataset, archs=archs, seed=seed, proxies=_split(proxies) or None,
+        workers=workers, out=out, device=device, csv=csv, anchors=anchors, naslib=naslib,
+        within_naslib=within_naslib, progress=not no_progress)
+    try:
+        run_eval(config)
+    except EvalError as exc:
+        raise _Usage(str(exc)) from None
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: finished archs are saved; run the same command again to "
+                   "resume", err=True)
+        raise click.exceptions.Exit(130) from None
+
+
+@evaluate.command("hw-study")
+@click.option("--proxies-csv", type=click.Path(path_type=Path),
+              help="per_arch.csv of `edgescore eval proxies` (default: the committed 1,000-arch "
+                   "CIFAR-10 run)")
+@click.option("--hw-csv", type=click.Path(path_type=Path),
+              help="hw_nas_bench_c10_dev.csv (default: ../shared/data/nb201/ of the checkout)")
+@click.option("--devices", default="", help="comma-separated (default: all six)")
+@click.option("--quantiles", default="", help="budget quantiles in % (default 25,50,75)")
+@click.option("--proxies", default="", help="comma-separated (default: every column)")
+@click.option("--ensemble", default="synflow,jacob_cov,naswot", show_default=True,
+              help="proxies rank-averaged into one more (empty: none)")
+@click.option("--archs", type=int, default=0, help="first N rows only (default all)")
+@click.option("--offline", is_flag=True,
+              help="read latencies from the table instead of replay agents + server")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("out") / "hw-study",
+              show_default=True)
+def hw_study(proxies_csv: Optional[Path], hw_csv: Optional[Path], devices: str, quantiles: str,
+             proxies: str, ensemble: str, archs: int, offline: bool, out: Path) -> None:
+    """The survey's hardware-aware study on HW-NAS-Bench replay devices: for each device and
+    latency budget (quantiles of its latencies) each proxy picks its best feasible arch; report
+    the accuracy gap to the best feasible arch and Kendall tau inside the feasible set."""
+    try:
+        from edgescore.server.evaluation import hw_study as study
+        from edgescore.server.evaluation import nb201_eval
+    except ImportError as exc:
+        raise _server_code("hw-study", exc) from None
+    proxies_csv = proxies_csv or nb201_eval.default_study_proxies_csv()
+    hw_csv = hw_csv or nb201_eval.default_hw_csv()
+    if proxies_csv is None or hw_csv is None:
+        raise _Usage("give --proxies-csv (from `edgescore eval proxies`) and --hw-csv "
+                     "(hw_nas_bench_c10_dev.csv)")
+    config = study.StudyConfig(
+        proxies_csv=proxies_csv, hw_csv=hw_csv, out=out,
+        devices=_split(devices) or study.DEVICES,
+        quantiles=[float(q) for q in _split(quantiles)] or study.QUANTILES,
+        proxies=_split(proxies) or None, ensemble=_split(ensemble), offline=offline,
+        archs=archs)
+    try:
+        study.run_study(config)
+    except study.StudyError as exc:
+        raise _Usage(str(exc)) from None
+    click.echo((out / "study.md").read_text())

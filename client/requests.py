@@ -1,0 +1,116 @@
+"""v1 request messages from plain Python values (shared by `Client` and `AsyncClient`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Union
+
+import grpc
+from google.protobuf import json_format
+
+from edgescore.client.errors import EdgescoreError
+from edgescore.v1 import common_pb2, scoring_pb2
+
+_FORMATS = {"onnx": common_pb2.ONNX, "tflite": common_pb2.TFLITE}
+_PRECISIONS = {"fp32": common_pb2.FP32, "int8": common_pb2.INT8}
+# Spaces whose spec is a plain string; the others take a dict (or its JSON text).
+STRING_SPACES = ("nb201", "nats_sss")
+
+Arch = Union[str, Mapping[str, Any], bytes, common_pb2.ArchSpec]
+ProxyArg = Union[str, common_pb2.ProxyRequest]
+
+
+def _bad(field: str, message: str) -> EdgescoreError:
+    # Caught before sending: the same code and field naming the server would answer with.
+    return EdgescoreError(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {message}")
+
+
+def arch_spec(arch: Arch, num_classes: int = 0, input_resolution: int = 0,
+              space: str = "") -> common_pb2.ArchSpec:
+    """An ArchSpec from a spec of `space` (default nb201): a string for nb201 / nats_sss, a dict
+    (or its JSON text) with the v1 message's field names for nb101 / macro / vit, ONNX bytes
+    for an uploaded model. An ArchSpec passes through unchanged."""
+    if isinstance(arch, common_pb2.ArchSpec):
+        return arch
+    spec = common_pb2.ArchSpec(num_classes=num_classes, input_resolution=input_resolution)
+    if isinstance(arch, (bytes, bytearray)):
+        spec.onnx.model = bytes(arch)
+        return spec
+    space = space or "nb201"
+    if space not in common_pb2.ArchSpec.DESCRIPTOR.fields_by_name or space in (
+            "num_classes", "input_resolution", "onnx"):
+        raise _bad("arch", f"unknown search space '{space}'")
+    if space in STRING_SPACES:
+        if not isinstance(arch, str):
+            raise _bad(f"arch.{space}", "expects a string")
+        setattr(spec, space, arch)
+        return spec
+    if isinstance(arch, str):
+        try:
+            arch = json.loads(arch)
+        except ValueError as exc:
+            raise _bad(f"arch.{space}", f"not JSON: {exc}") from None
+    if not isinstance(arch, Mapping):
+        raise _bad(f"arch.{space}", "expects a dict of the spec's fields")
+    fields = dict(arch)
+    if space == "nb101" and fields.get("adjacency") and isinstance(fields["adjacency"][0], list):
+        fields["adjacency"] = [v for row in fields["adjacency"] for v in row]  # row-major
+    target = getattr(spec, space)
+    try:
+        json_format.ParseDict(fields, target)
+    except (json_format.ParseError, TypeError, ValueError) as exc:
+        raise _bad(f"arch.{space}", str(exc)) from None
+    target.SetInParent()
+    return spec
+
+
+def measurement_settings(settings: Mapping[str, Any] | None) -> common_pb2.MeasurementSettings:
+    s = dict(settings or {})
+    if "format" in s:
+        s["format"] = _FORMATS[str(s["format"]).lower()]
+    if "precision" in s:
+        s["precision"] = _PRECISIONS[str(s["precision"]).lower()]
+    return common_pb2.MeasurementSettings(**s)
+
+
+def score_request(
+    arch: Arch,
+    proxies: Sequence[ProxyArg] = (),
+    devices: Sequence[str] = (),
+    *,
+    space: str = "",
+    seed: int | None = None,
+    proxy_settings: Mapping[str, Any] | None = None,
+    measurement: Mapping[str, Any] | None = None,
+    num_classes: int = 0,
+    input_resolution: int = 0,
+    dataset_id: str = "",
+    latency_timeout: float = 0.0,
+    request_id: str = "",
+    objective: common_pb2.Objective | None = None,
+    allow_predicted: bool = False,
+    no_cache: bool = False,
+    priority: int = 0,
+) -> scoring_pb2.ScoreRequest:
+    """The ScoreRequest `Client.score` sends; see there for the arguments."""
+    defaults = common_pb2.ProxySettings(**dict(proxy_settings or {}))
+    if seed is not None:
+        defaults.seed = seed
+    if dataset_id:
+        defaults.data.CopyFrom(common_pb2.DataSource(kind=common_pb2.DataSource.REGISTERED,
+                                                     dataset_id=dataset_id))
+    settings = measurement_settings(measurement)
+    return scoring_pb2.ScoreRequest(
+        request_id=request_id,
+        arch=arch_spec(arch, num_classes, input_resolution, space),
+        proxies=[p if isinstance(p, common_pb2.ProxyRequest) else common_pb2.ProxyRequest(name=p)
+                 for p in proxies],
+        proxy_defaults=defaults,
+        devices=[common_pb2.DeviceTarget(device_class=d, settings=settings) for d in devices],
+        latency_timeout_seconds=latency_timeout,
+        objective=objective,
+        allow_predicted=allow_predicted,
+        no_cache=no_cache,
+        priority=priority,
+    )

@@ -1,0 +1,35 @@
+"""When and how long to wait before trying a call again.
+
+Only UNAVAILABLE is retried by default: the server is restarting, draining or unreachable, and
+every edgescore RPC the SDK retries is idempotent (a repeated Score is answered from the store or
+joins the pending job). Other codes are answers, not outages.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import grpc
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 8           # 1 = no retries
+    initial_backoff: float = 0.25   # seconds before the second attempt
+    max_backoff: float = 5.0
+    multiplier: float = 2.0
+    jitter: float = 0.2             # ± share of each wait, so clients do not retry in lockstep
+    codes: frozenset = frozenset({grpc.StatusCode.UNAVAILABLE})
+
+    def retryable(self, code: grpc.StatusCode, attempt: int) -> bool:
+        """Whether a call that failed with `code` on attempt `attempt` (1-based) goes again."""
+        return code in self.codes and attempt < self.max_attempts
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt `attempt` (1-based)."""
+        base = min(self.max_backoff, self.initial_backoff * self.multiplier ** (attempt - 1))
+        return max(0.0, base * (1 + random.uniform(-self.jitter, self.jitter)))
+
+
+NO_RETRY = RetryPolicy(max_attempts=1)
