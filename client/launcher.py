@@ -35,8 +35,10 @@ class LocalStack:
 
     def __init__(self, agents: dict[str, int] | None = None, token: str = "",
                  server_args: list[str] | None = None, log_dir: str | None = None,
-                 startup_timeout: float = 180.0, tls: TlsFiles | None = None) -> None:
+                 startup_timeout: float = 180.0, tls: TlsFiles | None = None,
+                 api_token: str = "") -> None:
         self.tls = tls
+        self.api_token = api_token  # clients of this stack present it (the server demands it)
         self.agent_counts = {"local-cpu": 1} if agents is None else dict(agents)
         self.token = token
         self.server_args = list(server_args or [])
@@ -75,6 +77,8 @@ class LocalStack:
             args += ["--db", str(Path(self._tmp.name) / "results.db")]
         if self.token:
             args += ["--fleet-token", self.token]
+        if self.api_token:
+            args += ["--api-token", self.api_token]
         if self.tls:
             args += ["--tls-cert", self.tls.server_cert, "--tls-key", self.tls.server_key]
             if self.tls.client_ca:
@@ -104,6 +108,8 @@ class LocalStack:
         if self.tls:
             kw = {"tls_ca": self.tls.ca, "tls_cert": self.tls.client_cert,
                   "tls_key": self.tls.client_key, **kw}
+        if self.api_token:
+            kw = {"token": self.api_token, **kw}
         return Client(self.target, **kw)  # type: ignore[arg-type]
 
     def start_agent(self, device_class: str, token: str | None = None,

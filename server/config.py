@@ -18,6 +18,7 @@ class ServerConfig:
     metrics_port: int = 9464          # 0 picks a free port, -1 disables /metrics
     device: str = "cpu"               # torch device for proxies: cpu or cuda
     fleet_token: str = ""             # agents must present it when set
+    api_token: str = ""               # scoring and fleet clients must present it when set
     heartbeat_interval: float = 5.0
     missed_heartbeats: int = 3
     latency_timeout: float = 120.0    # default per-device wait of a Score request

@@ -21,6 +21,7 @@ from edgescore.server.fleet.latency import LatencyService
 from edgescore.server.proxies import datasets
 from edgescore.server.scoring.predictor import PredictorBank
 from edgescore.server.service.agents import AgentServicer
+from edgescore.server.service.auth import TokenInterceptor
 from edgescore.server.service.fleet_service import FleetServicer
 from edgescore.server.service.interceptors import ObservabilityInterceptor
 from edgescore.server.service.metrics import Metrics
@@ -126,7 +127,9 @@ def create_server(address: str = "127.0.0.1:0", config: ServerConfig | None = No
                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
                ("grpc.http2.max_pings_without_data", 0)]
     server = grpc.server(ThreadPoolExecutor(config.workers, thread_name_prefix="grpc"),
-                         interceptors=[ObservabilityInterceptor(metrics)], options=options)
+                         interceptors=[ObservabilityInterceptor(metrics),
+                                       *([TokenInterceptor(config.api_token)]
+                                         if config.api_token else [])], options=options)
     cache = ProxyCache(store, config.device)
     scoring = ScoringServicer(latency, metrics, config.device, config.stream_workers, cache,
                               Populations(store, cache, config.device, config.population_size),

@@ -1,0 +1,45 @@
+"""The API token: with `--api-token` set, the scoring and fleet services answer only calls that
+present it (metadata `x-edgescore-token`, as agents present the fleet token); anything else is
+UNAUTHENTICATED before a handler runs. Health and reflection stay open for probes, and the agent
+service keeps its own (fleet) token."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any, Callable
+
+import grpc
+
+import edgescore
+
+PROTECTED = ("/edgescore.v1.ScoringService/", "/edgescore.v1.FleetService/")
+
+
+def _deny(message: str) -> Callable[[Any, grpc.ServicerContext], Any]:
+    def handler(request: Any, context: grpc.ServicerContext) -> Any:
+        context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+    return handler
+
+
+class TokenInterceptor(grpc.ServerInterceptor):
+    def __init__(self, token: str) -> None:
+        self._token = token.encode()
+
+    def intercept_service(self, continuation: Callable, details: grpc.HandlerCallDetails) -> Any:
+        if not details.method.startswith(PROTECTED):
+            return continuation(details)
+        presented = next((v for k, v in details.invocation_metadata or ()
+                          if k == edgescore.TOKEN_METADATA_KEY), None)
+        if presented is not None and hmac.compare_digest(str(presented).encode(), self._token):
+            return continuation(details)
+        handler = continuation(details)
+        if handler is None:
+            return None
+        deny = _deny("missing or wrong API token (metadata "
+                     f"'{edgescore.TOKEN_METADATA_KEY}')")
+        if handler.request_streaming and handler.response_streaming:
+            return grpc.stream_stream_rpc_method_handler(
+                deny, handler.request_deserializer, handler.response_serializer)
+        return grpc.unary_unary_rpc_method_handler(
+            deny, handler.request_deserializer, handler.response_serializer)
