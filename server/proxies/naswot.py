@@ -21,7 +21,8 @@ def _count_dtype(units: int, device: torch.device) -> torch.dtype:
 
 
 # extra["hooks"]: which modules record codes.
-#  "relu": every nn.ReLU module (the paper's definition).
+#  "relu": every nn.ReLU and nn.ReLU6 module (the paper's rectified units; a ReLU6 is on or
+#    off where a ReLU is, and MobileNet-style networks use nothing else).
 #  "reference": every module whose class name contains "ReLU", the reference's
 #    `'ReLU' in str(type(module))` test. In NB201 that also matches each ReLUConvBN op, whose input
 #    is its inner ReLU's input, so those codes count twice; use it to reproduce published numbers.
@@ -31,7 +32,7 @@ HOOK_CHOICES = ("relu", "reference")
 def _hooked(module: nn.Module, hooks: str) -> bool:
     if hooks == "reference":
         return "ReLU" in type(module).__name__
-    return isinstance(module, nn.ReLU)
+    return isinstance(module, (nn.ReLU, nn.ReLU6))
 
 
 def code_kernel(network: nn.Module, x: torch.Tensor, hooks: str = "relu") -> torch.Tensor:
@@ -90,7 +91,7 @@ PROXY = Proxy(
     unit="log|K|",
     transform="log|K|",
     description="NASWOT score: for one batch of real images (network freshly initialised, train "
-                "mode), every nn.ReLU records each sample's binary code (input > 0); "
+                "mode), every nn.ReLU (and ReLU6) records each sample's binary code (input > 0); "
                 "K = sum over ReLUs of c c^T + (1-c)(1-c)^T; value = log|det K| (slogdet). "
                 "CIFAR-10 inputs normalised with NB201's mean/std, as the reference. "
                 "extra hooks=reference also hooks modules whose class name contains 'ReLU', "

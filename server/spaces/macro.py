@@ -273,7 +273,9 @@ def conv_bn(c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1
 
 
 class SqueezeExcitation(nn.Module):
-    """MobileNetV3's SE: channel gates from the pooled features (reduction 4, hard sigmoid)."""
+    """Squeeze-excitation: channel gates from the pooled features (reduction 4), with the
+    sigmoid gate of SE-Net / EfficientNet rather than MobileNetV3's hard sigmoid: PyTorch has no
+    second derivative of hardsigmoid, and GraSP needs one."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -282,7 +284,7 @@ class SqueezeExcitation(nn.Module):
         self.reduce = nn.Conv2d(channels, squeezed, 1)
         self.act = nn.ReLU()
         self.expand = nn.Conv2d(squeezed, channels, 1)
-        self.gate = nn.Hardsigmoid()
+        self.gate = nn.Sigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gate(self.expand(self.act(self.reduce(self.pool(x)))))

@@ -1,0 +1,87 @@
+"""The CLI against a real server: a reference search on HW-NAS-Bench replay latencies, and a
+resumable batch of specs from several spaces."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from conftest import NB201_ACCURACY, SHARED
+
+from edgescore.client import cli
+from edgescore.client.launcher import LocalStack
+
+pytestmark = pytest.mark.slow
+
+HW_CSV = SHARED / "data" / "nb201" / "hw_nas_bench_c10_dev.csv"
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_evolution_search_on_replayed_raspi4_reports_the_gap(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "search"
+    with LocalStack(agents={}) as stack:
+        stack.start_agent("raspi4", extra=["--replay", "hw-nas-bench", "--csv", str(HW_CSV),
+                                           "--device", "raspi4"])
+        stack.wait_for_agents({"raspi4": 1})
+        code = cli.main(["--server", stack.target, "search", "--space", "nb201", "--algo",
+                         "evolution", "--budget", "40", "--population", "10", "--sample-size",
+                         "3", "--proxy", "synflow", "--device", "raspi4", "--latency-ms", "20",
+                         "--within", str(HW_CSV), "--accuracy-csv", str(NB201_ACCURACY),
+                         "--hw-csv", str(HW_CSV), "--out", str(out), "--no-progress"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    found = rows(out / "search.csv")
+    assert len(found) == 40 and not any(r["error"] for r in found), [r["error"] for r in found]
+    assert len({r["arch"] for r in found}) > 30  # evolution spends its budget on new archs
+    table = {r["arch"]: float(r["c10_raspi4_latency"]) for r in rows(HW_CSV)}
+    for r in found:  # the latencies are HW-NAS-Bench's own, through server and agent
+        assert float(r["latency_ms"]) == pytest.approx(table[r["arch"]], rel=1e-6)
+        assert r["feasible"] == str(int(table[r["arch"]] <= 20))
+    assert (out / "pareto.png").stat().st_size > 10_000
+    assert "best feasible" in printed and "gap" in printed
+    assert (out / "summary.txt").read_text().strip() in printed
+
+
+def test_batch_mixes_spaces_and_resumes(tmp_path: Path) -> None:
+    specs = tmp_path / "specs.jsonl"
+    nb101 = {"adjacency": [[0, 1, 1, 0], [0, 0, 0, 1], [0, 0, 0, 1], [0, 0, 0, 0]],
+             "ops": ["input", "conv1x1-bn-relu", "maxpool3x3", "output"]}
+    lines = [{"id": f"a{i}", "arch": r["arch"]} for i, r in enumerate(rows(HW_CSV)[:4])]
+    lines += [{"id": "s", "space": "nats_sss", "arch": "8:16:24:32:40"},
+              {"id": "n", "space": "nb101", "arch": nb101},
+              {"id": "bad", "arch": "|conv_9x9~0|+|none~0|none~1|+|none~0|none~1|none~2|"}]
+    specs.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "out.csv"
+    with LocalStack(agents={}) as stack:
+        args = ["--server", stack.target, "batch", str(specs), "--out", str(out),
+                "--proxies", "params,synflow", "--no-progress"]
+        assert cli.main(args) == 0
+        first = rows(out)
+        assert sorted(r["id"] for r in first) == sorted(line["id"] for line in lines)
+        by_id = {r["id"]: r for r in first}
+        assert "INVALID_ARGUMENT" in by_id["bad"]["error"] and not by_id["s"]["error"]
+        assert by_id["n"]["space"] == "nb101" and float(by_id["n"]["params"]) > 0
+        # Stop after five rows (as a killed batch leaves it): the rerun scores only the rest.
+        with out.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, list(first[0]))
+            writer.writeheader()
+            writer.writerows(first[:5])
+        assert cli.main(args) == 0
+    again = rows(out)
+    assert sorted(r["id"] for r in again) == sorted(line["id"] for line in lines)
+    assert {r["id"]: r["params"] for r in again} == {r["id"]: r["params"] for r in first}
+
+
+def test_cli_usage_errors_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name\nx\n")
+    assert cli.main(["batch", str(bad), "--out", str(tmp_path / "o.csv")]) == 2
+    assert cli.main(["search", "--objective", "constraint", "--budget", "3"]) == 2
+    assert cli.main(["score"]) == 2  # no --arch / --spec / --onnx
