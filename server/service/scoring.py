@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import queue
 import threading
@@ -239,7 +240,10 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
                         req.request_id = str(n)
                     with lock:
                         state["submitted"] += 1
-                    self._stream_pool.submit(run, req).add_done_callback(
+                    # Each item runs in a copy of the RPC's context: its log lines carry the
+                    # stream's request id (one context cannot be entered by two threads).
+                    self._stream_pool.submit(contextvars.copy_context().run, run, req
+                                             ).add_done_callback(
                         lambda f: done.put(f.result()))
             except Exception:  # noqa: BLE001 - the client cancelled or broke the stream
                 log.debug("ScoreStream reader stopped", exc_info=True)
@@ -248,7 +252,8 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
                     state["reader_done"] = True
                 done.put(None)
 
-        threading.Thread(target=read, name="score-stream-reader", daemon=True).start()
+        threading.Thread(target=contextvars.copy_context().run, args=(read,),
+                         name="score-stream-reader", daemon=True).start()
         sent = 0
         try:
             while context.is_active():

@@ -6,9 +6,10 @@ kernel size, expansion ratio, width, depth and squeeze-excitation choice per sta
   stem      conv3x3 stride 2 (no bias) + BN + ReLU6
   stage     `depth` inverted-residual blocks; the first has the stage's stride, the rest stride 1:
             1x1 expand conv + BN + ReLU6 (left out when expansion == 1, as in MobileNetV2),
-            kxk depthwise conv + BN + ReLU6, optional squeeze-excitation (MobileNetV3's: squeeze to
-            make_divisible(hidden / 4, 8), ReLU, hard-sigmoid gate), 1x1 project conv + BN (linear
-            bottleneck); a residual connection when stride is 1 and channels stay the same.
+            kxk depthwise conv + BN + ReLU6, optional squeeze-excitation (squeeze to
+            make_divisible(hidden / 4, 8), ReLU, a sigmoid gate: see SqueezeExcitation), 1x1
+            project conv + BN (linear bottleneck); a residual connection when stride is 1 and
+            channels stay the same.
   head      1x1 conv to head_width + BN + ReLU6, global average pool, linear classifier (no dropout:
             inference and proxies never use it).
 
