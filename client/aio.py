@@ -51,10 +51,7 @@ class AsyncClient:
                                     metadata=metadata(self._token, request_id))
             except grpc.RpcError as exc:
                 error = EdgescoreError.from_rpc_error(exc)
-            pause = self.retry.backoff(attempt)
-            if not self.retry.retryable(error.code, attempt) or (
-                    deadline is not None and time.monotonic() + pause >= deadline):
-                raise error
+            pause = self.retry.pause_or_raise(error, attempt, deadline)
             await asyncio.sleep(pause)
 
     async def score(self, arch: Arch, proxies: Sequence[ProxyArg] = (),

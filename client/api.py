@@ -55,10 +55,7 @@ class Client:
                 return method(request, timeout=left, metadata=metadata(self._token, request_id))
             except grpc.RpcError as exc:
                 error = EdgescoreError.from_rpc_error(exc)
-            pause = self.retry.backoff(attempt)
-            if not self.retry.retryable(error.code, attempt) or (
-                    deadline is not None and time.monotonic() + pause >= deadline):
-                raise error
+            pause = self.retry.pause_or_raise(error, attempt, deadline)
             time.sleep(pause)
 
     def score(self, arch: Arch, proxies: Sequence[ProxyArg] = (), devices: Sequence[str] = (),

@@ -8,9 +8,13 @@ joins the pending job). Other codes are answers, not outages.
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass
+from typing import Optional
 
 import grpc
+
+from edgescore.client.errors import EdgescoreError
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,17 @@ class RetryPolicy:
         """Seconds to wait after failed attempt `attempt` (1-based)."""
         base = min(self.max_backoff, self.initial_backoff * self.multiplier ** (attempt - 1))
         return max(0.0, base * (1 + random.uniform(-self.jitter, self.jitter)))
+
+
+    def pause_or_raise(self, error: EdgescoreError, attempt: int,
+                       deadline: Optional[float]) -> float:
+        """Seconds to wait before the next attempt; raises `error` when there is none (not
+        retryable, attempts used up, or the wait would pass the call's monotonic deadline)."""
+        pause = self.backoff(attempt)
+        if not self.retryable(error.code, attempt) or (
+                deadline is not None and time.monotonic() + pause >= deadline):
+            raise error
+        return pause
 
 
 NO_RETRY = RetryPolicy(max_attempts=1)

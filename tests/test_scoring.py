@@ -157,7 +157,7 @@ def test_nb201_sampler_is_seeded_uniform_and_valid() -> None:
     first = nb201_sampler(50, seed=3)
     assert first == nb201_sampler(50, seed=3) and first != nb201_sampler(50, seed=4)
     assert len(set(first)) == 50
-    assert all(SPACE.parse(a).canonical == a for a in first)
+    assert all(SPACE.parse(a).as_spelled == a for a in first)
 
 
 def conv_count(arch: str) -> float:

@@ -143,7 +143,7 @@ class ShapeCell(nn.Module):
         return nodes[nb201.OUTPUT_NODE]
 
 
-class ShapeTinyNetwork(nn.Module):
+class ShapeTinyNetwork(nb201.CellNetwork):
     """Stem (conv + BN to c0), then cell, residual block, cell, residual block, cell with output
     widths c0..c4, then BN + ReLU, global average pool and a linear classifier."""
 
@@ -161,18 +161,7 @@ class ShapeTinyNetwork(nn.Module):
             else:
                 self.cells.append(ShapeCell(CELL, c_prev, c_out))
             c_prev = c_out
-        self.lastact = nn.Sequential(
-            OrderedDict(bn=nn.BatchNorm2d(c_prev), relu=nn.ReLU(inplace=False))
-        )
-        self.global_pooling = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(c_prev, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        for cell in self.cells:
-            x = cell(x)
-        x = self.global_pooling(self.lastact(x))
-        return self.classifier(torch.flatten(x, 1))
+        self.add_head(c_prev, num_classes)
 
 
 class NatsSssSpace:

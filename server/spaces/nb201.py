@@ -277,7 +277,29 @@ class ResNetBasicBlock(nn.Module):
         return self.downsample(x) + self.conv_b(self.conv_a(x))
 
 
-class TinyNetwork(nn.Module):
+class CellNetwork(nn.Module):
+    """What xautodl's cell networks share: stem, a list of cells, then BN + ReLU, global average
+    pooling and a linear classifier (NB201's TinyNetwork, NATS-SSS's shape network)."""
+
+    stem: nn.Module
+    cells: nn.ModuleList
+
+    def add_head(self, channels: int, num_classes: int) -> None:
+        self.lastact = nn.Sequential(
+            OrderedDict(bn=nn.BatchNorm2d(channels), relu=nn.ReLU(inplace=False))
+        )
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for cell in self.cells:
+            x = cell(x)
+        x = self.global_pooling(self.lastact(x))
+        return self.classifier(torch.flatten(x, 1))
+
+
+class TinyNetwork(CellNetwork):
     """Stem, three stages of N cells joined by two reduction blocks, BN+ReLU, pool, linear.
     `variant` (NETWORK_VARIANTS) changes the cells only."""
 
@@ -296,18 +318,7 @@ class TinyNetwork(nn.Module):
                 self.cells.append(ResNetBasicBlock(c_prev, c_curr, 2))
             self.cells.extend(InferCell(payload, c_curr, variant) for _ in range(n))
             c_prev = c_curr
-        self.lastact = nn.Sequential(
-            OrderedDict(bn=nn.BatchNorm2d(c_prev), relu=nn.ReLU(inplace=False))
-        )
-        self.global_pooling = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(c_prev, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        for cell in self.cells:
-            x = cell(x)
-        x = self.global_pooling(self.lastact(x))
-        return self.classifier(torch.flatten(x, 1))
+        self.add_head(c_prev, num_classes)
 
 
 def prune(network: TinyNetwork, payload: Payload) -> TinyNetwork:
