@@ -4,10 +4,11 @@ FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
 
-# The CPU-only torch wheel first, from PyTorch's CPU index: the default index would pull a CUDA
-# build of several GB. Override TORCH_INDEX to use a local mirror.
+# The CPU-only torch (and torchvision, which onnx2torch imports) wheels first, from PyTorch's CPU
+# index: the default index would pull a CUDA build of several GB. Override TORCH_INDEX to use a
+# local mirror.
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
-RUN pip install "torch==2.13.0" --index-url "$TORCH_INDEX"
+RUN pip install "torch==2.13.0" "torchvision==0.28.0" --index-url "$TORCH_INDEX"
 
 COPY pyproject.toml README.md ./
 COPY edgescore ./edgescore

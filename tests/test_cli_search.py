@@ -74,9 +74,31 @@ def test_batch_mixes_spaces_and_resumes(tmp_path: Path) -> None:
             writer.writeheader()
             writer.writerows(first[:5])
         assert cli.main(args) == 0
+        # One spec from a JSON file, one ONNX file: the score command's other inputs.
+        spec = tmp_path / "cell.json"
+        spec.write_text(json.dumps(nb101))
+        assert cli.main(["--server", stack.target, "score", "--space", "nb101", "--spec",
+                         str(spec), "--proxies", "params"]) == 0
+        model = tmp_path / "net.onnx"
+        model.write_bytes(_tiny_onnx())
+        assert cli.main(["--server", stack.target, "score", "--onnx", str(model), "--proxies",
+                         "params,flops", "--json"]) == 0
     again = rows(out)
     assert sorted(r["id"] for r in again) == sorted(line["id"] for line in lines)
     assert {r["id"]: r["params"] for r in again} == {r["id"]: r["params"] for r in first}
+
+
+def _tiny_onnx() -> bytes:
+    import io
+
+    import torch
+    from torch import nn
+
+    buf = io.BytesIO()
+    torch.onnx.export(nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                    nn.Linear(4, 2)).eval(), torch.zeros(1, 3, 8, 8), buf,
+                      dynamo=False, opset_version=17)
+    return buf.getvalue()
 
 
 def test_cli_usage_errors_exit_2(tmp_path: Path) -> None:
