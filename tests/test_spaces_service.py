@@ -224,3 +224,19 @@ def test_list_search_spaces_describes_every_space() -> None:
         if name in SMALL and name != "nats_sss":  # dict specs: the example is their JSON
             space = spaces.get_space(name)
             space.parse(json.loads(info.example))
+
+
+def test_size_caps_measure_exactly_when_the_spaces_largest_does_not_fit() -> None:
+    from edgescore.server.errors import ResourceExhausted
+    from edgescore.server.spaces.limits import Limits, SizeCheck, measure
+
+    space = spaces.get_space("nb201")
+    small = space.parse("|avg_pool_3x3~0|+|skip_connect~0|none~1|+|none~0|none~1|skip_connect~2|")
+    big = space.parse(ROUND_TRIP)
+    largest = measure(space, space.largest(10, 32))
+    assert measure(space, big).params < largest.params
+    SizeCheck(Limits()).check(space, big)  # the largest fits: nothing else is built
+    tight = SizeCheck(Limits(max_params=measure(space, small).params))
+    tight.check(space, small)  # the largest does not fit: this one is measured, and fits
+    with pytest.raises(ResourceExhausted, match="parameter count"):
+        tight.check(space, big)

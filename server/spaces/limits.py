@@ -69,7 +69,22 @@ class SizeCheck:
         if own is not None:  # e.g. ONNX: bytes, graph nodes and initializers of the upload
             own(arch, self.limits)
             return
-        key = (arch.arch_hash, arch.num_classes, arch.input_resolution)
+        largest = getattr(space, "largest", None)
+        if largest is not None:
+            # A space whose biggest network is known (NB201: every edge a 3x3 conv): when that
+            # one fits, every arch of the same classes and resolution does, and this one need
+            # not be built at all (the check is most of a cheap request's cost otherwise).
+            bound = self._size(space, largest(arch.num_classes, arch.input_resolution))
+            if bound.params <= self.limits.max_params and bound.macs <= self.limits.max_macs:
+                return
+        size = self._size(space, arch)
+        if size.params > self.limits.max_params:
+            raise _over("parameter count", size.params, self.limits.max_params)
+        if size.macs > self.limits.max_macs:
+            raise _over("MACs", size.macs, self.limits.max_macs)
+
+    def _size(self, space: SearchSpace, arch: ParsedArch) -> Size:
+        key = (arch.space, arch.arch_hash, arch.num_classes, arch.input_resolution)
         with self._lock:
             size = self._sizes.get(key)
         if size is None:
@@ -78,7 +93,4 @@ class SizeCheck:
                 self._sizes[key] = size
                 while len(self._sizes) > _KNOWN:
                     self._sizes.popitem(last=False)
-        if size.params > self.limits.max_params:
-            raise _over("parameter count", size.params, self.limits.max_params)
-        if size.macs > self.limits.max_macs:
-            raise _over("MACs", size.macs, self.limits.max_macs)
+        return size

@@ -205,6 +205,11 @@ class NatsSssSpace:
             payload=channels,
         )
 
+    def largest(self, num_classes: int, input_resolution: int) -> ParsedArch:
+        """Every layer at the widest choice: the most parameters and MACs of the space."""
+        widest = ":".join([str(CANDIDATES[-1])] * NUM_LAYERS)
+        return self.parse(widest, num_classes, input_resolution)
+
     def build(self, arch: ParsedArch, variant: str = "") -> nn.Module:
         if variant not in ("", *NETWORK_VARIANTS):
             raise ValueError(f"unknown NATS-SSS network variant {variant!r}; known: "

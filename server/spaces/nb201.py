@@ -390,6 +390,11 @@ class Nb201Space:
             spelled=spelled,
         )
 
+    def largest(self, num_classes: int, input_resolution: int) -> ParsedArch:
+        """The arch with the most parameters and MACs: every edge a 3x3 conv (the size caps
+        check it once per class count and resolution)."""
+        return self.parse(LARGEST, num_classes, input_resolution)
+
     def build(self, arch: ParsedArch, variant: str = "") -> nn.Module:
         return TinyNetwork(arch.payload, arch.num_classes, variant=variant or NETWORK_VARIANTS[0])
 
@@ -402,4 +407,6 @@ class Nb201Space:
         return prune(network, arch.payload)
 
 
+LARGEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+" \
+          "|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 SPACE = Nb201Space()
