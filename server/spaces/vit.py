@@ -35,7 +35,7 @@ from torch import nn
 
 from ..errors import InvalidArgument
 from .base import ParsedArch
-from .macro import (
+from .checks import (
     canonical_json,
     check_classes,
     check_float,
