@@ -158,6 +158,9 @@ def test_nb201_sampler_is_seeded_uniform_and_valid() -> None:
     assert first == nb201_sampler(50, seed=3) and first != nb201_sampler(50, seed=4)
     assert len(set(first)) == 50
     assert all(SPACE.parse(a).as_spelled == a for a in first)
+    # One spelling per isomorphism class: 14,125 classes in the 15,625 strings.
+    every = nb201_sampler(20_000, seed=0)
+    assert len(every) == len({SPACE.parse(a).canonical for a in every}) == 14_125
 
 
 def conv_count(arch: str) -> float:

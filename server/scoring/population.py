@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from ..spaces.base import arch_hash
-from ..spaces.nb201 import OPS
+from ..spaces.nb201 import OPS, canonical_payload, canonical_string, parse_arch_string
 from ..store import ProxyKey, Store
 from .ranks import percentile_sorted
 
@@ -37,10 +37,19 @@ def nb201_string(index: int) -> str:
 
 
 def nb201_sampler(n: int, seed: int) -> list[str]:
-    """`n` distinct NB201 cells drawn uniformly (every edge's op uniform) with `seed`."""
+    """`n` NB201 cells drawn uniformly (every edge's op uniform) with `seed`, one per isomorphism
+    class: two spellings of one cell share a stored value, and would weigh it twice."""
     rng = np.random.default_rng(seed)
-    indices = rng.choice(NB201_SIZE, size=min(n, NB201_SIZE), replace=False)
-    return [nb201_string(int(i)) for i in indices]
+    found, seen = [], set()
+    for index in rng.permutation(NB201_SIZE):
+        spec = nb201_string(int(index))
+        canonical = canonical_string(canonical_payload(parse_arch_string(spec)))
+        if canonical not in seen:
+            seen.add(canonical)
+            found.append(spec)
+            if len(found) == n:
+                break
+    return found
 
 
 def store_key_for(space: str, proxy: str, settings: Any = None, *,
