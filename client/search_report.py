@@ -50,10 +50,10 @@ def plot_pareto(result: SearchResult, path: Path) -> bool:
                                    (False, "tab:gray", "over budget")):
         pts = [r for r in ok if r.feasible == feasible]
         ax.scatter([r.latency_ms for r in pts], [r.proxy for r in pts], s=14, c=color,
-                   alpha=0.7, label=f"{label} ({len(pts)})")
+                   alpha=0.7, label=f"{label} ({len(pts)})", zorder=3)
     front = [ok[i] for i in pareto_front([(r.latency_ms, r.proxy) for r in ok])]
     ax.plot([r.latency_ms for r in front], [r.proxy for r in front], "-o", c="tab:red", ms=4,
-            lw=1.2, label=f"Pareto front ({len(front)})")
+            lw=1.2, alpha=0.6, label=f"Pareto front ({len(front)})", zorder=2)
     if c.latency_ms:
         ax.axvline(c.latency_ms, ls="--", c="k", lw=1, label=f"budget {c.latency_ms:g} ms")
     best = result.best
