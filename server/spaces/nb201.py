@@ -126,8 +126,8 @@ def canonical_payload(payload: Payload) -> Payload:
     places: the same function family, parameter count and cost. The representative is the
     smaller string. Edges that cannot reach the output are NOT merged: the benchmark network
     (and every published proxy on it) keeps their parameters and activations, so such specs
-    differ in #Params, FLOPs and NASWOT; their latency is shared anyway, since the exported
-    network prunes them (see docs/proxies.md, "Canonical forms")."""
+    differ in #Params, FLOPs and NASWOT; they export to one artifact, since the exported
+    network prunes them (see docs/spaces.md, "Decisions worth knowing")."""
     if payload[1][1][0] != "none":
         return payload
     swapped = _swap_intermediate(payload)
