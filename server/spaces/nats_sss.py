@@ -187,16 +187,8 @@ class NatsSssSpace:
 
     def parse(self, spec: Any, num_classes: int = 0, input_resolution: int = 0) -> ParsedArch:
         channels = parse_channels(spec)
-        classes = nb201._check_range(
-            "arch.num_classes", num_classes, self.default_num_classes, NUM_CLASSES_RANGE
-        )
-        resolution = nb201._check_range(
-            "arch.input_resolution", input_resolution, self.default_input_resolution,
-            RESOLUTION_RANGE,
-        )
-        if resolution % RESOLUTION_MULTIPLE:
-            raise InvalidArgument("arch.input_resolution", f"{resolution} is not a multiple of "
-                                  f"{RESOLUTION_MULTIPLE} (two stride-2 residual blocks)")
+        classes, resolution = nb201.check_shape(num_classes, input_resolution,
+                                                RESOLUTION_MULTIPLE, RESOLUTION_RANGE)
         return ParsedArch(
             space=self.name,
             canonical=canonical_string(channels),

@@ -293,13 +293,8 @@ class Nb101Space:
 
     def parse(self, spec: Any, num_classes: int = 0, input_resolution: int = 0) -> ParsedArch:
         _, _, payload = parse_spec(spec)
-        classes = nb201._check_range(
-            "arch.num_classes", num_classes, self.default_num_classes, NUM_CLASSES_RANGE
-        )
-        resolution = nb201._check_range(
-            "arch.input_resolution", input_resolution, self.default_input_resolution,
-            RESOLUTION_RANGE,
-        )
+        classes, resolution = nb201.check_shape(num_classes, input_resolution,
+                                                resolution_range=RESOLUTION_RANGE)
         return ParsedArch(
             space=self.name,
             canonical=graph_hash(*payload),

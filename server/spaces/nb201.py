@@ -180,6 +180,20 @@ def _check_range(field: str, value: Any, default: int, bounds: tuple[int, int]) 
 # ---- network ---------------------------------------------------------------------------------
 
 
+def check_shape(num_classes: Any, input_resolution: Any, multiple: int = 1,
+                resolution_range: tuple[int, int] = RESOLUTION_RANGE) -> tuple[int, int]:
+    """Class count and input resolution of a CIFAR-style cell network (0: 10 and 32), each
+    INVALID_ARGUMENT naming its field. `multiple`: the resolution must divide by it (networks with
+    ResNet reduction blocks: each adds a pooled shortcut, rounded down, to a strided conv,
+    rounded up; they only line up on even sizes, at both reductions: 4)."""
+    classes = _check_range("arch.num_classes", num_classes, 10, NUM_CLASSES_RANGE)
+    resolution = _check_range("arch.input_resolution", input_resolution, 32, resolution_range)
+    if resolution % multiple:
+        raise InvalidArgument("arch.input_resolution",
+                              f"must be a multiple of {multiple}, got {resolution}")
+    return classes, resolution
+
+
 class Zero(nn.Module):
     """The `none` op: multiplies by zero (as the benchmark does) so NaN/inf propagate alike."""
 
@@ -363,20 +377,7 @@ class Nb201Space:
 
     def parse(self, spec: Any, num_classes: int = 0, input_resolution: int = 0) -> ParsedArch:
         payload = parse_arch_string(spec)
-        classes = _check_range(
-            "arch.num_classes", num_classes, self.default_num_classes, NUM_CLASSES_RANGE
-        )
-        resolution = _check_range(
-            "arch.input_resolution",
-            input_resolution,
-            self.default_input_resolution,
-            RESOLUTION_RANGE,
-        )
-        if resolution % RESOLUTION_MULTIPLE:
-            # Each stride-2 block adds a pooled shortcut (rounded down) to a strided conv
-            # (rounded up): they only line up on even sizes, at both reductions.
-            raise InvalidArgument("arch.input_resolution",
-                                  f"must be a multiple of {RESOLUTION_MULTIPLE}, got {resolution}")
+        classes, resolution = check_shape(num_classes, input_resolution, RESOLUTION_MULTIPLE)
         spelled = canonical_string(payload)
         payload = canonical_payload(payload)
         flags = () if OUTPUT_NODE in reachable_from_input(payload) else ("degenerate_cell",)
