@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import csv
+import io
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
+import onnxruntime as ort
 import pytest
+import torch
 from torch import nn
 
 from edgescore.server.spaces.base import ParsedArch
@@ -43,3 +48,38 @@ def stack() -> Iterator:
 
     with LocalStack(agents={"local-cpu": 1}) as s:
         yield s
+
+
+# ---- ONNX helpers shared by the space, upload and fuzz tests ----------------------------------
+
+def onnx_bytes(module: nn.Module, x: torch.Tensor, constant_folding: bool = True) -> bytes:
+    """`module` (eval mode) exported as the server exports: legacy exporter, opset 17, input
+    "input" and output "logits". `constant_folding=False` keeps BatchNorm as a node."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore", category=DeprecationWarning)  # the legacy exporter
+        torch.onnx.export(module.eval(), (x,), buffer, dynamo=False, opset_version=17,
+                          do_constant_folding=constant_folding, input_names=["input"],
+                          output_names=["logits"])
+    return buffer.getvalue()
+
+
+def assert_onnx_matches_torch(module: nn.Module, x: torch.Tensor, rtol: float = 0.0) -> None:
+    """onnxruntime on the exported `module` gives torch's eval-mode outputs (atol 1e-4)."""
+    data = onnx_bytes(module, x)
+    with torch.no_grad():
+        expected = module(x).numpy()
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    (actual,) = session.run(None, {"input": x.numpy()})
+    np.testing.assert_allclose(actual, expected, atol=1e-4, rtol=rtol)
+
+
+def randomize_batchnorm(net: nn.Module, generator: torch.Generator) -> None:
+    """Non-trivial BN statistics, so that eval-mode parity checks the folded affine maps too."""
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=generator) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
+                m.weight.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=generator) * 0.1)

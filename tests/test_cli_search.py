@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import NB201_ACCURACY, SHARED
+from conftest import NB201_ACCURACY, SHARED, onnx_bytes
 
 from edgescore.client import cli
 from edgescore.client.launcher import LocalStack
@@ -89,16 +89,11 @@ def test_batch_mixes_spaces_and_resumes(tmp_path: Path) -> None:
 
 
 def _tiny_onnx() -> bytes:
-    import io
-
     import torch
     from torch import nn
 
-    buf = io.BytesIO()
-    torch.onnx.export(nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                                    nn.Linear(4, 2)).eval(), torch.zeros(1, 3, 8, 8), buf,
-                      dynamo=False, opset_version=17)
-    return buf.getvalue()
+    return onnx_bytes(nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                    nn.Linear(4, 2)), torch.zeros(1, 3, 8, 8))
 
 
 def test_cli_usage_errors_exit_2(tmp_path: Path) -> None:

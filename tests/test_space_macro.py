@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import copy
-import io
 import json
 import math
 import random
-import warnings
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 import torch
+from conftest import assert_onnx_matches_torch
 from torch import nn
 
 from edgescore.server.errors import InvalidArgument
@@ -196,16 +194,6 @@ def test_build_exportable_copies_and_matches_onnxruntime() -> None:
     network = SPACE.build(arch)
     exportable = SPACE.build_exportable(arch, network)
     assert isinstance(exportable, MacroNetwork) and exportable is not network
-    exportable.eval()
-    x = torch.randn(2, 3, 32, 32)
-    buffer = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore", category=DeprecationWarning)
-        torch.onnx.export(exportable, (x,), buffer, dynamo=False, opset_version=17,
-                          input_names=["input"], output_names=["logits"])
-        expected = exportable(x).numpy()
-    session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
-    (actual,) = session.run(None, {"input": x.numpy()})
-    np.testing.assert_allclose(actual, expected, atol=1e-4, rtol=1e-3)
+    assert_onnx_matches_torch(exportable.eval(), torch.randn(2, 3, 32, 32), rtol=1e-3)
     with pytest.raises(ValueError):
         SPACE.build(arch, "other")

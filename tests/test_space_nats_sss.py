@@ -15,13 +15,11 @@ first residual block, ...) would give 75,234 for 8:8:8:16:32 instead of 49,202; 
 
 from __future__ import annotations
 
-import io
 import random
 
-import numpy as np
-import onnxruntime as ort
 import pytest
 import torch
+from conftest import assert_onnx_matches_torch, randomize_batchnorm
 from torch import nn
 
 from edgescore.server.errors import InvalidArgument
@@ -178,33 +176,14 @@ def test_sample_and_mutate() -> None:
         SPACE.mutate("64:64", rng)
 
 
-def _randomize_batchnorm(net: nn.Module, seed: int) -> None:
-    """Non-trivial BN statistics, so that eval-mode parity checks the folded affine maps too."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=generator) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
-                m.weight.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
-                m.bias.copy_(torch.randn(m.num_features, generator=generator) * 0.1)
-
-
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the legacy exporter, on purpose
 def test_onnx_export_matches_torch() -> None:
     torch.manual_seed(0)
     arch = SPACE.parse("16:24:32:40:48")
     net = SPACE.build_exportable(arch, SPACE.build(arch)).eval()
-    _randomize_batchnorm(net, seed=1)
+    randomize_batchnorm(net, torch.Generator().manual_seed(1))
     x = torch.randn(2, *arch.input_shape, generator=torch.Generator().manual_seed(2))
-    buffer = io.BytesIO()
-    with torch.no_grad():
-        torch.onnx.export(net, (x,), buffer, dynamo=False, opset_version=17,
-                          input_names=["input"], output_names=["logits"])
-        expected = net(x).numpy()
-    session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
-    (got,) = session.run(None, {"input": x.numpy()})
-    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+    assert_onnx_matches_torch(net, x)
 
 
 def test_random_near_misses_raise_only_invalid_argument() -> None:

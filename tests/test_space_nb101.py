@@ -14,14 +14,12 @@ Published figures:
 
 from __future__ import annotations
 
-import io
 import json
 import random
 
-import numpy as np
-import onnxruntime as ort
 import pytest
 import torch
+from conftest import assert_onnx_matches_torch, randomize_batchnorm
 from torch import nn
 
 from edgescore.server.errors import InvalidArgument
@@ -321,22 +319,8 @@ def test_onnx_export_matches_torch() -> None:
     arch = SPACE.parse(FIRST_ROW)
     net = SPACE.build_exportable(arch, SPACE.build(arch)).eval()
     generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():  # non-trivial BN statistics, so parity covers the folded affine maps
-        for m in net.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=generator) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
-                m.weight.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
-                m.bias.copy_(torch.randn(m.num_features, generator=generator) * 0.1)
-    x = torch.randn(2, *arch.input_shape, generator=generator)
-    buffer = io.BytesIO()
-    with torch.no_grad():
-        torch.onnx.export(net, (x,), buffer, dynamo=False, opset_version=17,
-                          input_names=["input"], output_names=["logits"])
-        expected = net(x).numpy()
-    session = ort.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
-    (got,) = session.run(None, {"input": x.numpy()})
-    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+    randomize_batchnorm(net, generator)
+    assert_onnx_matches_torch(net, torch.randn(2, *arch.input_shape, generator=generator))
 
 
 def test_random_near_misses_raise_only_invalid_argument() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import math
 
@@ -11,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import QUICK_MEASUREMENT
+from conftest import QUICK_MEASUREMENT, onnx_bytes
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
@@ -93,19 +92,15 @@ ROUND_TRIP = ("|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+"
 ON_BENCHMARK = ("synflow", "grad_norm", "snip", "jacob_cov", "fisher", "l2_norm")
 
 
-def onnx_bytes(module: nn.Module, resolution: int = 32) -> bytes:
-    buf = io.BytesIO()
+def upload_bytes(module: nn.Module, resolution: int = 32) -> bytes:
     # No constant folding: BatchNorm stays a node, so its parameters stay countable.
-    torch.onnx.export(module.eval(), torch.zeros(1, 3, resolution, resolution), buf,
-                      dynamo=False, opset_version=17, do_constant_folding=False,
-                      input_names=["input"], output_names=["logits"])
-    return buf.getvalue()
+    return onnx_bytes(module, torch.zeros(1, 3, resolution, resolution), constant_folding=False)
 
 
 def test_an_exported_nb201_net_uploaded_as_onnx_scores_like_the_native_spec() -> None:
     arch = NB201.parse(ROUND_TRIP)
     torch.manual_seed(0)  # the engine's network for seed 0: same weights in the upload
-    data = onnx_bytes(NB201.build(arch))
+    data = upload_bytes(NB201.build(arch))
     names = ["params", "flops", *ON_BENCHMARK]
 
     def request(spec: object, space: str):
@@ -196,7 +191,7 @@ def test_bad_uploads_are_invalid_argument_without_touching_files(case: str) -> N
 
 
 def test_upload_caps_answer_resource_exhausted_over_grpc() -> None:
-    data = onnx_bytes(nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten()),
+    data = upload_bytes(nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten()),
                       8)
     caps = ["--max-onnx-bytes", str(len(data) - 1), "--max-input-resolution", "64"]
     with LocalStack(agents={}, server_args=caps) as stack:

@@ -3,12 +3,12 @@ or refused with INVALID_ARGUMENT (RESOURCE_EXHAUSTED for size caps); nothing els
 
 from __future__ import annotations
 
-import io
 import json
 
 import grpc
 import pytest
 import torch
+from conftest import onnx_bytes as export_onnx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -69,11 +69,9 @@ sizes = st.tuples(st.integers(-3, 200_000), st.sampled_from([0, 8, 16, 30, 32, 3
 
 
 def _valid_onnx() -> bytes:
-    buf = io.BytesIO()
     module = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                           nn.Linear(4, 3)).eval()
-    torch.onnx.export(module, torch.zeros(1, 3, 8, 8), buf, dynamo=False, opset_version=17)
-    return buf.getvalue()
+                           nn.Linear(4, 3))
+    return export_onnx(module, torch.zeros(1, 3, 8, 8))
 
 
 VALID_ONNX = _valid_onnx()
