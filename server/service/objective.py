@@ -177,10 +177,12 @@ def evaluate(request: scoring_pb2.ScoreRequest, result: scoring_pb2.ScoreResult,
         proxies={p.name: p.value for p in result.proxies if p.status.code == 0},
         latency_ms={lat.device_class: lat.stats.median_ms for lat in result.latencies
                     if lat.status.code == 0})
-    if kind != "weighted_rank" and (request.objective.report_percentiles or (
-            kind == "mnas" and not o.raw_proxy)):
-        if populations is None or arch is None or settings is None:
-            raise Unimplemented(f"objective.{kind}: this server has no reference populations")
+    proxy_pct = kind != "weighted_rank" and (request.objective.report_percentiles or (
+        kind == "mnas" and not o.raw_proxy))
+    if (proxy_pct or kind == "weighted_rank") and (
+            populations is None or arch is None or settings is None):
+        raise Unimplemented(f"objective.{kind}: this server has no reference populations")
+    if proxy_pct:
         pct, error = _proxy_percentile(o.proxy, arch, candidate, settings, populations)
         if error:
             out = objectives.Outcome(value=math.nan, error=error)
@@ -197,8 +199,6 @@ def evaluate(request: scoring_pb2.ScoreRequest, result: scoring_pb2.ScoreResult,
         (out,) = objectives.mnas([candidate], o.proxy, o.device_class, o.target_latency_ms,
                                  w=o.w or None)
     elif kind == "weighted_rank":
-        if populations is None or arch is None or settings is None:
-            raise Unimplemented("objective.weighted_rank: this server has no reference populations")
         out = _weighted_rank(o, arch, candidate, settings, populations)
     else:
         (out,) = objectives.pareto([candidate], o.proxy, o.device_class)
