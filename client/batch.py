@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from edgescore.client.api import Client
 from edgescore.client.results import BatchItem
@@ -97,10 +97,12 @@ def row_of(spec: Spec, item: BatchItem, cols: Sequence[str]) -> dict[str, Any]:
 
 def run_batch(client: Client, specs: Sequence[Spec], out: Path, proxies: Sequence[str],
               devices: Sequence[str], *, max_in_flight: int = 8,
-              on_row: Callable[[dict], None] = lambda row: None, **options: Any) -> int:
-    """Score the specs not yet in `out`, appending a row each; returns how many were scored.
-    Specs of several spaces go in one pass (one score_many per space)."""
-    skip = done_ids(out)
+              on_row: Callable[[dict], None] = lambda row: None,
+              done: Optional[set[str]] = None, **options: Any) -> int:
+    """Score the specs not yet in `out` (`done`: their ids, if the caller has read them),
+    appending a row each; returns how many were scored. Specs of several spaces go in one pass
+    (one score_many per space)."""
+    skip = done_ids(out) if done is None else done
     todo = [s for s in specs if s.id not in skip]
     cols = columns(proxies, devices)
     new_file = not out.exists() or out.stat().st_size == 0

@@ -146,7 +146,8 @@ def batch(obj: _Ctx, specs: Path, out: Path, space: str, proxies: str, device: s
         todo = read_specs(specs, space)
     except BatchError as exc:
         raise click.UsageError(str(exc)) from None
-    skip = len(done_ids(out) & {s.id for s in todo})
+    done = done_ids(out)
+    skip = len(done & {s.id for s in todo})
     if skip:
         click.echo(f"resuming: {skip} of {len(todo)} already in {out}", err=True)
     failed = 0
@@ -157,7 +158,7 @@ def batch(obj: _Ctx, specs: Path, out: Path, space: str, proxies: str, device: s
             bar.update(1)
 
         run_batch(client, todo, out, _split(proxies), _split(device),
-                  max_in_flight=max_in_flight, on_row=on_row, seed=seed,
+                  max_in_flight=max_in_flight, on_row=on_row, done=done, seed=seed,
                   measurement=_measurement(kw), allow_predicted=allow_predicted)
     click.echo(f"wrote {out} ({len(todo)} specs, {failed} with errors in this run)")
 
