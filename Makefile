@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # The CPU torch wheel may lie in a local wheel folder; pip ignores a folder that is absent.
 export PIP_FIND_LINKS ?= /opt/wheels
 
-.PHONY: venv demo test lint protos check-protos agent-install-check docker clean
+.PHONY: venv demo test fuzz lint protos check-protos agent-install-check docker clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: venv
 	$(PY) tools/gen_protos.py --check
 	$(VENV)/bin/ruff check .
 	bash tools/with_postgres.sh bash tools/with_prometheus.sh $(PY) -m pytest -q -ra
+
+# Fresh random examples, 50 times as many, for every parser and the SDK (about 5 minutes).
+fuzz: venv
+	HYPOTHESIS_PROFILE=random EDGESCORE_FUZZ_SCALE=50 $(PY) -m pytest -q tests/test_spec_fuzz.py
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -54,8 +54,10 @@ def arch_spec(arch: Arch, num_classes: int = 0, input_resolution: int = 0,
     if not isinstance(arch, Mapping):
         raise _bad(f"arch.{space}", "expects a dict of the spec's fields")
     fields = dict(arch)
-    if space == "nb101" and fields.get("adjacency") and isinstance(fields["adjacency"][0], list):
-        fields["adjacency"] = [v for row in fields["adjacency"] for v in row]  # row-major
+    if space == "nb101":
+        fields["adjacency"] = _row_major(fields.get("adjacency"))
+        if fields["adjacency"] is None:
+            del fields["adjacency"]
     target = getattr(spec, space)
     try:
         json_format.ParseDict(fields, target)
@@ -65,13 +67,32 @@ def arch_spec(arch: Arch, num_classes: int = 0, input_resolution: int = 0,
     return spec
 
 
+def _row_major(adjacency: Any) -> Any:
+    """A 7x7 matrix given as rows, flattened to the v1 field's row-major list; anything else is
+    left for the message parser to accept or refuse."""
+    if isinstance(adjacency, (list, tuple)) and adjacency and all(
+            isinstance(row, (list, tuple)) for row in adjacency):
+        return [v for row in adjacency for v in row]
+    return adjacency
+
+
 def measurement_settings(settings: Mapping[str, Any] | None) -> common_pb2.MeasurementSettings:
     s = dict(settings or {})
-    if "format" in s:
-        s["format"] = _FORMATS[str(s["format"]).lower()]
-    if "precision" in s:
-        s["precision"] = _PRECISIONS[str(s["precision"]).lower()]
-    return common_pb2.MeasurementSettings(**s)
+    for key, names in (("format", _FORMATS), ("precision", _PRECISIONS)):
+        if key in s:
+            try:
+                s[key] = names[str(s[key]).lower()]
+            except KeyError:
+                raise _bad(f"measurement.{key}", f"'{s[key]}' is not one of "
+                           f"{', '.join(names)}") from None
+    return _message(common_pb2.MeasurementSettings, "measurement", s)
+
+
+def _message(cls: Any, field: str, values: Mapping[str, Any]) -> Any:
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:  # an unknown field or a value of the wrong type
+        raise _bad(field, str(exc)) from None
 
 
 def score_request(
@@ -94,7 +115,7 @@ def score_request(
     priority: int = 0,
 ) -> scoring_pb2.ScoreRequest:
     """The ScoreRequest `Client.score` sends; see there for the arguments."""
-    defaults = common_pb2.ProxySettings(**dict(proxy_settings or {}))
+    defaults = _message(common_pb2.ProxySettings, "proxy_settings", dict(proxy_settings or {}))
     if seed is not None:
         defaults.seed = seed
     if dataset_id:

@@ -1,9 +1,13 @@
 """Random and adversarial specs and bytes against every parser (hypothesis): a spec is accepted,
-or refused with INVALID_ARGUMENT (RESOURCE_EXHAUSTED for size caps); nothing else, ever."""
+or refused with INVALID_ARGUMENT (RESOURCE_EXHAUSTED for size caps); nothing else, ever.
+
+`make test` runs a fixed, derandomized sample so that a result does not depend on the draw;
+`make fuzz` draws fresh examples, many more of them, to look for new failures."""
 
 from __future__ import annotations
 
 import json
+import os
 
 import grpc
 import pytest
@@ -15,6 +19,7 @@ from torch import nn
 
 from edgescore.client import EdgescoreError
 from edgescore.client.launcher import LocalStack
+from edgescore.client.requests import arch_spec, score_request
 from edgescore.server.errors import InvalidArgument
 from edgescore.server.spaces import registry as spaces
 
@@ -81,7 +86,9 @@ onnx_bytes = st.one_of(
         lambda cut: VALID_ONNX[:cut[0]] + cut[1] + VALID_ONNX[cut[0] + len(cut[1]):]),
     st.integers(0, len(VALID_ONNX)).map(lambda n: VALID_ONNX[:n]))
 
-FUZZ = settings(max_examples=150, deadline=None,
+# `make fuzz` raises these (and draws at random); the defaults keep `make test` short.
+SCALE = float(os.environ.get("EDGESCORE_FUZZ_SCALE", "1"))
+FUZZ = settings(max_examples=int(150 * SCALE), deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
@@ -109,6 +116,36 @@ def test_onnx_bytes_accepted_or_invalid_argument(data: bytes, input_name: str, s
         assert exc.field.startswith("arch"), exc.field
 
 
+@pytest.mark.parametrize("space", list(SPECS))
+def test_sdk_builds_a_request_or_says_invalid_argument(space: str) -> None:
+    """The SDK turns anything into an ArchSpec or refuses it the way the server would: it must
+    never raise anything else at a user (found by the gRPC fuzz: `{'adjacency': True}`)."""
+    @FUZZ
+    @given(spec=SPECS[space] | json_like.map(lambda v: json.dumps(v, default=repr)))
+    def check(spec) -> None:
+        try:
+            arch_spec(spec, space=space)
+        except EdgescoreError as exc:
+            assert exc.code == grpc.StatusCode.INVALID_ARGUMENT, exc
+            assert exc.details.startswith("arch"), exc.details
+
+    check()
+
+
+@FUZZ
+@given(measurement=st.dictionaries(st.sampled_from(["format", "precision", "warmup_runs",
+                                                   "threads", "input_shape"]) | st.text(max_size=6),
+                                   scalars, max_size=4),
+       proxy_settings=st.dictionaries(st.sampled_from(["batch_size", "seed", "init", "repeats"])
+                                      | st.text(max_size=6), scalars, max_size=4))
+def test_sdk_request_options_build_or_say_invalid_argument(measurement, proxy_settings) -> None:
+    try:
+        score_request("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",
+                      measurement=measurement, proxy_settings=proxy_settings)
+    except EdgescoreError as exc:
+        assert exc.code == grpc.StatusCode.INVALID_ARGUMENT, exc
+
+
 @pytest.mark.slow
 def test_random_specs_over_grpc_get_only_the_allowed_codes() -> None:
     """Through the real server (small caps so accepted networks stay cheap)."""
@@ -122,7 +159,8 @@ def test_random_specs_over_grpc_get_only_the_allowed_codes() -> None:
 def _over_grpc(client, space: str, allowed: set):
     strategy = onnx_bytes if space == "onnx" else SPECS[space]
 
-    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=int(25 * SCALE), deadline=None,
+              suppress_health_check=[HealthCheck.too_slow])
     @given(spec=strategy, size=sizes)
     def check(spec, size) -> None:
         try:
