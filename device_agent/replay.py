@@ -85,4 +85,5 @@ class ReplayTable:
     def runtime_info(self) -> fleet_pb2.RuntimeInfo:
         # Both formats: the artifact is never run, only its architecture looked up.
         return fleet_pb2.RuntimeInfo(name=RUNTIME, version=self.path.name,
-                                     execution_providers=[self.device], formats=["onnx", "tflite"])
+                                     execution_providers=[self.device], formats=["onnx", "tflite"],
+                                     answers_by_architecture=True)

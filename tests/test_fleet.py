@@ -105,3 +105,26 @@ def test_unknown_class_and_cancel(fleet: Fleet) -> None:
     fleet.cancel(pending)
     assert pending.future.result(timeout=1).failure_kind == common_pb2.TIMEOUT
     assert fleet.snapshot() == []  # submitting does not make a class known
+
+
+def test_replay_runtimes_answer_by_architecture(fleet: Fleet) -> None:
+    """A class times artifacts only while agents are online and none replays a table."""
+    from edgescore.v1 import fleet_pb2
+
+    assert not fleet.times_artifacts("pi4")  # nobody online to say
+    board = fleet.register(agent_pb2.Capabilities(device_class="pi4", runtimes=[
+        fleet_pb2.RuntimeInfo(name="onnxruntime", formats=["onnx"])]))
+    assert fleet.times_artifacts("pi4")
+    timed = fleet.submit("pi4", job())
+    fleet.complete(board, result(timed.job.job_id))
+    assert not timed.future.result(timeout=1).by_architecture
+
+    replay = fleet.register(agent_pb2.Capabilities(device_class="pi4", runtimes=[
+        fleet_pb2.RuntimeInfo(name="table", formats=["onnx"], answers_by_architecture=True)]))
+    assert not fleet.times_artifacts("pi4")
+    fleet.unregister(board)
+    looked_up = fleet.submit("pi4", job())
+    message = result(replay.outbox.get_nowait().job.job_id)
+    message.result.runtime = "table"
+    fleet.complete(replay, message)
+    assert looked_up.future.result(timeout=1).by_architecture

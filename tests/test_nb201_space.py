@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from edgescore.server.errors import InvalidArgument
-from edgescore.server.spaces.nb201 import SPACE, live_edges
+from edgescore.server.spaces.nb201 import SPACE, live_edges, live_payload
 
 CSV_PATH = Path(__file__).resolve().parents[2] / "shared/data/nb201/accuracy_dev.csv"
 
@@ -330,3 +330,25 @@ def test_pruning_drops_dead_parameters_and_keeps_the_original() -> None:
     assert n_params(SPACE.build_exportable(SPACE.parse(ALL_CONV))) == n_params(
         SPACE.build(SPACE.parse(ALL_CONV))
     )
+
+
+def test_spellings_of_one_live_cell_export_one_network() -> None:
+    """Dead edges draw no weights in the export: spellings that differ only there (or in which
+    intermediate node is the dead one) get identical weights from one seed, hence one artifact."""
+    variants = [
+        "|nor_conv_3x3~0|+|skip_connect~0|none~1|+|avg_pool_3x3~0|none~1|avg_pool_3x3~2|",
+        "|skip_connect~0|+|skip_connect~0|none~1|+|avg_pool_3x3~0|none~1|avg_pool_3x3~2|",
+        # node 2 dead instead of node 1: the same function with the nodes exchanged
+        "|skip_connect~0|+|nor_conv_1x1~0|none~1|+|avg_pool_3x3~0|avg_pool_3x3~1|none~2|",
+    ]
+    archs = [SPACE.parse(v) for v in variants]
+    assert len({a.arch_hash for a in archs}) == 3  # the benchmark's networks differ
+    assert len({live_payload(a.payload) for a in archs}) == 1
+    states = []
+    for arch in archs:
+        torch.manual_seed(0)
+        states.append(SPACE.build_exportable(arch).state_dict())
+    for state in states[1:]:
+        assert state.keys() == states[0].keys()
+        assert all(torch.equal(state[k], states[0][k]) for k in state)
+    assert live_payload(SPACE.parse(ALL_CONV).payload) == SPACE.parse(ALL_CONV).payload

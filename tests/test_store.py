@@ -115,6 +115,31 @@ def test_measurements(location: str) -> None:
         assert store.measurements_for_device("raspi4", space="other") == []
 
 
+def test_looked_up_measurements_are_kept_per_spelling(location: str) -> None:
+    """A replayed value belongs to the spelling; a timed one to the artifact, for any spelling."""
+    sha, a, b = "d" * 64, "|nor_conv_3x3~0|", "|skip_connect~0|"
+    timed = MeasurementKey.make(sha, "cpu", "onnxruntime", "1.18")
+    assert timed.digest == MeasurementKey.make(sha, "cpu", "onnxruntime", "1.18", arch="").digest
+    with open_store(location) as store:
+        assert store.put_measurement(timed, {"median_ms": 1.0, "by_architecture": False},
+                                     space="nb201", arch=a)
+        for arch, ms in ((a, 26.5), (b, 12.6)):
+            assert store.put_measurement(MeasurementKey.make(sha, "pi", "replay", "1", arch=arch),
+                                         {"median_ms": ms, "by_architecture": True},
+                                         space="nb201", arch=arch)
+        (got,) = store.find_measurements(sha, "cpu")
+        assert got.key == timed and got.holds_for(a) and got.holds_for(b)
+        replayed = {m.arch: m for m in store.find_measurements(sha, "pi")}
+        assert replayed[b].key == MeasurementKey.make(sha, "pi", "replay", "1", arch=b)
+        assert replayed[a].holds_for(a) and not replayed[a].holds_for(b)
+        assert replayed[b].median_ms == 12.6
+        # Stored before timed and looked-up ones were told apart: its own spelling only.
+        store.put_measurement(MeasurementKey.make("c" * 64, "cpu", "ort", "1"), {"median_ms": 2},
+                              arch=a)
+        (old,) = store.find_measurements("c" * 64, "cpu")
+        assert old.holds_for(a) and not old.holds_for(b)
+
+
 def test_restart_keeps_everything(location: str) -> None:
     with open_store(location) as store:
         store.put_proxy_result(key(), 3.0)

@@ -203,3 +203,42 @@ def test_unfinished_jobs_are_resumed_after_every_restart_not_only_the_first() ->
             agent = fleet.register(agent_pb2.Capabilities(device_class="pi", hostname="h"))
             assert agent.outbox.get_nowait().job.job_id == job_id  # resumed under its own id
             fleet.close()
+
+
+# Node 1 reaches nothing (1->2 and 1->3 are none), so the edge 0->1 is dead: two spellings, two
+# hashes (NB201's own network keeps the dead convolution), one pruned artifact.
+DEAD_EDGE_SPELLINGS = (
+    "|nor_conv_3x3~0|+|skip_connect~0|none~1|+|avg_pool_3x3~0|none~1|avg_pool_3x3~2|",
+    "|skip_connect~0|+|skip_connect~0|none~1|+|avg_pool_3x3~0|none~1|avg_pool_3x3~2|",
+)
+
+
+def test_spellings_of_one_artifact_share_a_timed_measurement_not_a_replayed_one() -> None:
+    """A board times the artifact, so its measurement serves every spelling that exports to it;
+    the replay agent looks each spelling up, and HW-NAS-Bench timed them apart (26.5 vs 12.6 ms
+    on the Pi 4: its networks kept the dead convolution)."""
+    csv_path = SHARED / "data" / "nb201" / "hw_nas_bench_c10_dev.csv"
+    table = ReplayTable(csv_path, "raspi4")
+    first, second = DEAD_EDGE_SPELLINGS
+    with LocalStack(agents={"local-cpu": 1}) as stack:
+        stack.start_agent("raspi4", extra=["--replay", "hw-nas-bench", "--csv", str(csv_path),
+                                           "--device", "raspi4"])
+        stack.wait_for_agents({"local-cpu": 1, "raspi4": 1})
+        with stack.client(timeout=300) as client:
+            def latencies(arch: str) -> dict:
+                return client.score(arch, ["params"], ["local-cpu", "raspi4"],
+                                    measurement=QUICK_MEASUREMENT).latencies
+
+            a, b, b_again = latencies(first), latencies(second), latencies(second)
+            params = [client.score(s, ["params"]).proxies["params"].value
+                      for s in DEAD_EDGE_SPELLINGS]
+    assert params[0] > params[1]  # the hashes differ: the benchmark's #Params do
+    timed_a, timed_b = a["local-cpu"], b["local-cpu"]
+    assert (timed_a.provenance, timed_b.provenance) == ("MEASURED", "CACHED")
+    assert timed_b.artifact_sha256 == timed_a.artifact_sha256
+    assert timed_b.samples_ms == timed_a.samples_ms and timed_b.job_id == timed_a.job_id
+    assert a["raspi4"].artifact_sha256 == b["raspi4"].artifact_sha256
+    assert a["raspi4"].median_ms == pytest.approx(table.latency_ms[first])
+    assert (b["raspi4"].provenance, b_again["raspi4"].provenance) == ("MEASURED", "CACHED")
+    assert b["raspi4"].median_ms == b_again["raspi4"].median_ms == pytest.approx(
+        table.latency_ms[second])

@@ -38,6 +38,9 @@ class JobOutcome:
     result: agent_pb2.JobResult | None = None
     failure_kind: int = common_pb2.FAILURE_KIND_UNSPECIFIED
     detail: str = ""
+    # The result came from a runtime that looks the architecture up (replay) instead of timing
+    # the artifact: it holds for the architecture as spelled, not for the artifact.
+    by_architecture: bool = False
 
     @property
     def ok(self) -> bool:
@@ -54,6 +57,11 @@ class PendingJob:
 
 
 _FORMAT_NAMES = {common_pb2.ONNX: "onnx", common_pb2.TFLITE: "tflite"}
+
+
+def _answers_by_architecture(session: AgentSession, runtime: str) -> bool:
+    return any(rt.answers_by_architecture for rt in session.capabilities.runtimes
+               if rt.name == runtime)
 
 
 def job_format(job: agent_pb2.Job) -> str:
@@ -208,7 +216,9 @@ class Fleet:
             session.running = None
             if kind == "result":
                 self._done[session.device_class] += 1
-                outcome = JobOutcome(job_id, session.agent_id, result=message.result)
+                outcome = JobOutcome(job_id, session.agent_id, result=message.result,
+                                     by_architecture=_answers_by_architecture(
+                                         session, message.result.runtime))
             else:
                 outcome = JobOutcome(job_id, session.agent_id, failure_kind=message.failure.kind,
                                      detail=message.failure.detail)
@@ -281,6 +291,14 @@ class Fleet:
                 self._drop(session, "server shutting down")
 
     # -- views ------------------------------------------------------------------------------
+
+    def times_artifacts(self, device_class: str) -> bool:
+        """True when the class has agents online and all of them time artifacts (no replay
+        runtime): then equal artifacts get equal measurements, whatever spec they came from."""
+        with self._lock:
+            agents = [a for a in self._agents.values() if a.device_class == device_class]
+            return bool(agents) and not any(rt.answers_by_architecture for a in agents
+                                            for rt in a.capabilities.runtimes)
 
     def agents_online(self, device_class: str) -> int:
         with self._lock:

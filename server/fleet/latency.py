@@ -141,9 +141,10 @@ class LatencyService:
         self._by_key: dict[ArtifactKey, _Artifact] = {}
         self._key_locks: dict[ArtifactKey, threading.Lock] = {}
         self._lock = threading.Lock()
-        # Identical jobs waiting or running: one job, every request waits on it. The arch is part
-        # of the identity although equal artifacts time alike on a board: a replay agent answers
-        # by arch string, and two strings can export to one artifact.
+        # Identical jobs waiting or running: one job, every request waits on it. Two spellings
+        # that export to one artifact (NB201 edges that cannot reach the output) share a job
+        # when the class's agents time artifacts; a replay agent answers by the spelling, so
+        # there (and while no agent is online to say which) the spelling is part of the key.
         self._shared: dict[tuple[str, str, str, str], tuple[PendingJob, int]] = {}
         self._job_locks: dict[tuple[str, str, str, str], threading.Lock] = {}
         if store is not None:
@@ -231,7 +232,8 @@ class LatencyService:
         settings_json = _settings_json(s)
         if use_store and self._from_store(target, sha, settings_json, arch.as_spelled):
             return
-        key = (sha, target.device_class, settings_json, arch.as_spelled)
+        spelled = "" if self.fleet.times_artifacts(target.device_class) else arch.as_spelled
+        key = (sha, target.device_class, settings_json, spelled)
         with self._lock:
             job_lock = self._job_locks.setdefault(key, threading.Lock())
         # Never submit under self._lock: the fleet completes jobs (and runs _job_done, which
@@ -317,7 +319,8 @@ class LatencyService:
         except Exception:  # noqa: BLE001 - the store is a cache: measure when it is unreadable
             log.warning("measurement lookup failed", exc_info=True)
             records = []
-        hit = next((r for r in records if "job_result" in r.stats and r.arch == canonical), None)
+        hit = next((r for r in records if "job_result" in r.stats and r.holds_for(canonical)),
+                   None)
         self._on_lookup(hit is not None)
         if hit is None:
             return False
@@ -354,9 +357,11 @@ class LatencyService:
             return
         stats = json_format.MessageToDict(r.stats, preserving_proto_field_name=True)
         stats["job_result"] = json_format.MessageToDict(r, preserving_proto_field_name=True)
+        stats["by_architecture"] = outcome.by_architecture
         try:
             self.store.put_measurement(
-                MeasurementKey(sha, device_class, r.runtime, r.runtime_version, settings_json),
+                MeasurementKey(sha, device_class, r.runtime, r.runtime_version, settings_json,
+                               arch.as_spelled if outcome.by_architecture else ""),
                 stats, agent_id=outcome.agent_id, space=arch.space, arch=arch.as_spelled)
         except Exception:  # noqa: BLE001 - the client still gets its result
             log.warning("could not store the measurement of job %s", outcome.job_id,

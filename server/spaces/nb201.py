@@ -127,7 +127,7 @@ def canonical_payload(payload: Payload) -> Payload:
     smaller string. Edges that cannot reach the output are NOT merged: the benchmark network
     (and every published proxy on it) keeps their parameters and activations, so such specs
     differ in #Params, FLOPs and NASWOT; they export to one artifact, since the exported
-    network prunes them (see docs/spaces.md, "Decisions worth knowing")."""
+    network is built from `live_payload` (see docs/spaces.md, "Decisions worth knowing")."""
     if payload[1][1][0] != "none":
         return payload
     swapped = _swap_intermediate(payload)
@@ -164,6 +164,16 @@ def live_edges(payload: Payload) -> tuple[Edge, ...]:
         for j, i, op in _edges(payload)
         if op != "none" and j in forward and i in backward
     )
+
+
+def live_payload(payload: Payload) -> Payload:
+    """The cell with every edge that cannot influence the output set to `none`, in its
+    isomorphism class's representative form: all spellings that compute one function map to
+    one payload, from which the export builds (so they share an artifact, weights included)."""
+    live = {(j, i) for j, i, _ in live_edges(payload)}
+    return canonical_payload(tuple(
+        tuple((op if (j, i) in live else "none", j) for op, j in node)
+        for i, node in enumerate(payload, start=1)))
 
 
 def _check_range(field: str, value: Any, default: int, bounds: tuple[int, int]) -> int:
@@ -400,9 +410,13 @@ class Nb201Space:
         return TinyNetwork(arch.payload, arch.num_classes, variant=variant or NETWORK_VARIANTS[0])
 
     def build_exportable(self, arch: ParsedArch, network: nn.Module | None = None) -> nn.Module:
-        """Prune `network` (a copy; default a fresh `build(arch)`), keeping its weights."""
+        """Prune `network` (a copy), keeping its weights. By default a fresh network of the live
+        cell: dead edges then draw no weights, so every spelling of one function gets the same
+        weights from the same seed, hence one artifact and one timed measurement."""
         if network is None:
-            network = self.build(arch)
+            live = live_payload(arch.payload)
+            network = TinyNetwork(live, arch.num_classes, variant=NETWORK_VARIANTS[0])
+            return prune(network, live)
         if not isinstance(network, TinyNetwork):
             raise TypeError(f"expected a TinyNetwork, got {type(network).__name__}")
         return prune(network, arch.payload)

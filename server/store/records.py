@@ -64,24 +64,29 @@ class ProxyKey:
 
 @dataclass(frozen=True)
 class MeasurementKey:
-    """Identifies one latency measurement: the exact artifact on one runtime under one protocol."""
+    """Identifies one latency measurement: the exact artifact on one runtime under one protocol.
+    `arch` (the spec as spelled) only for a runtime that looks architectures up instead of
+    timing the artifact (replay): two spellings of one artifact get their own values there."""
 
     artifact_sha256: str
     device_class: str
     runtime: str
     runtime_version: str
     settings: str = "{}"
+    arch: str = ""
 
     @classmethod
     def make(cls, artifact_sha256: str, device_class: str, runtime: str, runtime_version: str,
-             settings: Any = None) -> MeasurementKey:
+             settings: Any = None, arch: str = "") -> MeasurementKey:
         return cls(artifact_sha256, device_class, runtime, runtime_version,
-                   canonical_json(settings or {}))
+                   canonical_json(settings or {}), arch)
 
     @property
     def digest(self) -> str:
-        return _digest(self.artifact_sha256, self.device_class, self.runtime,
-                       self.runtime_version, self.settings)
+        parts = [self.artifact_sha256, self.device_class, self.runtime, self.runtime_version,
+                 self.settings]
+        # Timed measurements keep the digest they had before replayed ones were told apart.
+        return _digest(*parts, *([self.arch] if self.arch else []))
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,12 @@ class MeasurementRecord:
     space: str = ""
     arch: str = ""
     created_at: float = 0.0
+
+    def holds_for(self, arch: str) -> bool:
+        """Whether it answers for the architecture spelled `arch`: a timed measurement holds for
+        every spelling that exports to its artifact, a looked-up one (or one stored before the
+        two were told apart) only for its own spelling."""
+        return self.arch == arch or self.stats.get("by_architecture") is False
 
     @property
     def median_ms(self) -> Optional[float]:

@@ -42,8 +42,10 @@ def _proxy_record(row: tuple) -> ProxyRecord:
 
 
 def _measurement_record(row: tuple) -> MeasurementRecord:
-    key = MeasurementKey(row[0], row[1], row[2], row[3], row[4])
-    return MeasurementRecord(key, json.loads(row[5]), row[6], row[7], row[8], row[9])
+    stats = json.loads(row[5])
+    key = MeasurementKey(row[0], row[1], row[2], row[3], row[4],
+                         row[8] if stats.get("by_architecture") else "")
+    return MeasurementRecord(key, stats, row[6], row[7], row[8], row[9])
 
 
 def _job_record(row: tuple) -> JobRecord:
