@@ -96,3 +96,24 @@ def test_bank_learns_from_the_store(tmp_path) -> None:
     assert prediction is not None and abs(prediction.median_ms - truth) / truth < 0.3
     assert bank.predict("pixel3", "nb201", SPACE.example) is None  # no data for the class
     assert bank.predict("raspi4", "macro", "anything") is None  # no features for the space
+    # Stored without a shape: taken at the space's default, and only that shape is answered.
+    assert bank.predict("raspi4", "nb201", SPACE.example, (10, 32)) is not None
+    assert bank.predict("raspi4", "nb201", SPACE.example, (10, 64)) is None
+    assert bank.predict("raspi4", "nb201", SPACE.example, (100, 32)) is None
+    assert bank.has_measurements("raspi4", "nb201") and not bank.has_measurements("pixel3", "nb201")
+
+
+def test_bank_keeps_one_predictor_per_network_shape(tmp_path) -> None:
+    archs = nb201_sampler(40, seed=3)
+    bank = PredictorBank(min_points=20, n_estimators=50)
+    with open_store(tmp_path / "s.db") as store:
+        for i, arch in enumerate(archs):
+            latency = 4 * (2.0 + 0.1 * nb201_features(arch)["macs_m"])  # as if at 64x64
+            key = MeasurementKey.make(f"{i:064x}", "raspi4", "onnxruntime", "1.18")
+            store.put_measurement(key, {"median_ms": latency, "arch_shape": [10, 64]},
+                                  space="nb201", arch=arch)
+        assert bank.load(store, ["raspi4"]) == 40
+    assert bank.predict("raspi4", "nb201", SPACE.example) is None  # nothing at 32x32
+    at_64 = bank.predict("raspi4", "nb201", SPACE.example, (10, 64))
+    truth = 4 * (2.0 + 0.1 * nb201_features(SPACE.example)["macs_m"])
+    assert at_64 is not None and abs(at_64.median_ms - truth) / truth < 0.3

@@ -242,3 +242,21 @@ def test_spellings_of_one_artifact_share_a_timed_measurement_not_a_replayed_one(
     assert (b["raspi4"].provenance, b_again["raspi4"].provenance) == ("MEASURED", "CACHED")
     assert b["raspi4"].median_ms == b_again["raspi4"].median_ms == pytest.approx(
         table.latency_ms[second])
+
+
+def test_each_network_shape_gets_its_own_artifact_and_measurement() -> None:
+    """One cell at another resolution or class count is another network: its own export, its
+    own measurement (the export cache once served the 32x32 artifact for a 64x64 request)."""
+    with LocalStack(agents={"local-cpu": 1}) as stack, stack.client(timeout=300) as client:
+        got = {}
+        for classes, resolution in ((10, 32), (10, 64), (100, 32), (10, 32)):
+            got.setdefault((classes, resolution), []).append(client.score(
+                ARCH, ["params"], ["local-cpu"], measurement=QUICK_MEASUREMENT,
+                num_classes=classes, input_resolution=resolution).latencies["local-cpu"])
+    first = {shape: results[0] for shape, results in got.items()}
+    assert {r.provenance for r in first.values()} == {"MEASURED"}, first
+    assert len({r.artifact_sha256 for r in first.values()}) == 3
+    assert first[(10, 64)].median_ms > first[(10, 32)].median_ms
+    assert first[(10, 64)].settings["inputShape"] == [1, 3, 64, 64]
+    again = got[(10, 32)][1]
+    assert again.provenance == "CACHED" and again.artifact_sha256 == first[(10, 32)].artifact_sha256

@@ -114,7 +114,12 @@ class _Artifact:
     quantization: str
 
 
-ArtifactKey = tuple[str, int, int, int]   # (arch hash, format, precision, batch size)
+# (export hash, class count, resolution, format, precision, batch size)
+ArtifactKey = tuple[str, int, int, int, int, int]
+
+
+def _shape(arch: ParsedArch) -> tuple[int, int]:
+    return (arch.num_classes, arch.input_resolution)
 
 
 class LatencyService:
@@ -160,7 +165,7 @@ class LatencyService:
         if self.fleet.is_known(device_class):
             return
         bank = self._predictor_for(device_class) if allow_predicted else None
-        if bank is not None and bank.predictor(device_class, space).n_points > 0:
+        if bank is not None and bank.has_measurements(device_class, space):
             return  # measured before (e.g. before a restart): the predictor can answer
         raise NotFound(f"{field}: unknown device class '{device_class}' (no agent has "
                        "registered it)")
@@ -185,14 +190,16 @@ class LatencyService:
         if self.fleet.agents_online(target.device_class) > 0:
             return False
         bank = self._predictor_for(target.device_class)
-        prediction = bank.predict(target.device_class, arch.space, arch.canonical) if bank else None
+        prediction = bank.predict(target.device_class, arch.space, arch.canonical,
+                                  _shape(arch)) if bank else None
         target.predicted = prediction
         return prediction is not None
 
     def artifact_for(self, arch: ParsedArch, fmt: int, precision: int,
                      batch_size: int) -> tuple[str, bytes, str]:
         """(sha256, bytes, quantization) of the artifact, exported at most once per key."""
-        key = (arch.arch_hash, fmt, precision, batch_size)
+        key = (arch.export_hash, arch.num_classes, arch.input_resolution, fmt, precision,
+               batch_size)
         with self._lock:
             # One lock per key: concurrent requests for the same artifact wait for one export
             # (a TFLite conversion takes seconds) instead of each running their own.
@@ -350,7 +357,7 @@ class LatencyService:
         if self.predictors is not None and r.stats.median_ms > 0:
             try:
                 self.predictors.observe(device_class, arch.space, arch.canonical,
-                                        r.stats.median_ms)
+                                        r.stats.median_ms, _shape(arch))
             except KeyError:
                 pass  # a space without latency features
         if self.store is None:
@@ -358,6 +365,7 @@ class LatencyService:
         stats = json_format.MessageToDict(r.stats, preserving_proto_field_name=True)
         stats["job_result"] = json_format.MessageToDict(r, preserving_proto_field_name=True)
         stats["by_architecture"] = outcome.by_architecture
+        stats["arch_shape"] = list(_shape(arch))  # the predictor learns per shape
         try:
             self.store.put_measurement(
                 MeasurementKey(sha, device_class, r.runtime, r.runtime_version, settings_json,

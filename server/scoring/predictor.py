@@ -121,35 +121,65 @@ class LatencyPredictor:
         return None if result is None else result[0]
 
 
-class PredictorBank:
-    """One predictor per (device class, space): the service's entry point.
+Shape = tuple[int, int]  # (num_classes, input_resolution) of the measured network
 
-    `observe` after each measurement, `predict` when no agent of the class can answer, `load`
-    at start-up from the store's measurements (those that name their architecture)."""
+
+def default_shape(space: str) -> Shape:
+    """The space's default class count and resolution (KeyError: no such space)."""
+    from edgescore.server.spaces import registry
+
+    try:
+        found = registry.get_space(space)
+    except Exception as exc:  # noqa: BLE001 - NotFound: a space this server does not have
+        raise KeyError(space) from exc
+    return (found.default_num_classes, found.default_input_resolution)
+
+
+class PredictorBank:
+    """One predictor per (device class, space, network shape): the service's entry point.
+
+    The shape (class count, input resolution) is part of the key because features describe the
+    cell, and one cell at 64x64 runs about four times as long as at 32x32: a predictor never
+    answers for a shape it has not seen measured. `observe` after each measurement, `predict`
+    when no agent of the class can answer, `load` at start-up from the store's measurements
+    (those that name their architecture; `arch_shape` in their stats, else the space's default,
+    which is what measurements stored without it were taken at)."""
 
     def __init__(self, featurize: Featurizer = default_featurize, **predictor_kw: Any) -> None:
         self._featurize = featurize
         self._kw = predictor_kw
-        self._predictors: dict[tuple[str, str], LatencyPredictor] = {}
+        self._predictors: dict[tuple[str, str, Shape], LatencyPredictor] = {}
         self._lock = threading.Lock()
 
-    def predictor(self, device_class: str, space: str) -> LatencyPredictor:
+    def predictor(self, device_class: str, space: str,
+                  shape: Optional[Shape] = None) -> LatencyPredictor:
+        key = (device_class, space, tuple(shape) if shape else default_shape(space))
         with self._lock:
-            key = (device_class, space)
             if key not in self._predictors:
                 self._predictors[key] = LatencyPredictor(**self._kw)
             return self._predictors[key]
 
-    def observe(self, device_class: str, space: str, arch: str, latency_ms: float) -> None:
-        self.predictor(device_class, space).add(self._featurize(space, arch), latency_ms)
+    def has_measurements(self, device_class: str, space: str) -> bool:
+        """Whether any shape of this class and space has been observed."""
+        with self._lock:
+            return any(p.n_points > 0 for (c, s, _), p in self._predictors.items()
+                       if (c, s) == (device_class, space))
 
-    def predict(self, device_class: str, space: str, arch: str) -> Optional[Prediction]:
-        """None when the class has too few measurements of this space (or no features)."""
+    def observe(self, device_class: str, space: str, arch: str, latency_ms: float,
+                shape: Optional[Shape] = None) -> None:
+        features = self._featurize(space, arch)
+        self.predictor(device_class, space, shape).add(features, latency_ms)
+
+    def predict(self, device_class: str, space: str, arch: str,
+                shape: Optional[Shape] = None) -> Optional[Prediction]:
+        """None when the class has too few measurements of this space and shape (or no
+        features)."""
         try:
             features = self._featurize(space, arch)
+            predictor = self.predictor(device_class, space, shape)
         except KeyError:
             return None
-        return self.predictor(device_class, space).predict(features)
+        return predictor.predict(features)
 
     def load(self, store: Any, device_classes: Sequence[str]) -> int:
         """Feed the store's measurements of these classes; returns how many were used."""
@@ -160,7 +190,8 @@ class PredictorBank:
                 if median is None:
                     continue
                 try:
-                    self.observe(device, record.space, record.arch, median)
+                    self.observe(device, record.space, record.arch, median,
+                                 record.stats.get("arch_shape"))
                 except KeyError:
                     continue  # a space without features
                 used += 1

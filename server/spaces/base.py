@@ -22,10 +22,17 @@ class ParsedArch:
     # The spec as the request spelled it (normalised), when canonicalisation changed it: a
     # latency job carries it, since a replay agent looks a benchmark's own spelling up.
     spelled: str = ""
+    # The canonical form of the network the export builds, when it is a smaller one (NB201: the
+    # live cell, dead edges dropped): spellings that export alike share one export.
+    exports_as: str = ""
 
     @property
     def as_spelled(self) -> str:
         return self.spelled or self.canonical
+
+    @property
+    def export_hash(self) -> str:
+        return arch_hash(self.space, self.exports_as or self.canonical)
 
     @property
     def arch_hash(self) -> str:

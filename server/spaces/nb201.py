@@ -399,6 +399,7 @@ class Nb201Space:
             payload=payload,
             flags=flags,
             spelled=spelled,
+            exports_as=canonical_string(live_payload(payload)),
         )
 
     def largest(self, num_classes: int, input_resolution: int) -> ParsedArch:
