@@ -181,3 +181,30 @@ def test_bad_objectives_fail_the_request_naming_the_field(replay_stack, objectiv
     with pytest.raises(EdgescoreError) as err:
         score(client, ARCHS[0], objective)
     assert err.value.code == code and field in str(err.value)
+
+
+def test_latency_percentiles_rank_among_networks_of_the_same_shape(tmp_path) -> None:
+    """A 64x64 network's latency is ranked among 64x64 measurements, not the 32x32 ones."""
+    import numpy as np
+
+    from edgescore.server.errors import FailedPrecondition
+    from edgescore.server.scoring.ranks import percentile
+    from edgescore.server.service.populations import Populations
+    from edgescore.server.service.proxy_cache import ProxyCache
+    from edgescore.server.spaces.nb201 import SPACE
+    from edgescore.server.store import MeasurementKey, open_store
+
+    with open_store(tmp_path / "s.db") as store:
+        rows = [(1.0, None), (2.0, None), (3.0, [10, 32]), (10.0, [10, 64]), (20.0, [10, 64])]
+        for i, (median, shape) in enumerate(rows):
+            stats = {"median_ms": median, **({"arch_shape": shape} if shape else {})}
+            store.put_measurement(MeasurementKey.make(f"{i:064x}", "pi", "ort", "1"), stats,
+                                  space="nb201", arch=ARCHS[0])
+        populations = Populations(store, ProxyCache(store, "cpu"))
+        at = {shape: SPACE.parse(ARCHS[0], *shape) for shape in ((10, 32), (10, 64), (100, 32))}
+        assert populations.latency_percentile("pi", at[(10, 32)], 1.5) == percentile(
+            -1.5, -np.array([1.0, 2.0, 3.0]))
+        assert populations.latency_percentile("pi", at[(10, 64)], 15.0) == percentile(
+            -15.0, -np.array([10.0, 20.0]))
+        with pytest.raises(FailedPrecondition, match="64x64|32x32"):
+            populations.latency_percentile("pi", at[(100, 32)], 1.5)

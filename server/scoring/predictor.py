@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 from sklearn.ensemble import GradientBoostingRegressor
 
+from ..errors import ServerError
 from .ranks import spearman
 
 Features = Mapping[str, float]
@@ -124,15 +125,14 @@ class LatencyPredictor:
 Shape = tuple[int, int]  # (num_classes, input_resolution) of the measured network
 
 
-def default_shape(space: str) -> Shape:
+def _default_shape(space: str) -> Shape:
     """The space's default class count and resolution (KeyError: no such space)."""
     from edgescore.server.spaces import registry
 
     try:
-        found = registry.get_space(space)
-    except Exception as exc:  # noqa: BLE001 - NotFound: a space this server does not have
+        return registry.default_shape(space)
+    except ServerError as exc:  # a space this server does not have
         raise KeyError(space) from exc
-    return (found.default_num_classes, found.default_input_resolution)
 
 
 class PredictorBank:
@@ -153,7 +153,7 @@ class PredictorBank:
 
     def predictor(self, device_class: str, space: str,
                   shape: Optional[Shape] = None) -> LatencyPredictor:
-        key = (device_class, space, tuple(shape) if shape else default_shape(space))
+        key = (device_class, space, tuple(shape) if shape else _default_shape(space))
         with self._lock:
             if key not in self._predictors:
                 self._predictors[key] = LatencyPredictor(**self._kw)

@@ -154,7 +154,7 @@ def _weighted_rank(o: common_pb2.WeightedRankObjective, arch: ParsedArch,
                                                      candidate.proxies[name])
         for device in o.latency_weights:
             pct[f"latency:{device}"] = populations.latency_percentile(
-                device, arch.space, candidate.latency_ms[device])
+                device, arch, candidate.latency_ms[device])
     except ServerError as exc:
         return objectives.Outcome(value=math.nan, error=exc.message, percentiles=pct)
     weights = _weights(o)

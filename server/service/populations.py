@@ -140,29 +140,37 @@ class Populations:
             key_for=(lambda spec: self.cache.key(member(spec), proxy, settings))
             if self.store is not None else None)
 
-    def latency_percentile(self, device_class: str, space: str, latency_ms: float) -> float:
-        """How fast `latency_ms` is among the class's stored measurements of the space: the
-        percentile of its negation (faster is higher), in (0, 100)."""
+    def latency_percentile(self, device_class: str, arch: ParsedArch, latency_ms: float) -> float:
+        """How fast `latency_ms` is among the class's stored measurements of networks of the
+        space at `arch`'s class count and resolution (another input size is another workload):
+        the percentile of its negation (faster is higher), in (0, 100)."""
         if self.store is None:
             raise FailedPrecondition("latency percentiles need the results store")
+        shape = (arch.num_classes, arch.input_resolution)
         with self._lock:
-            known = self._latencies.setdefault((device_class, space), _Latencies())
+            known = self._latencies.setdefault(
+                (device_class, arch.space),
+                _Latencies(spaces.default_shape(arch.space)))
             # Only the rows stored since the last look are read: a class holds thousands.
-            known.add(self.store.measurements_for_device(device_class, space, since=known.since))
-            measured = np.asarray(known.medians)
+            known.add(self.store.measurements_for_device(device_class, arch.space,
+                                                         since=known.since))
+            measured = np.asarray(known.medians.get(shape, []))
         if not measured.size:
-            raise FailedPrecondition(f"no stored measurements of device class '{device_class}' "
-                                     f"to rank a latency against")
+            raise FailedPrecondition(
+                f"no stored measurements of device class '{device_class}' at {shape[1]}x"
+                f"{shape[1]} with {shape[0]} classes to rank a latency against")
         return percentile(-latency_ms, -measured)
 
 
 class _Latencies:
-    """One class's stored medians of one space, kept up to date incrementally."""
+    """One class's stored medians of one space, by network shape, kept up to date
+    incrementally (rows stored without a shape were taken at the space's default)."""
 
-    def __init__(self) -> None:
-        self.medians: list[float] = []
+    def __init__(self, default: tuple[int, int]) -> None:
+        self.medians: dict[tuple[int, int], list[float]] = {}
         self.since: Optional[float] = None
         self._seen: set = set()
+        self._default = default
 
     def add(self, records: list) -> None:
         for r in records:
@@ -171,4 +179,5 @@ class _Latencies:
             self._seen.add(r.key)
             self.since = r.created_at if self.since is None else max(self.since, r.created_at)
             if r.median_ms is not None and math.isfinite(r.median_ms):
-                self.medians.append(r.median_ms)
+                shape = tuple(r.stats.get("arch_shape") or self._default)
+                self.medians.setdefault(shape, []).append(r.median_ms)

@@ -33,6 +33,12 @@ def get_space(name: str) -> SearchSpace:
     raise InvalidArgument("arch", f"unknown search space '{name}'")
 
 
+def default_shape(name: str) -> tuple[int, int]:
+    """(class count, input resolution) a spec of the space gets when it sets neither."""
+    space = get_space(name)
+    return (space.default_num_classes, space.default_input_resolution)
+
+
 def spec_value(spec: Any) -> Any:
     """A v1 spec message as the plain dict the spaces parse (proto field names; fields left at
     their zero value are absent, which the spaces read as "default"); strings pass through."""
