@@ -18,6 +18,7 @@ from edgescore.v1 import agent_pb2, common_pb2, fleet_pb2
 
 DEVICES = ("raspi4", "pixel3", "edgegpu", "edgetpu", "eyeriss", "fpga")
 RUNTIME = "hw-nas-bench-replay"
+CIFAR10_CLASSES, CIFAR10_SIZE = 10, [32, 32]
 
 
 def normalise_nb201(arch: str) -> str:
@@ -70,9 +71,16 @@ class ReplayTable:
             art.space == "nb201" and art.canonical_arch) else None
         if value is None:
             what = f"{art.space} architecture {art.canonical_arch!r}" if art.space else "artifact"
-            return agent_pb2.AgentMessage(failure=agent_pb2.JobFailure(
-                job_id=job.job_id, kind=common_pb2.NOT_FOUND,
-                detail=f"HW-NAS-Bench has no {self.device} latency for this {what}"))
+            return self._not_found(
+                job, f"HW-NAS-Bench has no {self.device} latency for this {what}")
+        # The table times CIFAR-10 networks on 32x32 images: another class count or input size
+        # is another network, which it has no value for.
+        size = list(job.settings.input_shape[-2:])
+        if art.num_classes not in (0, CIFAR10_CLASSES) or size not in ([], CIFAR10_SIZE):
+            shape = "x".join(map(str, size)) or "?"
+            return self._not_found(job, f"HW-NAS-Bench's {self.device} latencies are for CIFAR-10 "
+                                        f"networks (10 classes, 32x32 input), not {art.num_classes}"
+                                        f" classes at {shape}")
         stats = common_pb2.LatencyStats(
             n=1, mean_ms=value, median_ms=value, p90_ms=value, p99_ms=value, std_ms=0.0,
             min_ms=value, max_ms=value, samples_ms=[value])
@@ -81,6 +89,11 @@ class ReplayTable:
         return agent_pb2.AgentMessage(result=agent_pb2.JobResult(
             job_id=job.job_id, stats=stats, settings=settings, runtime=RUNTIME,
             runtime_version=self.path.name, execution_provider=f"hw-nas-bench:{self.device}"))
+
+    @staticmethod
+    def _not_found(job: agent_pb2.Job, detail: str) -> agent_pb2.AgentMessage:
+        return agent_pb2.AgentMessage(failure=agent_pb2.JobFailure(
+            job_id=job.job_id, kind=common_pb2.NOT_FOUND, detail=detail))
 
     def runtime_info(self) -> fleet_pb2.RuntimeInfo:
         # Both formats: the artifact is never run, only its architecture looked up.

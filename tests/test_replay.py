@@ -69,3 +69,9 @@ def test_replay_agent_returns_official_values_through_server(table) -> None:
             result = client.score(unknown, ["params"], ["raspi4"])
             lat = result.latencies["raspi4"]
             assert lat.code == grpc.StatusCode.NOT_FOUND and lat.failure_kind == "NOT_FOUND"
+            # A known cell at another resolution or class count is another network.
+            known_arch = next(r["arch"] for r in rows if normalise_nb201(r["arch"]) in known)
+            for shape in ({"input_resolution": 64}, {"num_classes": 100}):
+                lat = client.score(known_arch, ["params"], ["raspi4"], **shape).latencies["raspi4"]
+                assert lat.code == grpc.StatusCode.NOT_FOUND, (shape, lat)
+                assert "CIFAR-10 networks (10 classes, 32x32 input)" in lat.message

@@ -116,7 +116,7 @@ class Registered(_message.Message):
     def __init__(self, agent_id: _Optional[str] = ..., heartbeat_interval_seconds: _Optional[float] = ..., server_version: _Optional[str] = ...) -> None: ...
 
 class Artifact(_message.Message):
-    __slots__ = ("sha256", "format", "precision", "data", "input_name", "space", "canonical_arch")
+    __slots__ = ("sha256", "format", "precision", "data", "input_name", "space", "canonical_arch", "num_classes")
     SHA256_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     PRECISION_FIELD_NUMBER: _ClassVar[int]
@@ -124,6 +124,7 @@ class Artifact(_message.Message):
     INPUT_NAME_FIELD_NUMBER: _ClassVar[int]
     SPACE_FIELD_NUMBER: _ClassVar[int]
     CANONICAL_ARCH_FIELD_NUMBER: _ClassVar[int]
+    NUM_CLASSES_FIELD_NUMBER: _ClassVar[int]
     sha256: str
     format: _common_pb2.ArtifactFormat
     precision: _common_pb2.Precision
@@ -131,7 +132,8 @@ class Artifact(_message.Message):
     input_name: str
     space: str
     canonical_arch: str
-    def __init__(self, sha256: _Optional[str] = ..., format: _Optional[_Union[_common_pb2.ArtifactFormat, str]] = ..., precision: _Optional[_Union[_common_pb2.Precision, str]] = ..., data: _Optional[bytes] = ..., input_name: _Optional[str] = ..., space: _Optional[str] = ..., canonical_arch: _Optional[str] = ...) -> None: ...
+    num_classes: int
+    def __init__(self, sha256: _Optional[str] = ..., format: _Optional[_Union[_common_pb2.ArtifactFormat, str]] = ..., precision: _Optional[_Union[_common_pb2.Precision, str]] = ..., data: _Optional[bytes] = ..., input_name: _Optional[str] = ..., space: _Optional[str] = ..., canonical_arch: _Optional[str] = ..., num_classes: _Optional[int] = ...) -> None: ...
 
 class Job(_message.Message):
     __slots__ = ("job_id", "artifact", "settings", "timeout_seconds")

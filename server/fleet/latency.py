@@ -259,7 +259,8 @@ class LatencyService:
                 artifact=agent_pb2.Artifact(
                     sha256=sha, format=s.format, precision=s.precision, data=data,
                     input_name=getattr(arch.payload, "input_name", "input"),
-                    space=arch.space, canonical_arch=arch.as_spelled),
+                    space=arch.space, canonical_arch=arch.as_spelled,
+                    num_classes=arch.num_classes),
                 settings=s,
                 timeout_seconds=timeout,
                 job_id=job_id or self.fleet.new_job_id(),
