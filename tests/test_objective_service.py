@@ -168,6 +168,13 @@ def test_weighted_rank_is_the_weighted_mean_of_reference_percentiles(replay_stac
      grpc.StatusCode.INVALID_ARGUMENT, "objective.constraint.latency_budget_ms"),
     (common_pb2.Objective(mnas=common_pb2.MnasObjective(proxy="params", device_class="raspi4")),
      grpc.StatusCode.INVALID_ARGUMENT, "objective.mnas.target_latency_ms"),
+    # inf made the ratio 0 and 0 ** w raised; a huge w overflowed: both were INTERNAL
+    (common_pb2.Objective(mnas=common_pb2.MnasObjective(
+        proxy="params", device_class="raspi4", target_latency_ms=float("inf"))),
+     grpc.StatusCode.INVALID_ARGUMENT, "objective.mnas.target_latency_ms"),
+    (common_pb2.Objective(mnas=common_pb2.MnasObjective(
+        proxy="params", device_class="raspi4", target_latency_ms=5, w=1000)),
+     grpc.StatusCode.INVALID_ARGUMENT, "objective.mnas.w"),
     (common_pb2.Objective(weighted_rank=common_pb2.WeightedRankObjective(
         proxy_weights={"synflow": 1})), grpc.StatusCode.INVALID_ARGUMENT,
      "objective.weighted_rank.proxy_weights"),
@@ -181,6 +188,37 @@ def test_bad_objectives_fail_the_request_naming_the_field(replay_stack, objectiv
     with pytest.raises(EdgescoreError) as err:
         score(client, ARCHS[0], objective)
     assert err.value.code == code and field in str(err.value)
+
+
+@pytest.mark.parametrize("timeout", [float("inf"), float("nan"), 1e300, -1.0])
+def test_latency_timeout_must_be_a_sane_number(replay_stack, timeout: float) -> None:
+    """inf and 1e300 once escaped as INTERNAL (after queuing the job); NaN meant 0 s."""
+    client, _ = replay_stack
+    with pytest.raises(EdgescoreError) as err:
+        client.score(ARCHS[0], ["params"], ["raspi4"], latency_timeout=timeout, no_cache=True)
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "latency_timeout_seconds" in err.value.details
+
+
+def test_unknown_data_source_kind_is_refused(replay_stack) -> None:
+    """An enum number this server does not know once ran on the proxy's default data."""
+    client, _ = replay_stack
+    bad = common_pb2.ProxyRequest(name="grad_norm", settings=common_pb2.ProxySettings(
+        data=common_pb2.DataSource(kind=99)))
+    with pytest.raises(EdgescoreError) as err:
+        client.score(ARCHS[0], [bad])
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "settings.data.kind" in err.value.details
+    with pytest.raises(EdgescoreError) as err:
+        client.score(ARCHS[0], ["grad_norm"], proxy_settings={"data": {"kind": 99}})
+    assert "proxy_defaults.data.kind" in err.value.details
+
+
+def test_mnas_reward_with_a_zero_latency_is_a_failed_item_not_a_crash() -> None:
+    from edgescore.server.scoring.objectives import Candidate, mnas
+
+    (outcome,) = mnas([Candidate(proxies={"p": 0.5}, latency_ms={"pi": 0.0})], "p", "pi", 5.0)
+    assert outcome.error and "not positive" in outcome.error
 
 
 def test_latency_percentiles_rank_among_networks_of_the_same_shape(tmp_path) -> None:

@@ -146,8 +146,16 @@ def mnas(candidates: Sequence[Candidate], proxy: str, device: str, target_ms: fl
             keys.append(None)
             continue
         latency = float(c.latency_ms[device])
+        if not latency > 0:
+            outcomes.append(_failed(f"latency {latency} ms on {device!r} is not positive; the "
+                                    "MnasNet reward needs one", percentiles=pct))
+            keys.append(None)
+            continue
         feasible = latency <= target_ms
-        value = acc * (latency / target_ms) ** (alpha if feasible else beta)
+        try:
+            value = acc * (latency / target_ms) ** (alpha if feasible else beta)
+        except OverflowError:  # a huge exponent: the reward is beyond floats, in its direction
+            value = math.inf
         outcomes.append(Outcome(value=value, feasible=feasible, percentiles=pct))
         keys.append((value,))
     return _ranked(outcomes, keys)

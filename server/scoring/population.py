@@ -112,12 +112,14 @@ class ReferencePopulation:
             if hit is not None:
                 return math.nan if hit.value is None else hit.value
         try:
-            value, error = float(self._compute(arch)), ""
+            value = float(self._compute(arch))
         except Exception as exc:  # one bad arch must not sink the population
+            # Not stored: the failure may be transient (out of memory), and a stored row would
+            # keep the arch out of every later population and block the good value's storage.
             log.warning("reference population: %s failed: %s", arch, exc)
-            value, error = math.nan, f"{type(exc).__name__}: {exc}"
+            return math.nan
         if key is not None:
-            self._store.put_proxy_result(key, value, error=error)  # type: ignore[union-attr]
+            self._store.put_proxy_result(key, value)  # type: ignore[union-attr]
         return value
 
     def percentile(self, value: float) -> float:

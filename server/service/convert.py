@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from edgescore.server.errors import InvalidArgument
 from edgescore.server.proxies.base import ResolvedSettings, SettingsOverride
 from edgescore.server.proxies.engine import ProxyOutcome
 from edgescore.v1 import common_pb2
@@ -29,6 +30,10 @@ def override_from_pb(
     seed = own.seed if own.HasField("seed") else (
         defaults.seed if defaults.HasField("seed") else None)
     data = own.data if own.data.kind else defaults.data
+    if data.kind and data.kind not in _DATA_KINDS:
+        # An enum number from a newer contract: refuse it rather than fall back to the default.
+        where = "settings" if own.data.kind else "proxy_defaults"
+        raise InvalidArgument(f"{where}.data.kind", f"unknown data source kind {data.kind}")
     return SettingsOverride(
         batch_size=pick("batch_size"),
         seed=seed,

@@ -36,6 +36,9 @@ from edgescore.v1 import common_pb2, scoring_pb2
 MAX_STUDIES = 1_000
 MAX_STUDY_POINTS = 200_000
 MAX_STUDY_NAME = 200
+# |w| beyond this makes (latency / target) ** w overflow for ordinary latencies; MnasNet's
+# soft exponent is -0.07 and its hard one -1.
+MAX_MNAS_EXPONENT = 100.0
 
 
 def validate(request: scoring_pb2.ScoreRequest) -> None:
@@ -68,10 +71,11 @@ def validate(request: scoring_pb2.ScoreRequest) -> None:
     elif kind == "mnas":
         need_proxy(o.proxy)
         need_device(o.device_class, "device_class")
-        if not o.target_latency_ms > 0:
-            raise InvalidArgument(f"{field}.target_latency_ms", "must be > 0 ms")
-        if not math.isfinite(o.w):
-            raise InvalidArgument(f"{field}.w", "must be finite")
+        if not 0 < o.target_latency_ms < math.inf:
+            raise InvalidArgument(f"{field}.target_latency_ms", "must be a finite number > 0 ms")
+        if not abs(o.w) <= MAX_MNAS_EXPONENT:  # NaN fails this too
+            raise InvalidArgument(f"{field}.w", f"must be within -{MAX_MNAS_EXPONENT:g}.."
+                                                f"{MAX_MNAS_EXPONENT:g} (MnasNet: -0.07)")
     elif kind == "pareto":
         need_proxy(o.proxy)
         need_device(o.device_class, "device_class")

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 MAX_PROXIES_PER_REQUEST = 64
 MAX_DEVICES_PER_REQUEST = 16
+# A day: longer waits are a client bug, and a huge value overflows the wait (OverflowError).
+MAX_LATENCY_TIMEOUT_S = 86_400.0
 
 
 def _call_key(name: str, settings: object) -> tuple[str, str]:
@@ -71,8 +73,10 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         targets = self._latency_targets(request, arch)
 
         timeout = request.latency_timeout_seconds or self._latency.default_timeout
-        if timeout < 0:
-            raise InvalidArgument("latency_timeout_seconds", "must not be negative")
+        cap = max(MAX_LATENCY_TIMEOUT_S, self._latency.default_timeout)
+        if not 0 <= timeout <= cap:  # NaN fails this too
+            raise InvalidArgument("latency_timeout_seconds", f"{timeout} is not within 0.."
+                                  f"{cap:.0f} s (0 means the server default)")
         deadline = time.time() + timeout
         for target in targets:  # jobs first, so boards measure while the proxies compute
             self._latency.start(arch, target, timeout, allow_predicted=request.allow_predicted,
