@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -67,8 +68,8 @@ def resolve_measurement(
     s.max_seconds = s.max_seconds or DEFAULT_MAX_SECONDS
     s.batch_size = s.batch_size or 1
     for name in ("min_seconds", "max_seconds", "cooldown_below_celsius"):
-        if getattr(s, name) < 0:
-            raise InvalidArgument(f"{field}.{name}", "must not be negative")
+        if not 0 <= getattr(s, name) < math.inf:  # NaN fails this too
+            raise InvalidArgument(f"{field}.{name}", "must be a finite number >= 0")
     if s.max_seconds > MAX_SECONDS_CAP:
         raise InvalidArgument(f"{field}.max_seconds", f"{s.max_seconds} exceeds {MAX_SECONDS_CAP}")
     if s.min_seconds > s.max_seconds:
@@ -191,7 +192,7 @@ class LatencyService:
             return False
         bank = self._predictor_for(target.device_class)
         prediction = bank.predict(target.device_class, arch.space, arch.canonical,
-                                  _shape(arch)) if bank else None
+                                  _shape(arch), target.settings) if bank else None
         target.predicted = prediction
         return prediction is not None
 
@@ -358,7 +359,7 @@ class LatencyService:
         if self.predictors is not None and r.stats.median_ms > 0:
             try:
                 self.predictors.observe(device_class, arch.space, arch.canonical,
-                                        r.stats.median_ms, _shape(arch))
+                                        r.stats.median_ms, _shape(arch), settings_json)
             except KeyError:
                 pass  # a space without latency features
         if self.store is None:

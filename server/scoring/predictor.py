@@ -19,6 +19,7 @@ from sklearn.ensemble import GradientBoostingRegressor
 
 from ..errors import ServerError
 from .ranks import spearman
+from .workload import Settings, workload
 
 Features = Mapping[str, float]
 Featurizer = Callable[[str, str], Features]  # (space, arch spec) -> features
@@ -136,24 +137,27 @@ def _default_shape(space: str) -> Shape:
 
 
 class PredictorBank:
-    """One predictor per (device class, space, network shape): the service's entry point.
+    """One predictor per (device class, space, network shape, workload): the service's entry
+    point.
 
-    The shape (class count, input resolution) is part of the key because features describe the
-    cell, and one cell at 64x64 runs about four times as long as at 32x32: a predictor never
-    answers for a shape it has not seen measured. `observe` after each measurement, `predict`
-    when no agent of the class can answer, `load` at start-up from the store's measurements
-    (those that name their architecture; `arch_shape` in their stats, else the space's default,
-    which is what measurements stored without it were taken at)."""
+    The shape (class count, input resolution) and the workload (format, precision, batch size,
+    threads: `workload.py`) are part of the key because features describe the cell, and one
+    cell at 64x64, or at batch 64, runs far longer than at 32x32 and batch 1: a predictor never
+    answers for a shape or workload it has not seen measured. `observe` after each measurement,
+    `predict` when no agent of the class can answer, `load` at start-up from the store's
+    measurements (those that name their architecture; `arch_shape` in their stats, else the
+    space's default, which is what measurements stored without it were taken at)."""
 
     def __init__(self, featurize: Featurizer = default_featurize, **predictor_kw: Any) -> None:
         self._featurize = featurize
         self._kw = predictor_kw
-        self._predictors: dict[tuple[str, str, Shape], LatencyPredictor] = {}
+        self._predictors: dict[tuple[str, str, Shape, str], LatencyPredictor] = {}
         self._lock = threading.Lock()
 
-    def predictor(self, device_class: str, space: str,
-                  shape: Optional[Shape] = None) -> LatencyPredictor:
-        key = (device_class, space, tuple(shape) if shape else _default_shape(space))
+    def predictor(self, device_class: str, space: str, shape: Optional[Shape] = None,
+                  settings: Settings = None) -> LatencyPredictor:
+        key = (device_class, space, tuple(shape) if shape else _default_shape(space),
+               workload(settings))
         with self._lock:
             if key not in self._predictors:
                 self._predictors[key] = LatencyPredictor(**self._kw)
@@ -162,21 +166,21 @@ class PredictorBank:
     def has_measurements(self, device_class: str, space: str) -> bool:
         """Whether any shape of this class and space has been observed."""
         with self._lock:
-            return any(p.n_points > 0 for (c, s, _), p in self._predictors.items()
+            return any(p.n_points > 0 for (c, s, _, _), p in self._predictors.items()
                        if (c, s) == (device_class, space))
 
     def observe(self, device_class: str, space: str, arch: str, latency_ms: float,
-                shape: Optional[Shape] = None) -> None:
+                shape: Optional[Shape] = None, settings: Settings = None) -> None:
         features = self._featurize(space, arch)
-        self.predictor(device_class, space, shape).add(features, latency_ms)
+        self.predictor(device_class, space, shape, settings).add(features, latency_ms)
 
-    def predict(self, device_class: str, space: str, arch: str,
-                shape: Optional[Shape] = None) -> Optional[Prediction]:
-        """None when the class has too few measurements of this space and shape (or no
-        features)."""
+    def predict(self, device_class: str, space: str, arch: str, shape: Optional[Shape] = None,
+                settings: Settings = None) -> Optional[Prediction]:
+        """None when the class has too few measurements of this space, shape and workload (or
+        no features)."""
         try:
             features = self._featurize(space, arch)
-            predictor = self.predictor(device_class, space, shape)
+            predictor = self.predictor(device_class, space, shape, settings)
         except KeyError:
             return None
         return predictor.predict(features)
@@ -191,7 +195,7 @@ class PredictorBank:
                     continue
                 try:
                     self.observe(device, record.space, record.arch, median,
-                                 record.stats.get("arch_shape"))
+                                 record.stats.get("arch_shape"), record.key.settings)
                 except KeyError:
                     continue  # a space without features
                 used += 1

@@ -147,7 +147,9 @@ def _weights(o: common_pb2.WeightedRankObjective) -> dict[str, float]:
 
 def _weighted_rank(o: common_pb2.WeightedRankObjective, arch: ParsedArch,
                    candidate: objectives.Candidate, settings: dict,
-                   populations: Populations) -> objectives.Outcome:
+                   populations: Populations,
+                   measurement: dict[str, common_pb2.MeasurementSettings]
+                   ) -> objectives.Outcome:
     missing = objectives._missing(candidate, list(o.proxy_weights), list(o.latency_weights))
     if missing:
         return objectives.Outcome(value=math.nan, error=missing)
@@ -158,7 +160,7 @@ def _weighted_rank(o: common_pb2.WeightedRankObjective, arch: ParsedArch,
                                                      candidate.proxies[name])
         for device in o.latency_weights:
             pct[f"latency:{device}"] = populations.latency_percentile(
-                device, arch, candidate.latency_ms[device])
+                device, arch, candidate.latency_ms[device], measurement[device])
     except ServerError as exc:
         return objectives.Outcome(value=math.nan, error=exc.message, percentiles=pct)
     weights = _weights(o)
@@ -177,10 +179,10 @@ def evaluate(request: scoring_pb2.ScoreRequest, result: scoring_pb2.ScoreResult,
     if kind is None:
         return None
     o = getattr(request.objective, kind)
+    measured = [lat for lat in result.latencies if lat.status.code == 0]
     candidate = objectives.Candidate(
         proxies={p.name: p.value for p in result.proxies if p.status.code == 0},
-        latency_ms={lat.device_class: lat.stats.median_ms for lat in result.latencies
-                    if lat.status.code == 0})
+        latency_ms={lat.device_class: lat.stats.median_ms for lat in measured})
     proxy_pct = kind != "weighted_rank" and (request.objective.report_percentiles or (
         kind == "mnas" and not o.raw_proxy))
     if (proxy_pct or kind == "weighted_rank") and (
@@ -203,7 +205,8 @@ def evaluate(request: scoring_pb2.ScoreRequest, result: scoring_pb2.ScoreResult,
         (out,) = objectives.mnas([candidate], o.proxy, o.device_class, o.target_latency_ms,
                                  w=o.w or None)
     elif kind == "weighted_rank":
-        out = _weighted_rank(o, arch, candidate, settings, populations)
+        out = _weighted_rank(o, arch, candidate, settings, populations,
+                             {lat.device_class: lat.settings for lat in measured})
     else:
         (out,) = objectives.pareto([candidate], o.proxy, o.device_class)
         study = o.study or stream_study

@@ -24,6 +24,7 @@ from edgescore.server.proxies import engine
 from edgescore.server.proxies.base import ResolvedSettings, SettingsOverride
 from edgescore.server.scoring.population import ReferencePopulation, Sampler, nb201_sampler
 from edgescore.server.scoring.ranks import percentile
+from edgescore.server.scoring.workload import Settings, workload
 from edgescore.server.service.ensemble import EnsembleSettings
 from edgescore.server.service.proxy_cache import ProxyCache
 from edgescore.server.spaces import registry as spaces
@@ -140,34 +141,36 @@ class Populations:
             key_for=(lambda spec: self.cache.key(member(spec), proxy, settings))
             if self.store is not None else None)
 
-    def latency_percentile(self, device_class: str, arch: ParsedArch, latency_ms: float) -> float:
+    def latency_percentile(self, device_class: str, arch: ParsedArch, latency_ms: float,
+                           settings: Settings = None) -> float:
         """How fast `latency_ms` is among the class's stored measurements of networks of the
-        space at `arch`'s class count and resolution (another input size is another workload):
-        the percentile of its negation (faster is higher), in (0, 100)."""
+        space at `arch`'s class count and resolution, taken under the same workload (`settings`:
+        format, precision, batch size, threads; see workload.py): the percentile of its negation
+        (faster is higher), in (0, 100)."""
         if self.store is None:
             raise FailedPrecondition("latency percentiles need the results store")
-        shape = (arch.num_classes, arch.input_resolution)
+        group = (arch.num_classes, arch.input_resolution, workload(settings))
         with self._lock:
             known = self._latencies.setdefault(
-                (device_class, arch.space),
-                _Latencies(spaces.default_shape(arch.space)))
+                (device_class, arch.space), _Latencies(spaces.default_shape(arch.space)))
             # Only the rows stored since the last look are read: a class holds thousands.
             known.add(self.store.measurements_for_device(device_class, arch.space,
                                                          since=known.since))
-            measured = np.asarray(known.medians.get(shape, []))
+            measured = np.asarray(known.medians.get(group, []))
         if not measured.size:
             raise FailedPrecondition(
-                f"no stored measurements of device class '{device_class}' at {shape[1]}x"
-                f"{shape[1]} with {shape[0]} classes to rank a latency against")
+                f"no stored measurements of device class '{device_class}' at "
+                f"{arch.input_resolution}x{arch.input_resolution} with {arch.num_classes} classes"
+                f" under these measurement settings to rank a latency against")
         return percentile(-latency_ms, -measured)
 
 
 class _Latencies:
-    """One class's stored medians of one space, by network shape, kept up to date
+    """One class's stored medians of one space by network shape and workload, kept up to date
     incrementally (rows stored without a shape were taken at the space's default)."""
 
     def __init__(self, default: tuple[int, int]) -> None:
-        self.medians: dict[tuple[int, int], list[float]] = {}
+        self.medians: dict[tuple[int, int, str], list[float]] = {}
         self.since: Optional[float] = None
         self._seen: set = set()
         self._default = default
@@ -179,5 +182,6 @@ class _Latencies:
             self._seen.add(r.key)
             self.since = r.created_at if self.since is None else max(self.since, r.created_at)
             if r.median_ms is not None and math.isfinite(r.median_ms):
-                shape = tuple(r.stats.get("arch_shape") or self._default)
-                self.medians.setdefault(shape, []).append(r.median_ms)
+                classes, resolution = r.stats.get("arch_shape") or self._default
+                group = (classes, resolution, workload(r.key.settings))
+                self.medians.setdefault(group, []).append(r.median_ms)
