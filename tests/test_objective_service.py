@@ -222,7 +222,8 @@ def test_mnas_reward_with_a_zero_latency_is_a_failed_item_not_a_crash() -> None:
 
 
 def test_latency_percentiles_rank_among_networks_of_the_same_shape(tmp_path) -> None:
-    """A 64x64 network's latency is ranked among 64x64 measurements, not the 32x32 ones."""
+    """A 64x64 network's latency is ranked among 64x64 measurements, not the 32x32 ones, and
+    a batch-64 one among batch-64 measurements."""
     import numpy as np
 
     from edgescore.server.errors import FailedPrecondition
@@ -238,6 +239,9 @@ def test_latency_percentiles_rank_among_networks_of_the_same_shape(tmp_path) -> 
             stats = {"median_ms": median, **({"arch_shape": shape} if shape else {})}
             store.put_measurement(MeasurementKey.make(f"{i:064x}", "pi", "ort", "1"), stats,
                                   space="nb201", arch=ARCHS[0])
+        # Batch 64 is another workload: never ranked with the batch-1 rows.
+        store.put_measurement(MeasurementKey.make("9" * 64, "pi", "ort", "1", {"batch_size": 64}),
+                              {"median_ms": 100.0}, space="nb201", arch=ARCHS[0])
         populations = Populations(store, ProxyCache(store, "cpu"))
         at = {shape: SPACE.parse(ARCHS[0], *shape) for shape in ((10, 32), (10, 64), (100, 32))}
         assert populations.latency_percentile("pi", at[(10, 32)], 1.5) == percentile(
@@ -246,3 +250,6 @@ def test_latency_percentiles_rank_among_networks_of_the_same_shape(tmp_path) -> 
             -15.0, -np.array([10.0, 20.0]))
         with pytest.raises(FailedPrecondition, match="64x64|32x32"):
             populations.latency_percentile("pi", at[(100, 32)], 1.5)
+        batch64 = {"batch_size": 64}
+        assert populations.latency_percentile("pi", at[(10, 32)], 50.0, batch64) == percentile(
+            -50.0, -np.array([100.0]))

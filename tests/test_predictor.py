@@ -117,3 +117,23 @@ def test_bank_keeps_one_predictor_per_network_shape(tmp_path) -> None:
     at_64 = bank.predict("raspi4", "nb201", SPACE.example, (10, 64))
     truth = 4 * (2.0 + 0.1 * nb201_features(SPACE.example)["macs_m"])
     assert at_64 is not None and abs(at_64.median_ms - truth) / truth < 0.3
+
+
+def test_bank_keeps_one_predictor_per_workload() -> None:
+    """A batch-64 INT8 request is not predicted from batch-1 FP32 measurements."""
+    from edgescore.v1 import common_pb2
+
+    bank = PredictorBank(min_points=20, n_estimators=50)
+    batch1 = {"format": "ONNX", "precision": "FP32", "batch_size": 1, "min_runs": 10,
+              "input_shape": [1, 3, 32, 32]}
+    for arch in nb201_sampler(30, seed=4):
+        bank.observe("raspi4", "nb201", arch, 1.0 + nb201_features(arch)["macs_m"], (10, 32),
+                     batch1)
+    same = common_pb2.MeasurementSettings(batch_size=1, min_runs=30, format=common_pb2.ONNX,
+                                          precision=common_pb2.FP32, input_shape=[1, 3, 32, 32])
+    other = common_pb2.MeasurementSettings(batch_size=64, format=common_pb2.ONNX,
+                                           precision=common_pb2.INT8,
+                                           input_shape=[64, 3, 32, 32])
+    # The run counts are protocol, not workload: other min_runs still get a prediction.
+    assert bank.predict("raspi4", "nb201", SPACE.example, (10, 32), same) is not None
+    assert bank.predict("raspi4", "nb201", SPACE.example, (10, 32), other) is None
