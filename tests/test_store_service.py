@@ -260,3 +260,41 @@ def test_each_network_shape_gets_its_own_artifact_and_measurement() -> None:
     assert first[(10, 64)].settings["inputShape"] == [1, 3, 64, 64]
     again = got[(10, 32)][1]
     assert again.provenance == "CACHED" and again.artifact_sha256 == first[(10, 32)].artifact_sha256
+
+
+def test_shutdown_frees_waiting_requests_and_the_restart_waits_for_the_agents() -> None:
+    """A server stopped while a request waits on a latency job exits at once (it used to wait
+    out the latency timeout and be killed); the SDK's retry reaches the restarted server, which
+    knows the class from its store and holds the job until an agent of it is back (it used to
+    answer NOT_FOUND while the agents were still reconnecting)."""
+    other = "|nor_conv_1x1~0|+|skip_connect~0|nor_conv_1x1~1|+|avg_pool_3x3~0|none~1|none~2|"
+    with LocalStack(agents={}) as stack:
+        agent = stack.start_agent("local-cpu")
+        stack.wait_for_agents({"local-cpu": 1})
+        with stack.client(timeout=300) as client:
+            client.score(ARCH, ["params"], ["local-cpu"], measurement=QUICK_MEASUREMENT)
+        stack.terminate(agent)
+        waited: list = []
+
+        def score() -> None:
+            with stack.client(timeout=300) as client:
+                waited.append(client.score(other, ["params"], ["local-cpu"],
+                                           measurement=QUICK_MEASUREMENT,
+                                           latency_timeout=240))
+
+        thread = threading.Thread(target=score)
+        thread.start()
+        time.sleep(2.0)  # the request is queued: no agent of the class is online
+        port = stack.port
+        started = time.monotonic()
+        code = stack.stop_server()
+        assert time.monotonic() - started < 10 and code == 0, code
+        stack.start_server(port)
+        time.sleep(1.0)  # the retried request now waits on the new server, for an agent
+        assert thread.is_alive()
+        stack.start_agent("local-cpu")
+        thread.join(timeout=240)
+        assert not thread.is_alive()
+    (result,) = waited
+    latency = result.latencies["local-cpu"]
+    assert latency.ok and latency.provenance in ("MEASURED", "CACHED"), latency

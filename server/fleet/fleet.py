@@ -41,6 +41,9 @@ class JobOutcome:
     # The result came from a runtime that looks the architecture up (replay) instead of timing
     # the artifact: it holds for the architecture as spelled, not for the artifact.
     by_architecture: bool = False
+    # The server is shutting down: the job is neither done nor failed (its record stays queued,
+    # and the next server process resubmits it).
+    shutdown: bool = False
 
     @property
     def ok(self) -> bool:
@@ -147,7 +150,7 @@ class Fleet:
         log.info("agent %s lost: %s", session.agent_id, reason)
         pending, session.running = session.running, None
         if pending is not None and not pending.future.done():
-            if pending.attempts >= self.max_attempts:
+            if pending.attempts >= self.max_attempts and not self._stop.is_set():
                 pending.future.set_result(JobOutcome(
                     pending.job.job_id, session.agent_id,
                     failure_kind=common_pb2.AGENT_LOST,
@@ -285,10 +288,22 @@ class Fleet:
                     self._drop(session, f"missed {self.missed_heartbeats} heartbeats")
 
     def close(self) -> None:
+        """Drop every agent and end every job's wait with a `shutdown` outcome: a request
+        handler blocked on a job returns at once instead of holding the process up until its
+        latency timeout."""
         self._stop.set()
         with self._lock:
             for session in list(self._agents.values()):
                 self._drop(session, "server shutting down")
+            stranded = [p for q in self._queues.values() for p in q]
+            for q in self._queues.values():
+                q.clear()
+        for pending in stranded:  # outside the lock: done-callbacks run here
+            if not pending.future.done():
+                pending.future.set_result(JobOutcome(
+                    pending.job.job_id, failure_kind=common_pb2.AGENT_LOST,
+                    detail="the server is shutting down; the job resumes after its restart",
+                    shutdown=True))
 
     # -- views ------------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from typing import Optional
 import grpc
 from google.protobuf import json_format
 
-from edgescore.server.errors import InvalidArgument, NotFound, ServerError
+from edgescore.server.errors import InvalidArgument, NotFound, ServerError, Unavailable
 from edgescore.server.export.artifacts import ArtifactStore
 from edgescore.server.export.exporter import EXPORT_SEED, Exporter
 from edgescore.server.export.result import FORMAT_NAMES, PRECISION_NAMES, ExportResult
@@ -163,13 +163,25 @@ class LatencyService:
                            allow_predicted: bool = False, space: str = "") -> None:
         if not device_class:
             raise InvalidArgument(field, "device_class is empty")
-        if self.fleet.is_known(device_class):
+        if self.fleet.is_known(device_class) or self._seen_before(device_class):
             return
         bank = self._predictor_for(device_class) if allow_predicted else None
         if bank is not None and bank.has_measurements(device_class, space):
             return  # measured before (e.g. before a restart): the predictor can answer
         raise NotFound(f"{field}: unknown device class '{device_class}' (no agent has "
                        "registered it)")
+
+    def _seen_before(self, device_class: str) -> bool:
+        """An agent of the class registered with this store (e.g. before a restart): its job
+        waits for an agent to come back, within the latency timeout, rather than NOT_FOUND
+        while the agents are still reconnecting."""
+        if self.store is None:
+            return False
+        try:
+            return bool(self.store.agents_seen(device_class))
+        except Exception:  # noqa: BLE001 - an unreadable store: the class is unknown
+            log.warning("could not read the agents seen", exc_info=True)
+            return False
 
     def _predictor_for(self, device_class: str) -> Optional[PredictorBank]:
         """The bank, with this class's stored measurements loaded once; None if it has none."""
@@ -347,6 +359,8 @@ class LatencyService:
                 del self._shared[key]
                 self._job_locks.pop(key, None)
         outcome: JobOutcome = future.result()
+        if outcome.shutdown:
+            return  # not finished: its record stays queued for the next server process
         if self.store is not None:
             try:
                 self.store.finish_job(outcome.job_id, outcome.ok, outcome.detail)
@@ -427,6 +441,9 @@ class LatencyService:
             outcome: JobOutcome = pending.future.result(timeout=max(0.0, deadline - time.time()))
         except FutureTimeout:
             outcome = self._give_up(target)
+        if outcome.shutdown:
+            # The whole call is retryable: the restarted server resumes the job and serves it.
+            raise Unavailable(outcome.detail)
         result.agent_id = outcome.agent_id
         if outcome.ok:
             self._fill_measured(result, target, outcome.result)
