@@ -1,16 +1,24 @@
 """`edgescore batch`: specs from CSV or JSONL in, one CSV row per candidate out, resumable.
 
 Input rows: `arch` (the spec: an NB201 / NATS-SSS string, or a JSON object for the dict spaces),
-optional `id` (default: the row number) and `space` (default: the command's). Output rows are
-appended and flushed as results arrive, so a stopped batch resumes where it stopped: ids already
-in the output are skipped on the next run.
+optional `id` (default: the row's line number in the file) and `space` (default: the command's).
+Output rows are appended and flushed as results arrive, so a stopped batch resumes where it
+stopped. A row is done when the server answered it (its `canonical` column is filled, even if a
+proxy or a device failed in it); a row whose whole request failed (e.g. UNAVAILABLE) is scored
+again. On resume the output is rewritten (atomically) with its header and its done rows only, so
+a retried spec never has two rows, and a row cut short by a killed batch is dropped. An output
+written with other columns (other proxies or devices) is refused, not mixed with this layout.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
+import os
+import stat
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +40,12 @@ class Spec:
 
 
 def read_specs(path: Path, default_space: str = "nb201") -> list[Spec]:
-    """Specs from a .jsonl (one object per line) or a .csv file."""
+    """Specs from a .jsonl (one object per line) or a .csv file (a UTF-8 BOM is allowed)."""
     specs: list[Spec] = []
-    with open(path, newline="") as fh:
+    lines: dict[str, int] = {}
+    # utf-8-sig: files saved by Excel or Notepad start with a BOM, which would otherwise be
+    # glued to the first column's name or make the first JSON line unreadable.
+    with open(path, newline="", encoding="utf-8-sig") as fh:
         if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
             rows: Iterator[tuple[int, Any]] = ((n, _json_line(path, n, line))
                                                for n, line in enumerate(fh, 1) if line.strip())
@@ -43,18 +54,33 @@ def read_specs(path: Path, default_space: str = "nb201") -> list[Spec]:
             if not reader.fieldnames or "arch" not in reader.fieldnames:
                 raise BatchError(f"{path}: a CSV needs an 'arch' column")
             rows = ((n, row) for n, row in enumerate(reader, 2))
-        for n, row in rows:
-            if not isinstance(row, dict) or row.get("arch") in (None, ""):
-                raise BatchError(f"{path}:{n}: no 'arch'")
-            arch = row["arch"]
-            if isinstance(arch, str) and arch.lstrip().startswith("{"):
-                arch = _json_line(path, n, arch)
-            specs.append(Spec(str(row.get("id") or len(specs)),
-                              str(row.get("space") or default_space), arch))
-    ids = [s.id for s in specs]
-    if len(set(ids)) != len(ids):
-        raise BatchError(f"{path}: ids must be unique")
+        try:
+            for n, row in rows:
+                if not isinstance(row, dict) or row.get("arch") in (None, ""):
+                    raise BatchError(f"{path}:{n}: no 'arch'")
+                arch = row["arch"]
+                if isinstance(arch, str) and arch.lstrip().startswith("{"):
+                    arch = _json_line(path, n, arch)
+                # An explicit id of 0 is an id: only an absent or empty one takes the default.
+                given = row.get("id")
+                spec_id = str(n) if given in (None, "") else str(given)
+                _check_id(path, n, spec_id, lines)
+                specs.append(Spec(spec_id, str(row.get("space") or default_space), arch))
+        except UnicodeDecodeError as exc:
+            raise BatchError(f"{path}: not UTF-8 text: {exc}") from None
     return specs
+
+
+def _check_id(path: Path, n: int, spec_id: str, lines: dict[str, int]) -> None:
+    if spec_id in lines:
+        raise BatchError(f"{path}:{n}: ids must be unique: '{spec_id}' is also the id of "
+                         f"line {lines[spec_id]}")
+    try:
+        spec_id.encode("utf-8")
+    except UnicodeEncodeError:
+        # The id must come back unchanged from the output CSV, or resuming would retry it.
+        raise BatchError(f"{path}:{n}: the id is not valid text: {spec_id!r}") from None
+    lines[spec_id] = n
 
 
 def _json_line(path: Path, n: int, text: str) -> Any:
@@ -64,11 +90,63 @@ def _json_line(path: Path, n: int, text: str) -> Any:
         raise BatchError(f"{path}:{n}: not JSON: {exc}") from None
 
 
+def _done_rows(out: Path) -> tuple[Optional[list[str]], list[list[str]]]:
+    """The header of `out` (None: no complete header) and its done rows (see the module)."""
+    if not out.exists():
+        return None, []
+    try:
+        text = out.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BatchError(f"{out}: not a batch output (not UTF-8 text: {exc})") from None
+    try:
+        records = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise BatchError(f"{out}: not a batch output ({exc})") from None
+    if text and not text.endswith("\n"):
+        records = records[:-1]  # the batch was killed in the middle of writing this row
+    if not records:
+        return None, []
+    header, kept, seen = records[0], [], set()
+    if "id" not in header or "canonical" not in header:
+        return header, []
+    at_id, at_canonical = header.index("id"), header.index("canonical")
+    for record in records[1:]:
+        if (len(record) == len(header) and record[at_canonical]
+                and record[at_id] not in seen):
+            seen.add(record[at_id])
+            kept.append(record)
+    return header, kept
+
+
 def done_ids(out: Path) -> set[str]:
+    """Ids of the rows of `out` the server answered (its `canonical` is filled)."""
+    header, kept = _done_rows(out)
+    return set() if header is None or not kept else {r[header.index("id")] for r in kept}
+
+
+def resume(out: Path, cols: Sequence[str]) -> set[str]:
+    """Prepare `out` for a run writing `cols`: rewrite it with the header and the done rows only
+    (a temporary file in the same folder, then os.replace) and return the done ids. BatchError
+    when `out` has other columns."""
+    header, kept = _done_rows(out)
+    if header is not None and header != list(cols):
+        raise BatchError(f"{out} has the columns {','.join(header)} but this run writes "
+                         f"{','.join(cols)} (other --proxies or --device?): give another --out")
     if not out.exists():
         return set()
-    with open(out, newline="") as fh:
-        return {row["id"] for row in csv.DictReader(fh) if row.get("id")}
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        os.chmod(tmp, stat.S_IMODE(out.stat().st_mode))  # mkstemp's 0600 is not the user's
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(cols)
+            writer.writerows(kept)
+        os.replace(tmp, out)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    at_id = list(cols).index("id")
+    return {r[at_id] for r in kept}
 
 
 def columns(proxies: Sequence[str], devices: Sequence[str]) -> list[str]:
@@ -99,16 +177,19 @@ def run_batch(client: Client, specs: Sequence[Spec], out: Path, proxies: Sequenc
               devices: Sequence[str], *, max_in_flight: int = 8,
               on_row: Callable[[dict], None] = lambda row: None,
               done: Optional[set[str]] = None, **options: Any) -> int:
-    """Score the specs not yet in `out` (`done`: their ids, if the caller has read them),
-    appending a row each; returns how many were scored. Specs of several spaces go in one pass
-    (one score_many per space)."""
-    skip = done_ids(out) if done is None else done
-    todo = [s for s in specs if s.id not in skip]
+    """Score the specs not done in `out`, appending a row each; returns how many were scored.
+    `done`: the ids `resume(out, columns(proxies, devices))` returned, when the caller has
+    prepared `out` itself; otherwise run_batch does (BatchError: `out` has other columns).
+    Specs of several spaces go in one pass (one score_many per space)."""
     cols = columns(proxies, devices)
+    skip = resume(out, cols) if done is None else done
+    todo = [s for s in specs if s.id not in skip]
     new_file = not out.exists() or out.stat().st_size == 0
     out.parent.mkdir(parents=True, exist_ok=True)
     scored = 0
-    with open(out, "a", newline="") as fh:
+    # backslashreplace: an arch that is not valid text (a lone surrogate from a JSON escape) is
+    # still written, readably, with the error the request got.
+    with open(out, "a", newline="", encoding="utf-8", errors="backslashreplace") as fh:
         writer = csv.DictWriter(fh, cols)
         if new_file:
             writer.writeheader()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -18,6 +20,11 @@ from edgescore.client.tables import format_table, results_table
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 DEMO_PROXIES = ["params", "flops", "synflow", "naswot"]
+# The ranges of the v1 fields these options fill (uint32 / uint64): a value outside is a usage
+# error here rather than protobuf's ValueError later.
+UINT32 = click.IntRange(0, 2**32 - 1)
+UINT64 = click.IntRange(0, 2**64 - 1)
+IN_FLIGHT = click.IntRange(min=1)
 
 
 def _split(value: str) -> list[str]:
@@ -37,6 +44,12 @@ class _Ctx:
         self.tls = {"tls_ca": tls_ca, "tls_cert": tls_cert, "tls_key": tls_key}
 
     def client(self) -> Client:
+        # Checked here, not when the group parses its options: `serve`, `agent` and `eval` never
+        # read these files, so a stale EDGESCORE_TLS_CA must not stop them.
+        for key, path in self.tls.items():
+            if path and path != "default" and not os.path.isfile(path):
+                raise click.BadParameter(f"no such file: {path}",
+                                         param_hint=f"'--{key.replace('_', '-')}'")
         return Client(self.server, token=self.token, timeout=self.timeout, **self.tls)
 
 
@@ -44,9 +57,9 @@ def _measurement_options(f: Any) -> Any:
     for name, kind, text in (
             ("--max-seconds", float, "per-measurement time cap (s)"),
             ("--min-seconds", float, "time to keep timing at least (s)"),
-            ("--min-runs", int, "timed runs at least"),
-            ("--warmup-runs", int, "untimed runs first"),
-            ("--threads", int, "runtime intra-op threads on the board")):
+            ("--min-runs", UINT32, "timed runs at least"),
+            ("--warmup-runs", UINT32, "untimed runs first"),
+            ("--threads", UINT32, "runtime intra-op threads on the board")):
         f = click.option(name, type=kind, help=text)(f)
     return f
 
@@ -85,7 +98,11 @@ def _arch_input(arch: Optional[str], spec: Optional[Path], onnx: Optional[Path],
     if onnx is not None:
         return onnx.read_bytes(), "onnx"
     if spec is not None:
-        return json.loads(spec.read_text()), space
+        try:
+            return json.loads(spec.read_text(encoding="utf-8-sig")), space
+        except ValueError as exc:  # not JSON, or not UTF-8 (UnicodeDecodeError)
+            raise click.BadParameter(f"{spec}: not a JSON file: {exc}",
+                                     param_hint="'--spec'") from None
     return arch, space
 
 
@@ -99,9 +116,9 @@ def _arch_input(arch: Optional[str], spec: Optional[Path], onnx: Optional[Path],
               help="an ONNX model to score as is")
 @click.option("--proxies", default="params,flops,synflow,naswot", show_default=True)
 @click.option("--device", default="", help="device classes, comma-separated")
-@click.option("--seed", type=int)
-@click.option("--num-classes", type=int, default=0)
-@click.option("--input-resolution", type=int, default=0)
+@click.option("--seed", type=UINT64)
+@click.option("--num-classes", type=UINT32, default=0)
+@click.option("--input-resolution", type=UINT32, default=0)
 @_measurement_options
 @click.option("--json", "as_json", is_flag=True, help="print the full result as JSON")
 @click.pass_obj
@@ -126,12 +143,13 @@ def score(obj: _Ctx, arch: Optional[str], space: str, spec: Optional[Path],
 @cli.command()
 @click.argument("specs", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="CSV to append results to (ids already there are skipped: resumable)")
+              help="CSV to append results to (resumable: rows the server answered are kept, "
+                   "failed ones retried)")
 @click.option("--space", default="nb201", show_default=True, help="for rows without 'space'")
 @click.option("--proxies", default="params,flops,synflow,naswot", show_default=True)
 @click.option("--device", default="", help="device classes, comma-separated")
-@click.option("--seed", type=int)
-@click.option("--max-in-flight", type=int, default=8, show_default=True)
+@click.option("--seed", type=UINT64)
+@click.option("--max-in-flight", type=IN_FLIGHT, default=8, show_default=True)
 @click.option("--allow-predicted", is_flag=True, help="predict latency when no agent is online")
 @_measurement_options
 @click.option("--no-progress", is_flag=True)
@@ -139,14 +157,17 @@ def score(obj: _Ctx, arch: Optional[str], space: str, spec: Optional[Path],
 def batch(obj: _Ctx, specs: Path, out: Path, space: str, proxies: str, device: str,
           seed: Optional[int], max_in_flight: int, allow_predicted: bool, no_progress: bool,
           **kw: Any) -> None:
-    """Score every spec of a CSV (column 'arch', optional 'id', 'space') or JSONL file."""
-    from edgescore.client.batch import BatchError, done_ids, read_specs, run_batch
+    """Score every spec of a CSV (column 'arch', optional 'id', 'space') or JSONL file.
 
+    Exits 1 when a row of this run has an error (after writing every row)."""
+    from edgescore.client.batch import BatchError, columns, read_specs, resume, run_batch
+
+    proxy_list, device_list = _split(proxies), _split(device)
     try:
         todo = read_specs(specs, space)
+        done = resume(out, columns(proxy_list, device_list))
     except BatchError as exc:
         raise click.UsageError(str(exc)) from None
-    done = done_ids(out)
     skip = len(done & {s.id for s in todo})
     if skip:
         click.echo(f"resuming: {skip} of {len(todo)} already in {out}", err=True)
@@ -157,10 +178,13 @@ def batch(obj: _Ctx, specs: Path, out: Path, space: str, proxies: str, device: s
             failed += bool(row["error"])
             bar.update(1)
 
-        run_batch(client, todo, out, _split(proxies), _split(device),
-                  max_in_flight=max_in_flight, on_row=on_row, done=done, seed=seed,
-                  measurement=_measurement(kw), allow_predicted=allow_predicted)
-    click.echo(f"wrote {out} ({len(todo)} specs, {failed} with errors in this run)")
+        scored = run_batch(client, todo, out, proxy_list, device_list,
+                           max_in_flight=max_in_flight, on_row=on_row, done=done, seed=seed,
+                           measurement=_measurement(kw), allow_predicted=allow_predicted)
+    click.echo(f"wrote {out} ({len(todo)} specs, {scored} scored in this run, "
+               f"{failed} with errors)")
+    if failed:
+        click.get_current_context().exit(1)
 
 
 @cli.command()
@@ -211,7 +235,7 @@ def devices(obj: _Ctx) -> None:
 @click.option("--population", type=int, default=20, show_default=True, help="evolution: P")
 @click.option("--sample-size", type=int, default=5, show_default=True, help="evolution: S")
 @click.option("--seed", type=int, default=0, show_default=True, help="the search's seed")
-@click.option("--max-in-flight", type=int, default=4, show_default=True)
+@click.option("--max-in-flight", type=IN_FLIGHT, default=4, show_default=True)
 @click.option("--within", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="CSV with an 'arch' column: search only these archs (e.g. a benchmark split)")
 @click.option("--accuracy-csv", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -230,21 +254,25 @@ def search(obj: _Ctx, out: Path, no_progress: bool, within: Optional[Path],
            accuracy_csv: Optional[Path], accuracy_column: str, hw_csv: Optional[Path],
            hw_column: str, **kw: Any) -> None:
     """Random search or regularized evolution through the server; writes search.csv and
-    pareto.png under --out."""
+    pareto.png under --out. Exits 1 when no candidate could be scored."""
     measurement = _measurement(kw)
     with obj.client() as client:
-        report = _search(client, out, measurement=measurement, within=within,
-                         accuracy_csv=accuracy_csv, accuracy_column=accuracy_column,
-                         hw_csv=hw_csv, hw_column=hw_column, no_progress=no_progress, **kw)
+        report, found = _search(client, out, measurement=measurement, within=within,
+                                accuracy_csv=accuracy_csv, accuracy_column=accuracy_column,
+                                hw_csv=hw_csv, hw_column=hw_column, no_progress=no_progress,
+                                **kw)
     click.echo(report)
+    if not found:
+        click.get_current_context().exit(1)
 
 
 def _search(client: Client, out: Path, *, measurement: dict, within: Optional[Path] = None,
             accuracy_csv: Optional[Path] = None, accuracy_column: str = "c10_test",
             hw_csv: Optional[Path] = None, hw_column: str = "", no_progress: bool = False,
-            **kw: Any) -> str:
+            **kw: Any) -> tuple[str, bool]:
+    """The search's report, and whether any candidate was scored."""
     from edgescore.client.search import SearchConfig, run_search
-    from edgescore.client.search_report import closeness, plot_pareto, read_column, write_csv
+    from edgescore.client.search_report import closeness, plot_pareto, write_csv
     from edgescore.client.search_spaces import WithinList, sampler_for
 
     config = SearchConfig(measurement=measurement, **kw)
@@ -253,8 +281,8 @@ def _search(client: Client, out: Path, *, measurement: dict, within: Optional[Pa
         sampler = sampler_for(config.space)
         if within is not None:
             sampler = WithinList(sampler, _archs_of(within))
-        accuracy = read_column(accuracy_csv, accuracy_column) if accuracy_csv else None
-        latency = (read_column(hw_csv, hw_column or f"c10_{config.device}_latency")
+        accuracy = _table_column(accuracy_csv, accuracy_column) if accuracy_csv else None
+        latency = (_table_column(hw_csv, hw_column or f"c10_{config.device}_latency")
                    if hw_csv else None)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -277,17 +305,37 @@ def _search(client: Client, out: Path, *, measurement: dict, within: Optional[Pa
             near = closeness(result, accuracy, latency)
             lines.append(near.describe() if near else "no feasible arch in the accuracy table")
     (out / "summary.txt").write_text("\n".join(lines) + "\n")
-    return "\n".join(lines)
+    return "\n".join(lines), best is not None
 
 
 def _archs_of(path: Path) -> list[str]:
-    import csv
-
-    with open(path, newline="") as fh:
+    with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         if not reader.fieldnames or "arch" not in reader.fieldnames:
             raise ValueError(f"{path} has no 'arch' column")
         return [row["arch"] for row in reader if row["arch"]]
+
+
+def _table_column(path: Path, column: str) -> dict[str, float]:
+    """{arch: value} of a benchmark table's `column` (empty values left out); ValueError naming
+    what is missing or unreadable. search_report.read_column would raise a bare KeyError for a
+    table without 'arch', and cannot read a file with a BOM."""
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        names = reader.fieldnames or []
+        for needed in ("arch", column):
+            if needed not in names:
+                raise ValueError(f"{path} has no column '{needed}' (columns: {', '.join(names)})")
+        values: dict[str, float] = {}
+        for row in reader:
+            if row[column] in ("", None):
+                continue
+            try:
+                values[row["arch"]] = float(row[column])
+            except ValueError:
+                raise ValueError(f"{path}:{reader.line_num}: '{column}' is not a number: "
+                                 f"{row[column]!r}") from None
+        return values
 
 
 @cli.command()
@@ -323,11 +371,12 @@ def demo(search_budget: int, out: Path) -> None:
             budget = round(medians[len(medians) // 2], 3) if medians else 0.0
             click.echo(f"\nregularized evolution: {search_budget} candidates, synflow under "
                        f"{budget} ms on local-cpu...")
-            click.echo(_search(client, out, measurement={**measurement, "min_runs": 20,
-                                                         "min_seconds": 0.2},
-                               space="nb201", algo="evolution", budget=search_budget,
-                               proxy="synflow", device="local-cpu", latency_ms=budget,
-                               population=10, sample_size=3, max_in_flight=2))
+            report, _ = _search(client, out, measurement={**measurement, "min_runs": 20,
+                                                          "min_seconds": 0.2},
+                                space="nb201", algo="evolution", budget=search_budget,
+                                proxy="synflow", device="local-cpu", latency_ms=budget,
+                                population=10, sample_size=3, max_in_flight=2)
+            click.echo(report)
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})
@@ -364,10 +413,13 @@ cli.add_command(evaluate)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit code (1: a server error, 2: a usage error)."""
+    """Entry point; returns the exit code (1: a server error, a batch row that failed or a
+    search that scored nothing; 2: a usage error)."""
     try:
-        cli.main(args=list(argv) if argv is not None else None, prog_name="edgescore",
-                 standalone_mode=False)
+        # Outside standalone mode click returns the code of a command's ctx.exit(code) (batch's
+        # 1 for failed rows) instead of raising; commands themselves return None.
+        code = cli.main(args=list(argv) if argv is not None else None, prog_name="edgescore",
+                        standalone_mode=False)
     except EdgescoreError as exc:
         click.echo(f"error: {exc.code.name}: {exc.details}", err=True)
         return 1
@@ -379,7 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 130
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

@@ -33,7 +33,9 @@ def arch_spec(arch: Arch, num_classes: int = 0, input_resolution: int = 0,
     for an uploaded model. An ArchSpec passes through unchanged."""
     if isinstance(arch, common_pb2.ArchSpec):
         return arch
-    spec = common_pb2.ArchSpec(num_classes=num_classes, input_resolution=input_resolution)
+    spec = common_pb2.ArchSpec()
+    _set(spec, "num_classes", num_classes, "arch.num_classes")
+    _set(spec, "input_resolution", input_resolution, "arch.input_resolution")
     if isinstance(arch, (bytes, bytearray)):
         spec.onnx.model = bytes(arch)
         return spec
@@ -44,7 +46,7 @@ def arch_spec(arch: Arch, num_classes: int = 0, input_resolution: int = 0,
     if space in STRING_SPACES:
         if not isinstance(arch, str):
             raise _bad(f"arch.{space}", "expects a string")
-        setattr(spec, space, arch)
+        _set(spec, space, arch, f"arch.{space}")
         return spec
     if isinstance(arch, str):
         try:
@@ -91,7 +93,18 @@ def measurement_settings(settings: Mapping[str, Any] | None) -> common_pb2.Measu
 def _message(cls: Any, field: str, values: Mapping[str, Any]) -> Any:
     try:
         return cls(**values)
-    except (TypeError, ValueError) as exc:  # an unknown field or a value of the wrong type
+    # An unknown field, a value of the wrong type or out of range, or text protobuf cannot
+    # encode (a lone surrogate: UnicodeEncodeError, a ValueError): the caller's input, so the
+    # caller gets INVALID_ARGUMENT like any other bad argument, not a crash of score_many.
+    except (TypeError, ValueError) as exc:
+        raise _bad(field, str(exc)) from None
+
+
+def _set(message: Any, attr: str, value: Any, field: str) -> None:
+    """`setattr` on a message; protobuf checks the value here (see `_message`)."""
+    try:
+        setattr(message, attr, value)
+    except (TypeError, ValueError) as exc:
         raise _bad(field, str(exc)) from None
 
 
@@ -117,21 +130,25 @@ def score_request(
     """The ScoreRequest `Client.score` sends; see there for the arguments."""
     defaults = _message(common_pb2.ProxySettings, "proxy_settings", dict(proxy_settings or {}))
     if seed is not None:
-        defaults.seed = seed
+        _set(defaults, "seed", seed, "proxy_settings.seed")
     if dataset_id:
-        defaults.data.CopyFrom(common_pb2.DataSource(kind=common_pb2.DataSource.REGISTERED,
-                                                     dataset_id=dataset_id))
+        defaults.data.CopyFrom(_message(common_pb2.DataSource, "dataset_id", {
+            "kind": common_pb2.DataSource.REGISTERED, "dataset_id": dataset_id}))
     settings = measurement_settings(measurement)
-    return scoring_pb2.ScoreRequest(
-        request_id=request_id,
-        arch=arch_spec(arch, num_classes, input_resolution, space),
-        proxies=[p if isinstance(p, common_pb2.ProxyRequest) else common_pb2.ProxyRequest(name=p)
-                 for p in proxies],
-        proxy_defaults=defaults,
-        devices=[common_pb2.DeviceTarget(device_class=d, settings=settings) for d in devices],
-        latency_timeout_seconds=latency_timeout,
-        objective=objective,
-        allow_predicted=allow_predicted,
-        no_cache=no_cache,
-        priority=priority,
-    )
+    request = _message(scoring_pb2.ScoreRequest, "request", {
+        "arch": arch_spec(arch, num_classes, input_resolution, space),
+        "proxies": [p if isinstance(p, common_pb2.ProxyRequest)
+                    else _message(common_pb2.ProxyRequest, "proxies", {"name": p})
+                    for p in proxies],
+        "proxy_defaults": defaults,
+        "devices": [_message(common_pb2.DeviceTarget, "devices",
+                             {"device_class": d, "settings": settings}) for d in devices],
+        "objective": objective,
+    })
+    for attr, value, field in (("request_id", request_id, "request_id"),
+                               ("latency_timeout_seconds", latency_timeout, "latency_timeout"),
+                               ("allow_predicted", allow_predicted, "allow_predicted"),
+                               ("no_cache", no_cache, "no_cache"),
+                               ("priority", priority, "priority")):
+        _set(request, attr, value, field)
+    return request

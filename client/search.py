@@ -68,7 +68,7 @@ class Record:
     proxy: float = math.nan
     latency_ms: float = math.nan
     latency_source: str = ""
-    feasible: bool = True
+    feasible: bool = False          # True only once scored and within the budget (if any)
     objective: float = math.nan
     fitness: tuple = (-math.inf,)
     error: str = ""
@@ -120,7 +120,8 @@ def _record(step: int, item: BatchItem, config: SearchConfig) -> Record:
         record.latency_ms, record.latency_source = lat.median_ms, lat.provenance
     kind = config.resolved_objective()
     if kind == "proxy":
-        record.fitness = (record.proxy,)
+        # No budget to break: a scored candidate is feasible.
+        record.feasible, record.fitness = True, (record.proxy,)
     elif r.objective is None or r.objective.value is None:
         record.error = f"objective: {r.objective.message if r.objective else 'missing'}"
     else:
