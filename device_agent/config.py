@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -83,11 +84,15 @@ def parse_tags(text: str) -> dict:
     return out
 
 
-def _tag(text: str) -> tuple:
+def _tag(text: str) -> dict:
+    """One --tag: "k=v", or several "k=v,k2=v2" as in EDGESCORE_TAGS (none dropped)."""
     try:
-        return next(iter(parse_tags(text).items()))
-    except (ValueError, StopIteration):
-        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}") from None
+        tags = parse_tags(text)
+    except ValueError:
+        tags = {}
+    if not tags:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    return tags
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,7 +139,12 @@ def _coerce(name: str, value: Any) -> Any:
     kind = type(getattr(AgentConfig, name))
     if name == "log_level":
         return str(value).upper()
-    return kind(value)
+    if value is None or isinstance(value, (dict, list)):
+        raise ValueError(f"{name}: expected a {kind.__name__}, got {value!r}")
+    converted = kind(value)
+    if kind is float and not math.isfinite(converted):
+        raise ValueError(f"{name}: must be a finite number, got {value!r}")
+    return converted
 
 
 def load_config(argv: list | None = None) -> AgentConfig:
@@ -146,6 +156,9 @@ def load_config(argv: list | None = None) -> AgentConfig:
         layers = [_read_file(ns.config) if ns.config else {}]
     except (OSError, ValueError) as exc:
         parser.error(f"--config: {exc}")
+    if not isinstance(layers[0], dict):
+        parser.error(f"--config: {ns.config} must hold an object of settings, "
+                     f"not a {type(layers[0]).__name__}")
     unknown = set(layers[0]) - set(names)
     if unknown:
         parser.error(f"unknown settings in {ns.config}: {', '.join(sorted(unknown))}")
@@ -158,7 +171,9 @@ def load_config(argv: list | None = None) -> AgentConfig:
         for layer in layers:
             for name, raw in layer.items():
                 if name == "tags":  # merged key by key, later layers winning
-                    tags.update(_coerce("tags", dict(raw) if isinstance(raw, list) else raw))
+                    # --tag gives a list of dicts (one per flag); files and env a dict / text.
+                    for part in (raw if isinstance(raw, list) else [raw]):
+                        tags.update(_coerce("tags", part))
                 else:
                     values[name] = _coerce(name, raw)
     except (TypeError, ValueError) as exc:

@@ -238,6 +238,23 @@ def test_config_toml_and_errors(tmp_path, monkeypatch):
         config.load_config(["--tls-cert", "c.pem"])  # a key must come with it
 
 
+def test_config_refuses_what_it_cannot_use(tmp_path, monkeypatch, capsys):
+    """Found by review: each of these was dropped, crashed, or became a nonsense value."""
+    for key in ("SERVER", "TAGS", "HEARTBEAT_INTERVAL"):
+        monkeypatch.delenv(f"EDGESCORE_{key}", raising=False)
+    cfg = config.load_config(["--tag", "a=1,b=2", "--tag", "c=3"])
+    assert cfg.tags == {"a": "1", "b": "2", "c": "3"}  # b=2 was dropped
+    for text, needle in (("[1, 2]", "must hold an object"), ('{"server": null}', "server"),
+                         ('{"heartbeat_interval": "nan"}', "finite")):
+        path = tmp_path / "agent.json"
+        path.write_text(text)
+        with pytest.raises(SystemExit):
+            config.load_config(["--config", str(path)])
+        assert needle in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        config.load_config(["--heartbeat-interval", "inf"])
+
+
 def test_capabilities_advertise_litert_for_tflite():
     from edgescore.device_agent.capabilities import runtimes
 

@@ -141,6 +141,17 @@ def test_pareto_rank_within_a_named_study(replay_stack) -> None:
     assert alone.objective.pareto_rank == 1  # no study: the request is its own batch
 
 
+def test_a_study_name_keeps_one_front_per_proxy_and_device() -> None:
+    """Points of another proxy are on another scale: they never share a front."""
+    from edgescore.server.service.objective import Studies
+
+    studies = Studies()
+    assert studies.add_and_rank("s", (10.0, 1.0), "params", "pi") == 1
+    assert studies.add_and_rank("s", (5.0, 2.0), "params", "pi") == 2  # dominated
+    assert studies.add_and_rank("s", (5.0, 2.0), "synflow", "pi") == 1  # its own study
+    assert studies.add_and_rank("s", (5.0, 2.0), "params", "pixel3") == 1
+
+
 def test_weighted_rank_is_the_weighted_mean_of_reference_percentiles(replay_stack) -> None:
     client, latency = replay_stack
     for arch in ARCHS:  # measured (and stored) latencies of the class: the latency reference

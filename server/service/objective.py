@@ -120,20 +120,25 @@ def front_ranks(points: list[tuple[float, float]]) -> list[int]:
 
 
 class Studies:
-    """Named collections of (proxy, latency) points, in memory, bounded."""
+    """Named collections of (proxy, latency) points, in memory, bounded. A study is kept per
+    (name, proxy, device class): points of another proxy or board are on other scales, so one
+    name used with several of them holds several fronts, never a mixed one."""
 
     def __init__(self) -> None:
-        self._points: OrderedDict[str, list[tuple[float, float]]] = OrderedDict()
+        self._points: OrderedDict[tuple[str, str, str], list[tuple[float, float]]] = \
+            OrderedDict()
         self._lock = threading.Lock()
 
-    def add_and_rank(self, name: str, point: tuple[float, float]) -> int:
+    def add_and_rank(self, name: str, point: tuple[float, float], proxy: str = "",
+                     device_class: str = "") -> int:
+        key = (name, proxy, device_class)
         with self._lock:
-            points = self._points.setdefault(name, [])
+            points = self._points.setdefault(key, [])
             if len(points) >= MAX_STUDY_POINTS:
                 raise ResourceExhausted(f"study '{name}' holds {MAX_STUDY_POINTS} candidates, "
                                         "the most one study may hold")
             points.append(point)
-            self._points.move_to_end(name)
+            self._points.move_to_end(key)
             while len(self._points) > MAX_STUDIES:
                 self._points.popitem(last=False)
             snapshot = list(points)
@@ -212,7 +217,8 @@ def evaluate(request: scoring_pb2.ScoreRequest, result: scoring_pb2.ScoreResult,
         study = o.study or stream_study
         if study and not out.error:
             rank = studies.add_and_rank(study, (candidate.proxies[o.proxy],
-                                                candidate.latency_ms[o.device_class]))
+                                                candidate.latency_ms[o.device_class]),
+                                        o.proxy, o.device_class)
             out = objectives.Outcome(value=-float(rank), pareto_rank=rank)
     if pct:
         out = dataclasses.replace(out, percentiles={**out.percentiles, **pct})
