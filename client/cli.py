@@ -25,6 +25,8 @@ DEMO_PROXIES = ["params", "flops", "synflow", "naswot"]
 UINT32 = click.IntRange(0, 2**32 - 1)
 UINT64 = click.IntRange(0, 2**64 - 1)
 IN_FLIGHT = click.IntRange(min=1)
+SECONDS = click.FloatRange(min=0)
+POSITIVE = click.FloatRange(min=0, min_open=True)
 
 
 def _split(value: str) -> list[str]:
@@ -55,8 +57,8 @@ class _Ctx:
 
 def _measurement_options(f: Any) -> Any:
     for name, kind, text in (
-            ("--max-seconds", float, "per-measurement time cap (s)"),
-            ("--min-seconds", float, "time to keep timing at least (s)"),
+            ("--max-seconds", SECONDS, "per-measurement time cap (s)"),
+            ("--min-seconds", SECONDS, "time to keep timing at least (s)"),
             ("--min-runs", UINT32, "timed runs at least"),
             ("--warmup-runs", UINT32, "untimed runs first"),
             ("--threads", UINT32, "runtime intra-op threads on the board")):
@@ -81,7 +83,7 @@ def _measurement(kw: dict) -> dict:
 @click.option("--tls-cert", envvar="EDGESCORE_TLS_CERT", default="",
               help="client certificate (mutual TLS)")
 @click.option("--tls-key", envvar="EDGESCORE_TLS_KEY", default="", help="its key")
-@click.option("--timeout", type=float, default=600.0, show_default=True,
+@click.option("--timeout", type=POSITIVE, default=600.0, show_default=True,
               help="deadline of each call in seconds, retries included")
 @click.pass_context
 def cli(ctx: click.Context, server: str, token: str, tls_ca: str, tls_cert: str, tls_key: str,
@@ -228,7 +230,7 @@ def devices(obj: _Ctx) -> None:
               help="candidates to evaluate")
 @click.option("--proxy", default="synflow", show_default=True)
 @click.option("--device", default="", help="device class to measure latency on")
-@click.option("--latency-ms", type=float, default=0.0,
+@click.option("--latency-ms", type=SECONDS, default=0.0,
               help="latency budget on --device (constraint) or target (mnas)")
 @click.option("--objective", type=click.Choice(["constraint", "mnas", "proxy"]), default=None,
               help="default: constraint with --latency-ms, else proxy")

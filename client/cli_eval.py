@@ -40,7 +40,8 @@ def evaluate() -> None:
 @click.option("--seed", type=int, default=42, show_default=True,
               help="seed of the arch sample and of every proxy (Samsung's)")
 @click.option("--proxies", default="", help="comma-separated (default: all registered)")
-@click.option("--workers", type=int, default=0, help="processes (default: CPU cores)")
+@click.option("--workers", type=click.IntRange(min=0), default=0,
+              help="processes (default: CPU cores)")
 @click.option("--out", type=click.Path(path_type=Path),
               help="default out/eval-<space>-<dataset>-<N>-<seed>")
 @click.option("--device", default="cpu", show_default=True, help="torch device for the proxies")
@@ -111,7 +112,7 @@ def hw_study(proxies_csv: Optional[Path], hw_csv: Optional[Path], devices: str, 
     config = study.StudyConfig(
         proxies_csv=proxies_csv, hw_csv=hw_csv, out=out,
         devices=_split(devices) or study.DEVICES,
-        quantiles=[float(q) for q in _split(quantiles)] or study.QUANTILES,
+        quantiles=_quantiles(quantiles) or study.QUANTILES,
         proxies=_split(proxies) or None, ensemble=_split(ensemble), offline=offline,
         archs=archs)
     try:
@@ -119,3 +120,16 @@ def hw_study(proxies_csv: Optional[Path], hw_csv: Optional[Path], devices: str, 
     except study.StudyError as exc:
         raise _Usage(str(exc)) from None
     click.echo((out / "study.md").read_text())
+
+
+def _quantiles(text: str) -> list[float]:
+    """--quantiles "25,50,75": percentages strictly between 0 and 100."""
+    try:
+        values = [float(q) for q in _split(text)]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated numbers, got {text!r}",
+                                 param_hint="'--quantiles'") from None
+    if any(not 0 < q < 100 for q in values):
+        raise click.BadParameter(f"each quantile must be within (0, 100), got {text!r}",
+                                 param_hint="'--quantiles'")
+    return values

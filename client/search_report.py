@@ -117,9 +117,10 @@ def closeness(result: SearchResult, accuracy: Mapping[str, float],
 
 def read_column(path: Path, column: str, key: str = "arch") -> dict[str, float]:
     """{arch: value} from a CSV (rows with an empty value are left out)."""
-    with open(path, newline="") as fh:
+    with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
-        if reader.fieldnames is None or column not in reader.fieldnames:
-            raise ValueError(f"{path} has no column '{column}' "
+        missing = [c for c in (key, column) if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path} has no column '{missing[0]}' "
                              f"(columns: {', '.join(reader.fieldnames or [])})")
         return {row[key]: float(row[column]) for row in reader if row[column] not in ("", None)}

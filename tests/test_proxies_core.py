@@ -346,3 +346,15 @@ def test_nb201_all_core_proxies():
     assert outcomes["params"].value == sum(p.numel() for p in net.parameters())
     assert outcomes["flops"].value > outcomes["params"].value
     assert math.isfinite(outcomes["synflow"].value) and math.isfinite(outcomes["naswot"].value)
+
+
+def test_equal_extra_settings_resolve_equal_in_any_key_order() -> None:
+    """Call dedupe and population keys use the repr: key order must not make two settings."""
+    from edgescore.server.proxies import engine
+
+    proxy = get_proxy("ntk_cond")
+    one = engine.resolve_settings(proxy, SettingsOverride(extra={"network": "full",
+                                                                 "params": "all"}), "s")
+    other = engine.resolve_settings(proxy, SettingsOverride(extra={"params": "all",
+                                                                   "network": "full"}), "s")
+    assert one == other and repr(one) == repr(other)

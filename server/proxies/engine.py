@@ -107,8 +107,10 @@ def resolve_settings(proxy: Proxy, override: Optional[SettingsOverride],
     if limit is not None and batch_size > limit:
         raise InvalidArgument(f"{field}.batch_size",
                               f"data kind {data_kind!r} supplies at most {limit} images")
+    # Sorted: equal settings must look equal (call dedupe and population keys use the repr).
     return ResolvedSettings(batch_size=batch_size, seed=seed, init=init, repeats=repeats,
-                            data_kind=data_kind, dataset_id=dataset_id, extra=extra)
+                            data_kind=data_kind, dataset_id=dataset_id,
+                            extra=dict(sorted(extra.items())))
 
 
 def _parse_device(device: str) -> torch.device:
