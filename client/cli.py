@@ -274,7 +274,7 @@ def _search(client: Client, out: Path, *, measurement: dict, within: Optional[Pa
             **kw: Any) -> tuple[str, bool]:
     """The search's report, and whether any candidate was scored."""
     from edgescore.client.search import SearchConfig, run_search
-    from edgescore.client.search_report import closeness, plot_pareto, write_csv
+    from edgescore.client.search_report import closeness, plot_pareto, read_column, write_csv
     from edgescore.client.search_spaces import WithinList, sampler_for
 
     config = SearchConfig(measurement=measurement, **kw)
@@ -283,8 +283,8 @@ def _search(client: Client, out: Path, *, measurement: dict, within: Optional[Pa
         sampler = sampler_for(config.space)
         if within is not None:
             sampler = WithinList(sampler, _archs_of(within))
-        accuracy = _table_column(accuracy_csv, accuracy_column) if accuracy_csv else None
-        latency = (_table_column(hw_csv, hw_column or f"c10_{config.device}_latency")
+        accuracy = read_column(accuracy_csv, accuracy_column) if accuracy_csv else None
+        latency = (read_column(hw_csv, hw_column or f"c10_{config.device}_latency")
                    if hw_csv else None)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -316,28 +316,6 @@ def _archs_of(path: Path) -> list[str]:
         if not reader.fieldnames or "arch" not in reader.fieldnames:
             raise ValueError(f"{path} has no 'arch' column")
         return [row["arch"] for row in reader if row["arch"]]
-
-
-def _table_column(path: Path, column: str) -> dict[str, float]:
-    """{arch: value} of a benchmark table's `column` (empty values left out); ValueError naming
-    what is missing or unreadable. search_report.read_column would raise a bare KeyError for a
-    table without 'arch', and cannot read a file with a BOM."""
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        names = reader.fieldnames or []
-        for needed in ("arch", column):
-            if needed not in names:
-                raise ValueError(f"{path} has no column '{needed}' (columns: {', '.join(names)})")
-        values: dict[str, float] = {}
-        for row in reader:
-            if row[column] in ("", None):
-                continue
-            try:
-                values[row["arch"]] = float(row[column])
-            except ValueError:
-                raise ValueError(f"{path}:{reader.line_num}: '{column}' is not a number: "
-                                 f"{row[column]!r}") from None
-        return values
 
 
 @cli.command()

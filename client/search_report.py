@@ -116,11 +116,21 @@ def closeness(result: SearchResult, accuracy: Mapping[str, float],
 
 
 def read_column(path: Path, column: str, key: str = "arch") -> dict[str, float]:
-    """{arch: value} from a CSV (rows with an empty value are left out)."""
+    """{key: value} of a benchmark table's `column` (rows with an empty value are left out; a
+    UTF-8 BOM is allowed); ValueError naming what is missing or not a number."""
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
-        missing = [c for c in (key, column) if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path} has no column '{missing[0]}' "
-                             f"(columns: {', '.join(reader.fieldnames or [])})")
-        return {row[key]: float(row[column]) for row in reader if row[column] not in ("", None)}
+        names = reader.fieldnames or []
+        for needed in (key, column):
+            if needed not in names:
+                raise ValueError(f"{path} has no column '{needed}' (columns: {', '.join(names)})")
+        values: dict[str, float] = {}
+        for row in reader:
+            if row[column] in ("", None):
+                continue
+            try:
+                values[row[key]] = float(row[column])
+            except ValueError:
+                raise ValueError(f"{path}:{reader.line_num}: '{column}' is not a number: "
+                                 f"{row[column]!r}") from None
+        return values
