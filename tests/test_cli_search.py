@@ -38,12 +38,17 @@ def test_evolution_search_on_replayed_raspi4_reports_the_gap(
     printed = capsys.readouterr().out
     assert code == 0, printed
     found = rows(out / "search.csv")
-    assert len(found) == 40 and not any(r["error"] for r in found), [r["error"] for r in found]
+    # Results arrive in completion order, so the evolution's path (not its seed) varies from
+    # run to run, and it may meet a degenerate cell of the table: synflow is undefined there
+    # (log 0), the only failure allowed, and such a candidate is never feasible.
+    failed = [r for r in found if r["error"]]
+    assert all("score is 0" in r["error"] for r in failed), [r["error"] for r in failed]
+    assert len(found) == 40 and len(failed) <= 5
     assert len({r["arch"] for r in found}) > 30  # evolution spends its budget on new archs
     table = {r["arch"]: float(r["c10_raspi4_latency"]) for r in rows(HW_CSV)}
     for r in found:  # the latencies are HW-NAS-Bench's own, through server and agent
         assert float(r["latency_ms"]) == pytest.approx(table[r["arch"]], rel=1e-6)
-        assert r["feasible"] == str(int(table[r["arch"]] <= 20))
+        assert r["feasible"] == str(int(table[r["arch"]] <= 20 and not r["error"]))
     assert (out / "pareto.png").stat().st_size > 10_000
     assert "best feasible" in printed and "gap" in printed
     assert (out / "summary.txt").read_text().strip() in printed
