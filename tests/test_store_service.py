@@ -302,3 +302,27 @@ def test_shutdown_frees_waiting_requests_and_the_restart_waits_for_the_agents() 
     (result,) = waited
     latency = result.latencies["local-cpu"]
     assert latency.ok and latency.provenance in ("MEASURED", "CACHED"), latency
+
+
+def test_a_measurement_arriving_mid_request_leaves_the_proxies_alone() -> None:
+    """The first measurement of a cell reaches the latency predictor while the same request
+    builds its seeded proxy network; the predictor's features once built real networks (drawing
+    from the global RNG) and so changed that request's values (naswot 1627.44 vs 1627.59)."""
+    from edgescore.server.proxies import engine
+    from edgescore.server.proxies.base import SettingsOverride
+    from edgescore.server.spaces import registry
+
+    hw_csv = SHARED / "data" / "nb201" / "hw_nas_bench_c10_dev.csv"
+    proxies = ["synflow", "naswot"]
+    space, arch = registry.parse_arch("nb201", ARCH, 0, 0)
+    expected = {o.name: o.value for o in engine.compute_proxies(
+        space, arch, [(p, SettingsOverride(seed=0)) for p in proxies])}
+    with LocalStack(agents={}) as stack:
+        stack.start_agent("raspi4", extra=["--replay", "hw-nas-bench", "--csv", str(hw_csv),
+                                           "--device", "raspi4"])
+        stack.wait_for_agents({"raspi4": 1})
+        with stack.client(timeout=300) as client:
+            for _ in range(2):  # the first exports and measures; the second is all warm
+                result = client.score(ARCH, proxies, ["raspi4"], seed=0, no_cache=True)
+                assert result.latencies["raspi4"].ok
+                assert {p: result.proxies[p].value for p in proxies} == expected

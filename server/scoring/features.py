@@ -14,6 +14,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Union
 
+import torch
+
 from ..proxies.flops import count_macs
 from ..spaces.base import ParsedArch
 from ..spaces.nb201 import (
@@ -43,10 +45,14 @@ def _single_edge_cell(op: str) -> str:
 def _macs_params(spec: str, num_classes: int, resolution: int) -> tuple[int, int]:
     arch = SPACE.parse(spec, num_classes, resolution)
     # The cells used here have no dead non-`none` edge, so the reference network has the same
-    # MACs and parameters as the pruned one, without pruning's deep copy.
-    network = SPACE.build(arch)
+    # MACs and parameters as the pruned one, without pruning's deep copy. Built on the meta
+    # device: shapes are all it needs, and a real build draws its weights from the global RNG,
+    # which this (run from the fleet's threads when a measurement arrives) would do in the
+    # middle of a proxy computation's seeded build, changing that proxy's value.
+    with torch.device("meta"):
+        network = SPACE.build(arch)
     params = sum(p.numel() for p in network.parameters() if p.requires_grad)
-    return count_macs(network, arch.input_shape), params
+    return count_macs(network, arch.input_shape, device="meta"), params
 
 
 @lru_cache(maxsize=8)
