@@ -5,19 +5,9 @@ from __future__ import annotations
 import grpc
 
 import edgescore
+from edgescore.transport import CHANNEL_OPTIONS as CHANNEL_OPTIONS  # for Client, AsyncClient
 
-MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 REQUEST_ID_METADATA_KEY = "x-request-id"
-
-# Keepalive pings find a dead connection (a rebooted server, a dropped NAT entry) within ~40 s
-# instead of a TCP timeout; the server permits pings every 10 s, also without calls.
-CHANNEL_OPTIONS = [
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-]
 
 
 def tls_credentials(ca: str = "", cert: str = "", key: str = "") -> grpc.ChannelCredentials:

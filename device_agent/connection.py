@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import grpc
 
 from edgescore import TOKEN_METADATA_KEY
+from edgescore.transport import CHANNEL_OPTIONS
 from edgescore.v1 import agent_pb2, agent_pb2_grpc, common_pb2, fleet_pb2
 
 from .capabilities import collect_capabilities
@@ -27,16 +28,6 @@ from .worker import CANCELLED_DETAIL, WorkerOptions, run_job
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE_BYTES = 256 * 1024 * 1024
-CHANNEL_OPTIONS = [
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    # Notice a server that vanished without closing TCP (board on Wi-Fi, server host died):
-    # the server permits pings every 10 s (edgescore.server.service.app).
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-]
 # A wrong or missing token will not fix itself by retrying.
 FATAL_CODES = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
 _TICK_S = 0.1

@@ -30,6 +30,7 @@ from edgescore.server.service.proxy_cache import ProxyCache
 from edgescore.server.service.scoring import ScoringServicer
 from edgescore.server.spaces.limits import Limits
 from edgescore.server.store import Store, open_store
+from edgescore.transport import MESSAGE_SIZE_OPTIONS
 from edgescore.v1 import (
     agent_pb2,
     agent_pb2_grpc,
@@ -41,7 +42,6 @@ from edgescore.v1 import (
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 
 SERVICE_NAMES = (
     scoring_pb2.DESCRIPTOR.services_by_name["ScoringService"].full_name,
@@ -121,8 +121,7 @@ def create_server(address: str = "127.0.0.1:0", config: ServerConfig | None = No
                                  "measurement", "hit" if hit else "miss").inc(),
                              predictors=PredictorBank(), on_job_done=metrics.observe_job)
 
-    options = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-               ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    options = [*MESSAGE_SIZE_OPTIONS,
                ("grpc.keepalive_permit_without_calls", 1),
                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
                ("grpc.http2.max_pings_without_data", 0)]
