@@ -177,9 +177,7 @@ class NatsSssSpace:
         "format": "c0:c1:c2:c3:c4 (or a list of 5 integers); c0 is the stem and first cell "
                   "width, c1/c3 the residual blocks, c2/c4 the second and third cell",
         "channels": ", ".join(map(str, CANDIDATES)),
-        "num_classes": f"{NUM_CLASSES_RANGE[0]}..{NUM_CLASSES_RANGE[1]}, 0 = 10",
-        "input_resolution": f"{RESOLUTION_RANGE[0]}..{RESOLUTION_RANGE[1]}, a multiple of "
-                            f"{RESOLUTION_MULTIPLE}, 0 = 32",
+        **nb201.shape_fields(RESOLUTION_MULTIPLE, RESOLUTION_RANGE),
     }
     default_num_classes = 10
     default_input_resolution = 32

@@ -284,8 +284,7 @@ class Nb101Space:
         "adjacency": "n*n 0/1 entries, row-major (or n rows of n); upper triangular; "
                      f"at most {MAX_EDGES} edges on input->output paths",
         "ops": f"n <= {MAX_VERTICES} names: 'input', then {', '.join(OPS)}, then 'output'",
-        "num_classes": f"{NUM_CLASSES_RANGE[0]}..{NUM_CLASSES_RANGE[1]}, 0 = 10",
-        "input_resolution": f"{RESOLUTION_RANGE[0]}..{RESOLUTION_RANGE[1]}, 0 = 32",
+        **nb201.shape_fields(resolution_range=RESOLUTION_RANGE),
     }
     default_num_classes = 10
     default_input_resolution = 32

@@ -204,6 +204,16 @@ def check_shape(num_classes: Any, input_resolution: Any, multiple: int = 1,
     return classes, resolution
 
 
+def shape_fields(multiple: int = 1,
+                 resolution_range: tuple[int, int] = RESOLUTION_RANGE) -> dict[str, str]:
+    """ListSearchSpaces' description of what `check_shape` accepts, with the same arguments."""
+    resolution = f"{resolution_range[0]}..{resolution_range[1]}"
+    if multiple > 1:
+        resolution += f", a multiple of {multiple}"
+    return {"num_classes": f"{NUM_CLASSES_RANGE[0]}..{NUM_CLASSES_RANGE[1]}, 0 = 10",
+            "input_resolution": f"{resolution}, 0 = 32"}
+
+
 class Zero(nn.Module):
     """The `none` op: multiplies by zero (as the benchmark does) so NaN/inf propagate alike."""
 
@@ -377,9 +387,7 @@ class Nb201Space:
     fields = {
         "format": "|op~0|+|op~0|op~1|+|op~0|op~1|op~2|: node i lists one edge from each j < i",
         "ops": ", ".join(OPS),
-        "num_classes": f"{NUM_CLASSES_RANGE[0]}..{NUM_CLASSES_RANGE[1]}, 0 = 10",
-        "input_resolution": f"{RESOLUTION_RANGE[0]}..{RESOLUTION_RANGE[1]}, a multiple of "
-                            f"{RESOLUTION_MULTIPLE}, 0 = 32",
+        **shape_fields(RESOLUTION_MULTIPLE),
     }
     default_num_classes = 10
     default_input_resolution = 32
