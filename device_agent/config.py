@@ -16,6 +16,8 @@ from typing import Any
 
 from edgescore.logs import check_format
 
+from .limits import DEFAULT_MAX_JOB_SECONDS
+
 ENV_PREFIX = "EDGESCORE_"
 
 
@@ -37,6 +39,7 @@ class AgentConfig:
     metrics_address: str = "0.0.0.0"
     cooldown_max_wait: float = 300.0  # cap of the optional cooldown wait, seconds
     cooldown_poll: float = 2.0
+    max_job_seconds: float = DEFAULT_MAX_JOB_SECONDS  # watchdog cap of any one job (limits.py)
     replay: str = ""                  # "hw-nas-bench": answer from a table instead of timing
     csv: str = ""                     # the replay table
     device: str = ""                  # the replayed board (raspi4, pixel3, edgegpu, ...)
@@ -62,6 +65,7 @@ _HELP = {
     "metrics_address": "bind address of /metrics",
     "cooldown_max_wait": "longest wait (s) for a job's cooldown_below_celsius",
     "cooldown_poll": "temperature polling period (s) while cooling down",
+    "max_job_seconds": "longest any one job may run (s) before its measurement process is killed",
     "replay": "'hw-nas-bench': answer NB201 jobs with HW-NAS-Bench's measured latencies",
     "csv": "the replay table (hw_nas_bench_c10_dev.csv or the official examples file)",
     "device": "replayed board: raspi4, pixel3, edgegpu, edgetpu, eyeriss, fpga",
@@ -185,6 +189,8 @@ def load_config(argv: list | None = None) -> AgentConfig:
         config.log_format = check_format(config.log_format)
     except ValueError as exc:
         parser.error(f"--log-format: {exc}")
+    if not config.max_job_seconds > 0:
+        parser.error(f"--max-job-seconds: must be > 0, got {config.max_job_seconds!r}")
     if bool(config.tls_cert) != bool(config.tls_key):
         parser.error("--tls-cert and --tls-key go together")
     return config

@@ -2,7 +2,8 @@
 
 One connection attempt is a _Session: a fresh channel, one bidi call whose request iterator drains
 a queue.Queue (so heartbeats, results and failures are sent from other threads), a ticker thread
-(heartbeats, registration timeout, stop), and a worker thread that runs jobs one at a time.
+(heartbeats, registration timeout, stop), and a worker thread that runs jobs one at a time. Jobs
+are measured in a child process under a watchdog (isolation.ProcessRunner), kept across sessions.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from edgescore.transport import CHANNEL_OPTIONS
 from edgescore.v1 import agent_pb2, agent_pb2_grpc, common_pb2, fleet_pb2
 
 from .capabilities import collect_capabilities
+from .isolation import ProcessRunner
 from .metrics import AgentMetrics
 from .protocol import EXIT_OK, EXIT_UNAUTHENTICATED
 from .thermal import read_env
-from .worker import CANCELLED_DETAIL, WorkerOptions, run_job
+from .worker import CANCELLED_DETAIL, WorkerOptions
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +227,8 @@ class AgentConnection:
         self.metrics = metrics or AgentMetrics()
         self.worker_options = worker_options or WorkerOptions()
         # A replay agent answers from a table: its own runner and runtimes replace the real ones.
-        self.runner = runner or run_job
+        self._process_runner = ProcessRunner() if runner is None else None
+        self.runner = runner or self._process_runner
         self.runtimes = list(runtimes) if runtimes is not None else None
         self.agent_id = ""  # assigned by the first Registered, presented again on reconnect
         self.measure_lock = threading.Lock()
@@ -233,11 +236,20 @@ class AgentConnection:
 
     def run(self) -> int:
         """Connect, serve, reconnect with backoff. Returns EXIT_OK or EXIT_UNAUTHENTICATED."""
-        if self._capabilities is None:
-            self._capabilities = collect_capabilities(self.device_class, self.tags)
-            if self.runtimes is not None:
-                del self._capabilities.runtimes[:]
-                self._capabilities.runtimes.extend(self.runtimes)
+        if self._process_runner is not None:
+            self._process_runner.warm_up()  # its child imports the runtimes while we connect
+        try:
+            if self._capabilities is None:
+                self._capabilities = collect_capabilities(self.device_class, self.tags)
+                if self.runtimes is not None:
+                    del self._capabilities.runtimes[:]
+                    self._capabilities.runtimes.extend(self.runtimes)
+            return self._run()
+        finally:
+            if self._process_runner is not None:
+                self._process_runner.close()
+
+    def _run(self) -> int:
         attempt = 0
         while not self.stop_event.is_set():
             log.info("connecting to %s as device class %r", self.server, self.device_class)

@@ -1,4 +1,4 @@
-"""One job in, one AgentMessage (result or failure) out."""
+"""One job in, one AgentMessage (result or failure) out: the measurement itself, in this process."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from edgescore.v1 import agent_pb2, common_pb2
 
 from .cooldown import ClockSampler, finish_trace, wait_for_cooldown
+from .limits import DEFAULT_MAX_JOB_SECONDS
 from .protocol import effective_settings
 from .thermal import read_env
 from .timing import MeasurementAborted
@@ -26,15 +27,18 @@ class WorkerOptions:
 
     cooldown_max_wait: float = 300.0  # seconds; a board that never cools is timed anyway
     cooldown_poll: float = 2.0
+    # The watchdog's absolute cap of one job (limits.job_limit); run_job alone does not use it.
+    max_job_seconds: float = DEFAULT_MAX_JOB_SECONDS
 
 
-def _failure(job_id: str, kind: int, detail: str) -> agent_pb2.AgentMessage:
+def failure(job_id: str, kind: int, detail: str) -> agent_pb2.AgentMessage:
+    """A JobFailure reply."""
     return agent_pb2.AgentMessage(
         failure=agent_pb2.JobFailure(job_id=job_id, kind=kind, detail=detail)
     )
 
 
-def _runner(fmt: int):
+def measure_function(fmt: int):
     """The measure function for an artifact format, imported lazily so that a broken runtime
     install fails its jobs, not the agent. None for a format this agent cannot time."""
     if fmt == common_pb2.ONNX:
@@ -48,47 +52,71 @@ def _runner(fmt: int):
     return None
 
 
+def check_artifact(job: agent_pb2.Job) -> agent_pb2.AgentMessage | None:
+    """ARTIFACT_CORRUPT failure when the data does not hash to the artifact's sha256, else None."""
+    art = job.artifact
+    digest = hashlib.sha256(art.data).hexdigest()
+    if digest == art.sha256.strip().lower():
+        return None
+    return failure(
+        job.job_id,
+        common_pb2.ARTIFACT_CORRUPT,
+        f"sha256 mismatch: artifact says {art.sha256 or '(empty)'}, data hashes to {digest}"
+        f" ({len(art.data)} bytes)",
+    )
+
+
 def run_job(
     job: agent_pb2.Job,
     cancel: threading.Event | None = None,
     options: WorkerOptions | None = None,
 ) -> agent_pb2.AgentMessage:
-    """Verify, optionally cool down, measure and report one job. Never raises.
+    """Verify, optionally cool down, measure and report one job, in this process. Never raises.
 
     Failure kinds: ARTIFACT_CORRUPT (sha256 mismatch), UNSUPPORTED_FORMAT (not ONNX / TFLITE, or
     the runtime for it is not installed), RUNTIME_ERROR (runtime or input errors), TIMEOUT
     (job.timeout_seconds passed, checked between runs and while cooling down),
     FAILURE_KIND_UNSPECIFIED with detail CANCELLED_DETAIL when `cancel` is set.
+    The agent itself runs jobs through isolation.ProcessRunner, which adds a watchdog.
     """
+    corrupt = check_artifact(job)
+    if corrupt is not None:
+        return corrupt
+    limit = job.timeout_seconds if job.timeout_seconds > 0 else None
+    return measure_job(
+        job, cancel, options, limit, f"job exceeded timeout_seconds={job.timeout_seconds:g}"
+    )
+
+
+def measure_job(
+    job: agent_pb2.Job,
+    cancel: threading.Event | None,
+    options: WorkerOptions | None,
+    time_limit: float | None,
+    limit_text: str,
+) -> agent_pb2.AgentMessage:
+    """run_job after the sha256 check: `time_limit` seconds from now (None: no limit) are checked
+    between runs and while cooling down; a TIMEOUT failure's detail starts with `limit_text`."""
     opts = options or WorkerOptions()
     art = job.artifact
-    digest = hashlib.sha256(art.data).hexdigest()
-    if digest != art.sha256.strip().lower():
-        return _failure(
-            job.job_id,
-            common_pb2.ARTIFACT_CORRUPT,
-            f"sha256 mismatch: artifact says {art.sha256 or '(empty)'}, data hashes to {digest}"
-            f" ({len(art.data)} bytes)",
-        )
-
     fmt = art.format or job.settings.format or common_pb2.ONNX
     name = common_pb2.ArtifactFormat.Name(fmt) if fmt in (1, 2) else str(fmt)
     try:
-        measure = _runner(fmt)
+        measure = measure_function(fmt)
     except Exception as exc:  # ImportError, or a native library that fails to load
-        return _failure(
+        return failure(
             job.job_id,
             common_pb2.UNSUPPORTED_FORMAT,
             f"artifact format {name}: its runtime is not installed on this agent ({exc})",
         )
     if measure is None:
-        return _failure(
+        return failure(
             job.job_id,
             common_pb2.UNSUPPORTED_FORMAT,
             f"artifact format {name} is not supported by this agent (ONNX and TFLITE only)",
         )
 
-    deadline = time.monotonic() + job.timeout_seconds if job.timeout_seconds > 0 else None
+    deadline = time.monotonic() + time_limit if time_limit is not None else None
 
     def should_stop() -> bool:
         if cancel is not None and cancel.is_set():
@@ -110,15 +138,11 @@ def run_job(
         stats, info = measure(art.data, job.settings, art.input_name, should_stop, sampler)
     except MeasurementAborted as exc:
         if cancel is not None and cancel.is_set():
-            return _failure(job.job_id, common_pb2.FAILURE_KIND_UNSPECIFIED, CANCELLED_DETAIL)
-        return _failure(
-            job.job_id,
-            common_pb2.TIMEOUT,
-            f"job exceeded timeout_seconds={job.timeout_seconds:g} ({exc})",
-        )
+            return failure(job.job_id, common_pb2.FAILURE_KIND_UNSPECIFIED, CANCELLED_DETAIL)
+        return failure(job.job_id, common_pb2.TIMEOUT, f"{limit_text} ({exc})")
     except Exception as exc:
         log.debug("job %s failed", job.job_id, exc_info=True)
-        return _failure(job.job_id, common_pb2.RUNTIME_ERROR, f"{type(exc).__name__}: {exc}")
+        return failure(job.job_id, common_pb2.RUNTIME_ERROR, f"{type(exc).__name__}: {exc}")
     env_after = read_env()
     throttled = finish_trace(trace, sampler, env_before, env_after)
 

@@ -39,6 +39,13 @@ DEFAULT_MIN_SECONDS = 1.0
 DEFAULT_MAX_SECONDS = 30.0
 MAX_BATCH = 1024
 MAX_SECONDS_CAP = 600.0
+# Run counts are capped too (docs/measurement.md): warm-up is counted in runs, not bounded by
+# max_seconds, so 2**32 - 1 warm-up runs would hold a board for days. 1,000 warm-up runs is 100x
+# the default and more than any benchmark tool uses (benchmark_model and onnxruntime_perf_test
+# warm up with 1 run); 10,000 timed runs give 100 samples beyond the p99 and keep the result's
+# samples_ms (and its stored copy) under 80 KB. max_seconds still ends the timed runs first.
+MAX_WARMUP_RUNS = 1_000
+MAX_MIN_RUNS = 10_000
 
 # EXPORT_SEED lives with the exporter now; re-exported for code that imported it from here.
 __all__ = ["EXPORT_SEED", "LatencyRequest", "LatencyService", "resolve_measurement"]
@@ -70,8 +77,12 @@ def resolve_measurement(
     for name in ("min_seconds", "max_seconds", "cooldown_below_celsius"):
         if not 0 <= getattr(s, name) < math.inf:  # NaN fails this too
             raise InvalidArgument(f"{field}.{name}", "must be a finite number >= 0")
-    if s.max_seconds > MAX_SECONDS_CAP:
-        raise InvalidArgument(f"{field}.max_seconds", f"{s.max_seconds} exceeds {MAX_SECONDS_CAP}")
+    for name, cap in (("warmup_runs", MAX_WARMUP_RUNS), ("min_runs", MAX_MIN_RUNS),
+                      ("max_seconds", MAX_SECONDS_CAP)):
+        value = getattr(s, name)
+        if value > cap:
+            raise InvalidArgument(f"{field}.{name}", f"{value:g} exceeds the cap {cap:g}"
+                                  if isinstance(value, float) else f"{value} exceeds the cap {cap}")
     if s.min_seconds > s.max_seconds:
         raise InvalidArgument(f"{field}.min_seconds", "must not exceed max_seconds")
     if s.batch_size > MAX_BATCH:
