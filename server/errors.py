@@ -18,6 +18,24 @@ class ServerError(Exception):
         super().__init__(message)
         self.message = message
 
+    def __reduce__(self) -> tuple:
+        # Errors cross process boundaries (compute workers, Ray); subclasses take other
+        # constructor arguments, so rebuild from the class and the instance state instead.
+        return _rebuild, (type(self), self.message, dict(self.__dict__))
+
+
+def _rebuild(cls: type, message: str, state: dict) -> ServerError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
+
+class WorkAbandoned(BaseException):
+    """Raised inside a computation whose every requester has gone (cancelled, deadline passed)
+    or that ran past its time cap. A BaseException: the proxy engine's per-proxy error boundary
+    (`except Exception`) must let it through and stop the whole unit of work."""
+
 
 class InvalidArgument(ServerError):
     """A malformed request; `field` names where (e.g. "arch.nb201")."""
@@ -51,10 +69,6 @@ class Unavailable(ServerError):
 
 class DeadlineExceeded(ServerError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
-
-
-class Unauthenticated(ServerError):
-    code = grpc.StatusCode.UNAUTHENTICATED
 
 
 class NumericalFailure(ServerError):

@@ -27,6 +27,10 @@ settings.register_profile("fixed", derandomize=True, print_blob=True)
 settings.register_profile("random", print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fixed"))
 
+# Compute workers run every proxy on one torch thread (several proxies round differently with
+# more); values computed in this process must match theirs.
+torch.set_num_threads(1)
+
 # Fast measurement settings for tests: the protocol is the same, only shorter.
 QUICK_MEASUREMENT = {"warmup_runs": 2, "min_runs": 10, "min_seconds": 0.05, "max_seconds": 10.0}
 

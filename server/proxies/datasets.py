@@ -149,6 +149,15 @@ class DatasetStore:
             self._items[dataset_id] = entry
         return dataset_id
 
+    def put(self, entry: RegisteredDataset) -> None:
+        """Keep an already validated dataset (a compute worker receiving the server's copy)."""
+        with self._lock:
+            if entry.dataset_id in self._items:
+                self._items.move_to_end(entry.dataset_id)
+                return
+            self._evict(entry.nbytes)
+            self._items[entry.dataset_id] = entry
+
     def _evict(self, incoming: int) -> None:
         # Caller holds the lock.
         total = sum(d.nbytes for d in self._items.values())

@@ -9,7 +9,7 @@ import logging
 import math
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -265,8 +265,15 @@ def _short_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first[:160]}" if first else type(exc).__name__
 
 
+Checkpoint = Callable[[], None]
+
+
+def _no_checkpoint() -> None:
+    pass
+
+
 def _run_one(proxy: Proxy, settings: ResolvedSettings, networks: _Networks,
-             passes: _Passes) -> ProxyOutcome:
+             passes: _Passes, checkpoint: Checkpoint = _no_checkpoint) -> ProxyOutcome:
     start = time.perf_counter()
     flags: list[str] = list(networks.arch.flags)
     value: Optional[float] = None
@@ -275,6 +282,7 @@ def _run_one(proxy: Proxy, settings: ResolvedSettings, networks: _Networks,
         values = []
         # Repeat r runs on seed + r (network and batch); the served value is the mean.
         for r in range(settings.repeats):
+            checkpoint()  # WorkAbandoned (a BaseException) passes every handler below
             seed = settings.seed + r
             run_settings = dataclasses.replace(settings, seed=seed)
             inp = ProxyInput(
@@ -310,8 +318,17 @@ def _run_one(proxy: Proxy, settings: ResolvedSettings, networks: _Networks,
 def compute_proxies(space: SearchSpace, arch: ParsedArch,
                     calls: Sequence[tuple[str, SettingsOverride]],
                     device: str = "cpu") -> list[ProxyOutcome]:
-    """One outcome per call, in order. Unknown names and bad settings raise before anything runs;
-    failures while computing are reported per proxy in `ProxyOutcome.error`.
+    """One outcome per call, in order (see `iter_proxies`)."""
+    return list(iter_proxies(space, arch, calls, device))
+
+
+def iter_proxies(space: SearchSpace, arch: ParsedArch,
+                 calls: Sequence[tuple[str, SettingsOverride]], device: str = "cpu",
+                 checkpoint: Checkpoint = _no_checkpoint) -> Iterator[ProxyOutcome]:
+    """One outcome per call, in order, each as soon as it is computed. Unknown names and bad
+    settings raise before anything runs; failures while computing are reported per proxy in
+    `ProxyOutcome.error`. `checkpoint()` is called before every proxy run (each repeat): a
+    compute worker stops abandoned work there by raising `errors.WorkAbandoned`.
 
     Proxies with a `shared_pass` read one result per (pass, seed, init, batch, data,
     normalisation): the first of them to run computes it (its `seconds` include the pass), the
@@ -332,7 +349,10 @@ def compute_proxies(space: SearchSpace, arch: ParsedArch,
              if static is not None and (value := static(arch, proxy.name)) is not None}
     passes = _Passes(networks, _planned_pass_uses(
         [(p, s) for p, s in plan if p.name not in known], networks))
-    return [ProxyOutcome(name=proxy.name, value=known[proxy.name], unit=proxy.unit,
-                         transform=proxy.transform, settings=settings, seconds=0.0)
-            if proxy.name in known else _run_one(proxy, settings, networks, passes)
-            for proxy, settings in plan]
+    for proxy, settings in plan:
+        if proxy.name in known:
+            yield ProxyOutcome(name=proxy.name, value=known[proxy.name], unit=proxy.unit,
+                               transform=proxy.transform, settings=settings, seconds=0.0)
+        else:
+            checkpoint()
+            yield _run_one(proxy, settings, networks, passes, checkpoint)
