@@ -24,10 +24,13 @@ demo: venv
 # package when missing); tools/with_postgres.sh starts and removes it. tools/with_prometheus.sh
 # installs Debian's prometheus package when missing, for the test that has a real Prometheus
 # scrape the server (tests/test_observability.py starts and removes that Prometheus itself).
+# tools/with_ray.sh starts a local Ray cluster (a head and a worker node, Ray from PyPI with the
+# [dev] extra) for the compute plane's Ray tests.
 test: venv
 	$(PY) tools/gen_protos.py --check
 	$(VENV)/bin/ruff check .
-	bash tools/with_postgres.sh bash tools/with_prometheus.sh $(PY) -m pytest -q -ra
+	RAY_BIN=$(VENV)/bin/ray bash tools/with_postgres.sh bash tools/with_prometheus.sh \
+		bash tools/with_ray.sh $(PY) -m pytest -q -ra
 
 # Fresh random examples, 50 times as many, for every parser and the SDK (about 5 minutes).
 fuzz: venv

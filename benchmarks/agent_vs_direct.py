@@ -26,8 +26,8 @@ import torch
 
 from edgescore.client.launcher import LocalStack
 from edgescore.device_agent.capabilities import cpu_model
+from edgescore.server.export.exporter import EXPORT_SEED
 from edgescore.server.export.onnx_export import export_onnx
-from edgescore.server.fleet.latency import EXPORT_SEED
 from edgescore.server.spaces.nb201 import SPACE
 
 ARCH = ("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|"

@@ -1,8 +1,10 @@
 """When and how long to wait before trying a call again.
 
-Only UNAVAILABLE is retried by default: the server is restarting, draining or unreachable, and
-every edgescore RPC the SDK retries is idempotent (a repeated Score is answered from the store or
-joins the pending job). Other codes are answers, not outages.
+UNAVAILABLE is retried by default: the server is restarting, draining or unreachable, and every
+edgescore RPC the SDK retries is idempotent (a repeated Score is answered from the store or joins
+the pending job). So is a RESOURCE_EXHAUSTED that carries the server's retry pushback (its compute
+queue is full: the wait is at least the pause it asks for); one without it is over a size cap, an
+answer. Other codes are answers, not outages.
 """
 
 from __future__ import annotations
@@ -25,10 +27,13 @@ class RetryPolicy:
     multiplier: float = 2.0
     jitter: float = 0.2             # ± share of each wait, so clients do not retry in lockstep
     codes: frozenset = frozenset({grpc.StatusCode.UNAVAILABLE})
+    retry_pushback: bool = True     # RESOURCE_EXHAUSTED with a pushback: the queue was full
 
-    def retryable(self, code: grpc.StatusCode, attempt: int) -> bool:
+    def retryable(self, code: grpc.StatusCode, attempt: int, pushback: bool = False) -> bool:
         """Whether a call that failed with `code` on attempt `attempt` (1-based) goes again."""
-        return code in self.codes and attempt < self.max_attempts
+        wanted = code in self.codes or (
+            pushback and self.retry_pushback and code == grpc.StatusCode.RESOURCE_EXHAUSTED)
+        return wanted and attempt < self.max_attempts
 
     def backoff(self, attempt: int) -> float:
         """Seconds to wait after failed attempt `attempt` (1-based)."""
@@ -40,8 +45,8 @@ class RetryPolicy:
                        deadline: Optional[float]) -> float:
         """Seconds to wait before the next attempt; raises `error` when there is none (not
         retryable, attempts used up, or the wait would pass the call's monotonic deadline)."""
-        pause = self.backoff(attempt)
-        if not self.retryable(error.code, attempt) or (
+        pause = max(self.backoff(attempt), error.retry_after or 0.0)
+        if not self.retryable(error.code, attempt, error.retry_after is not None) or (
                 deadline is not None and time.monotonic() + pause >= deadline):
             raise error
         return pause

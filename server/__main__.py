@@ -2,4 +2,6 @@ import sys
 
 from edgescore.server.main import main
 
-sys.exit(main())
+# Guarded: compute workers start by importing the main module again (multiprocessing).
+if __name__ == "__main__":
+    sys.exit(main())

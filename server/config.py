@@ -22,8 +22,20 @@ class ServerConfig:
     heartbeat_interval: float = 5.0
     missed_heartbeats: int = 3
     latency_timeout: float = 120.0    # default per-device wait of a Score request
-    workers: int = 8                  # gRPC handler threads
-    stream_workers: int = 2           # concurrent candidates of one ScoreStream
+    # The compute plane (proxies and exports; docs/performance.md): "local" worker processes,
+    # or "ray" (a Ray cluster at --ray-address; "auto" or empty: the one `ray start` left here).
+    compute: str = "local"
+    ray_address: str = ""
+    compute_workers: int = 0          # local: processes (0: one per core; cuda: one per GPU)
+    workers_per_gpu: int = 1          # --device cuda: worker processes sharing each GPU
+    max_compute_seconds: float = 300.0  # one unit of work, at most (DEADLINE_EXCEEDED past it)
+    worker_max_memory_mb: int = 0     # one local worker's RSS cap (0: 80 % of RAM / workers)
+    max_queued: int = 1024            # units waiting for a worker (RESOURCE_EXHAUSTED past it)
+    max_queued_per_client: int = 256  # of which one client (connection) may hold
+    stream_window: int = 32           # candidates of one ScoreStream in progress at once
+    # Replicas on one PostgreSQL store share the latency job queue: a replica's running jobs go
+    # back to the queue this long after it stops renewing them (killed mid-job).
+    replica_lease_seconds: float = 15.0
     grace_seconds: float = 10.0       # SIGTERM: finish in-flight RPCs for this long
     port_file: str = ""               # write {"port":..., "metrics_port":...} once serving
     dataset_max_bytes: int = 64 * 1024 * 1024   # one RegisterDataset upload, at most
@@ -82,6 +94,17 @@ def load_config(argv: list[str] | None = None) -> ServerConfig:
     except ValueError as exc:
         parser.error(str(exc))
         raise
+    if config.compute not in ("local", "ray"):
+        parser.error(f"--compute: 'local' or 'ray', not {config.compute!r}")
+    for name in ("compute_workers", "worker_max_memory_mb"):
+        if getattr(config, name) < 0:
+            parser.error(f"--{name.replace('_', '-')}: must be >= 0")
+    for name in ("workers_per_gpu", "max_queued", "max_queued_per_client", "stream_window"):
+        if getattr(config, name) < 1:
+            parser.error(f"--{name.replace('_', '-')}: must be >= 1")
+    for name in ("max_compute_seconds", "replica_lease_seconds"):
+        if not 0 < getattr(config, name) < float("inf"):
+            parser.error(f"--{name.replace('_', '-')}: must be a finite number > 0")
     try:
         config.log_format = check_format(config.log_format)
     except ValueError as exc:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import signal
 import sys
-import threading
 from pathlib import Path
 
 from edgescore.logs import configure as configure_logging
-from edgescore.server.config import load_config
+from edgescore.server.config import ServerConfig, load_config
 from edgescore.server.service.app import create_server
 
 log = logging.getLogger("edgescore.server")
@@ -24,24 +24,29 @@ def main(argv: list[str] | None = None) -> int:
         if not torch.cuda.is_available():
             log.error("--device %s requested but CUDA is not available", config.device)
             return 2
-    app = create_server(config.address, config)
+    return asyncio.run(serve(config))
+
+
+async def serve(config: ServerConfig) -> int:
+    app = await create_server(config.address, config)
     metrics_port = -1
     if config.metrics_port >= 0:
         metrics_port = app.metrics.serve(config.metrics_port, config.metrics_address)
     host = config.address.rsplit(":", 1)[0]
-    log.info("edgescore-server listening on %s:%d (metrics port %d, device %s)",
-             host, app.port, metrics_port, config.device)
+    log.info("edgescore-server listening on %s:%d (metrics port %d, device %s, compute %s)",
+             host, app.port, metrics_port, config.device, config.compute)
     if config.port_file:
         tmp = Path(config.port_file + ".tmp")
         tmp.write_text(json.dumps({"port": app.port, "metrics_port": metrics_port}))
         tmp.replace(config.port_file)  # atomic: readers never see a half-written file
 
-    stop = threading.Event()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
     log.info("draining (grace %.1fs)", config.grace_seconds)
-    app.stop(config.grace_seconds)
+    await app.stop(config.grace_seconds)
     log.info("stopped")
     return 0
 

@@ -3,12 +3,17 @@ latency service's artifact cache; the fleet sending a job only to an agent that 
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import grpc
 import numpy as np
 import onnx
 import pytest
 import torch
 
+from edgescore.server.compute.plane import Caller
+from edgescore.server.compute.units import ArchRef
 from edgescore.server.errors import InvalidArgument
 from edgescore.server.export import onnx_int8, parity
 from edgescore.server.export.artifacts import ArtifactStore
@@ -23,12 +28,15 @@ from edgescore.server.export.result import (
     ParityReport,
     classify,
 )
+from edgescore.server.fleet.exports import Exports
 from edgescore.server.fleet.fleet import Fleet
-from edgescore.server.fleet.latency import LatencyRequest, LatencyService, resolve_measurement
+from edgescore.server.fleet.latency import LatencyService, Target
+from edgescore.server.fleet.measurement import resolve_measurement
 from edgescore.server.spaces.nb201 import SPACE
 from edgescore.v1 import agent_pb2, common_pb2, fleet_pb2
 
 ONNX, TFLITE = common_pb2.ONNX, common_pb2.TFLITE
+CALLER = Caller("test")
 ARCHS = (
     "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|",
     "|nor_conv_1x1~0|+|skip_connect~0|none~1|+|avg_pool_3x3~0|nor_conv_3x3~1|nor_conv_1x1~2|",
@@ -191,13 +199,16 @@ def test_converter_errors_are_classified() -> None:
 
 
 class FakeExporter:
+    """Stands in for the compute plane's export runs: records the units it is given."""
+
     def __init__(self) -> None:
         self.calls: list[tuple[int, int, int, bool]] = []
 
-    def export(self, arch, fmt, precision, batch_size, fp32=None) -> ExportResult:
+    async def __call__(self, unit, caller) -> ExportResult:
+        fmt, precision, batch_size, fp32 = unit.fmt, unit.precision, unit.batch_size, unit.fp32
         self.calls.append((fmt, precision, batch_size, fp32 is not None))
         kind = STATIC_INT8 if precision == common_pb2.INT8 else FP32
-        data = f"{arch.canonical}/{fmt}/{precision}/{batch_size}".encode()
+        data = f"{unit.arch.spec}/{fmt}/{precision}/{batch_size}".encode()
         return ExportResult(data, fmt, precision, kind, ParityReport(1, 0.0, 0.0, 1.0))
 
 
@@ -228,21 +239,31 @@ def test_resolve_accepts_formats_and_precisions() -> None:
         resolve_measurement(common_pb2.MeasurementSettings(format=7), arch, "devices[0].settings")
 
 
-def test_artifact_cache_key_has_format_precision_and_batch(fleet) -> None:
+def test_artifact_cache_key_has_format_precision_and_batch() -> None:
     exporter = FakeExporter()
-    service = LatencyService(fleet, ArtifactStore(), exporter)
+    exports = Exports(exporter, ArtifactStore())
     arch = SPACE.parse(ARCHS[0])
-    first = service.artifact_for(arch, TFLITE, common_pb2.INT8, 1)
-    # int8 is quantized from the float artifact, which is exported (and cached) first.
-    assert exporter.calls == [(TFLITE, common_pb2.FP32, 1, False),
-                              (TFLITE, common_pb2.INT8, 1, True)]
-    assert service.artifact_for(arch, TFLITE, common_pb2.INT8, 1) == first
-    assert service.artifact_for(arch, TFLITE, common_pb2.FP32, 1)[2] == FP32
-    assert len(exporter.calls) == 2  # both served from the cache
-    assert first[2] == STATIC_INT8 and len(first[0]) == 64
-    service.artifact_for(arch, TFLITE, common_pb2.INT8, 4)
-    service.artifact_for(arch, ONNX, common_pb2.INT8, 1)
-    assert len(exporter.calls) == 6
+    ref = ArchRef("nb201", ARCHS[0])
+
+    async def scenario() -> None:
+        first = await exports.get(arch, ref, TFLITE, common_pb2.INT8, 1, CALLER)
+        # int8 is quantized from the float artifact, which is exported (and cached) first.
+        assert exporter.calls == [(TFLITE, common_pb2.FP32, 1, False),
+                                  (TFLITE, common_pb2.INT8, 1, True)]
+        assert await exports.get(arch, ref, TFLITE, common_pb2.INT8, 1, CALLER) == first
+        assert (await exports.get(arch, ref, TFLITE, common_pb2.FP32, 1, CALLER)
+                ).quantization == FP32
+        assert len(exporter.calls) == 2  # both served from the cache
+        assert first.quantization == STATIC_INT8 and len(first.sha256) == 64
+        await exports.get(arch, ref, TFLITE, common_pb2.INT8, 4, CALLER)
+        await exports.get(arch, ref, ONNX, common_pb2.INT8, 1, CALLER)
+        assert len(exporter.calls) == 6
+        # Concurrent requests for one new artifact wait on one export.
+        await asyncio.gather(*(exports.get(arch, ref, ONNX, common_pb2.FP32, 8, CALLER)
+                               for _ in range(5)))
+        assert len(exporter.calls) == 7
+
+    asyncio.run(scenario())
 
 
 def test_job_goes_only_to_an_agent_with_its_format(fleet) -> None:
@@ -262,14 +283,15 @@ def test_job_goes_only_to_an_agent_with_its_format(fleet) -> None:
 
 def test_format_no_agent_runs_fails_fast(fleet) -> None:
     agent = fleet.register(caps("pi4", "onnx"))
-    service = LatencyService(fleet, ArtifactStore(), FakeExporter())
+    service = LatencyService(fleet, Exports(FakeExporter()))
     arch = SPACE.parse(ARCHS[0])
     settings = resolve_measurement(
         common_pb2.MeasurementSettings(format=TFLITE, precision=common_pb2.INT8), arch, "d")
-    target = LatencyRequest("pi4", settings)
-    service.start(arch, target, timeout=60)
-    assert target.pending is not None and target.pending.future.done()
-    result = service.wait(target, deadline=float("inf"))
+    started = time.monotonic()
+    result = asyncio.run(service.measure(arch, ArchRef("nb201", ARCHS[0]),
+                                         Target("pi4", settings), 60, time.monotonic() + 60,
+                                         CALLER))
+    assert time.monotonic() - started < 5
     # FAILED_PRECONDITION at once, rather than DEADLINE_EXCEEDED after the latency timeout.
     assert result.status.code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
     assert result.status.failure_kind == common_pb2.UNSUPPORTED_FORMAT

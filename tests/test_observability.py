@@ -4,6 +4,7 @@ whose JSON logs carry request ids, and which a real Prometheus scrapes."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -17,8 +18,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -154,28 +154,49 @@ class _Echo:
     """A generic service whose handlers report the request id they see, abort, or wait."""
 
     def __init__(self) -> None:
-        self.gate = threading.Event()
+        self.gate: asyncio.Event | None = None  # made on the server's loop
 
-    def unary(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+    async def unary(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         if request == b"bad":
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "bad request")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "bad request")
         if request == b"slow":
-            time.sleep(1.0)
+            await asyncio.sleep(1.0)
         if request == b"raise":
             raise RuntimeError("handler bug")
         return REQUEST_ID.get().encode()
 
-    def stream(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+    async def stream(self, request: bytes, context: grpc.aio.ServicerContext
+                     ) -> AsyncIterator[bytes]:
         for i in range(3):
             if i == 1:
                 if request == b"abort":
-                    context.abort(grpc.StatusCode.FAILED_PRECONDITION, "stop")
-                self.gate.wait(10)
+                    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "stop")
+                await asyncio.wait_for(self.gate.wait(), 10)
             yield f"{i}:{REQUEST_ID.get()}".encode()
 
-    def bidi(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
-        for request in requests:
+    async def bidi(self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+                   ) -> AsyncIterator[bytes]:
+        async for request in requests:
             yield request + b":" + REQUEST_ID.get().encode()
+
+
+class _Loop:
+    """An event loop on a thread of its own: the aio server runs there, the test drives it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+
+    def call(self, fn, *args) -> None:
+        self.loop.call_soon_threadsafe(fn, *args)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
 
 
 @pytest.fixture
@@ -183,23 +204,32 @@ def echo_server():
     from edgescore.server.service.interceptors import ObservabilityInterceptor
     from edgescore.server.service.metrics import Metrics
 
-    metrics, echo = Metrics(), _Echo()
-    handler = grpc.method_handlers_generic_handler("test.Echo", {
-        "Unary": grpc.unary_unary_rpc_method_handler(echo.unary),
-        "Stream": grpc.unary_stream_rpc_method_handler(echo.stream),
-        "Bidi": grpc.stream_stream_rpc_method_handler(echo.bidi),
-    })
-    server = grpc.server(ThreadPoolExecutor(4), interceptors=[ObservabilityInterceptor(metrics)])
-    server.add_generic_rpc_handlers((handler,))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
+    metrics, echo, loop = Metrics(), _Echo(), _Loop()
+
+    async def start() -> tuple[grpc.aio.Server, int]:
+        echo.gate = asyncio.Event()
+        handler = grpc.method_handlers_generic_handler("test.Echo", {
+            "Unary": grpc.unary_unary_rpc_method_handler(echo.unary),
+            "Stream": grpc.unary_stream_rpc_method_handler(echo.stream),
+            "Bidi": grpc.stream_stream_rpc_method_handler(echo.bidi),
+        })
+        server = grpc.aio.server(interceptors=[ObservabilityInterceptor(metrics)])
+        server.add_generic_rpc_handlers((handler,))
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        return server, port
+
+    server, port = loop.run(start())
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    echo.set_gate = lambda: loop.call(echo.gate.set)
+    echo.clear_gate = lambda: loop.call(echo.gate.clear)
     try:
         yield metrics, echo, channel
     finally:
-        echo.gate.set()
+        echo.set_gate()
         channel.close()
-        server.stop(None)
+        loop.run(server.stop(None))
+        loop.close()
 
 
 def _count(metrics, method: str, code: str) -> float:
@@ -218,7 +248,7 @@ def test_interceptor_unary_codes_request_ids_and_access_log(echo_server, caplog)
     caplog.set_level(logging.INFO, logger="edgescore.server.access")
 
     response, call = unary.with_call(b"hi", metadata=(("x-request-id", "client-rid-1"),))
-    assert response == b"client-rid-1"  # the handler's thread sees it in the context variable
+    assert response == b"client-rid-1"  # the handler's task sees it in the context variable
     assert ("x-request-id", "client-rid-1") in tuple(call.initial_metadata())
     assert ("x-request-id", "client-rid-1") in tuple(call.trailing_metadata())
 
@@ -257,8 +287,8 @@ def test_interceptor_streams_recorded_when_the_iterator_ends(echo_server) -> Non
     assert next(responses) == b"0:s-1"
     time.sleep(0.2)
     assert _count(metrics, "Stream", "OK") == 0  # not before the response stream has ended
-    echo.gate.set()
-    assert list(responses) == [b"1:s-1", b"2:s-1"]  # set again on every step of the stream
+    echo.set_gate()
+    assert list(responses) == [b"1:s-1", b"2:s-1"]
     assert ("x-request-id", "s-1") in tuple(responses.initial_metadata())
     wait_for(lambda: _count(metrics, "Stream", "OK") == 1, what="stream OK")
     assert _hist_count(metrics, "Stream", "OK") == 1
@@ -270,12 +300,12 @@ def test_interceptor_streams_recorded_when_the_iterator_ends(echo_server) -> Non
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     wait_for(lambda: _count(metrics, "Stream", "FAILED_PRECONDITION") == 1, what="abort")
 
-    echo.gate.clear()
+    echo.clear_gate()
     cancelled = stream(b"go")
     assert next(cancelled).startswith(b"0:")
     cancelled.cancel()
     wait_for(lambda: _count(metrics, "Stream", "CANCELLED") == 1, what="cancel")
-    echo.gate.set()
+    echo.set_gate()
     time.sleep(0.3)
     assert _count(metrics, "Stream", "CANCELLED") + _count(metrics, "Stream", "OK") == 2
 

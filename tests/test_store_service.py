@@ -3,6 +3,7 @@ and the latency predictor answers for a class with no agent online."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import threading
@@ -180,33 +181,50 @@ def _score_ignoring_errors(stack: LocalStack, settings: dict) -> None:
 
 def test_unfinished_jobs_are_resumed_after_every_restart_not_only_the_first() -> None:
     # In process: a job left running, then a server that restarts twice before any agent comes.
-    from edgescore.server.export.artifacts import ArtifactStore
+    from edgescore.server.compute.plane import Caller
+    from edgescore.server.compute.units import ArchRef
     from edgescore.server.export.exporter import Exporter
+    from edgescore.server.fleet.exports import Exports
     from edgescore.server.fleet.fleet import Fleet
-    from edgescore.server.fleet.latency import LatencyRequest, LatencyService, resolve_measurement
+    from edgescore.server.fleet.latency import LatencyService, Target
+    from edgescore.server.fleet.measurement import resolve_measurement
     from edgescore.server.spaces.nb201 import SPACE
     from edgescore.server.store import open_store
     from edgescore.v1 import agent_pb2, common_pb2
 
+    async def export_here(unit, caller):  # in process, as a compute worker would
+        arch = SPACE.parse(unit.arch.spec)
+        return Exporter().export(arch, unit.fmt, unit.precision, unit.batch_size, unit.fp32)
+
     def service(store) -> tuple[Fleet, LatencyService]:
         fleet = Fleet(heartbeat_interval=60, missed_heartbeats=3)
-        return fleet, LatencyService(fleet, ArtifactStore(), Exporter(), store=store)
+        return fleet, LatencyService(fleet, Exports(export_here), store=store)
 
-    with open_store(":memory:") as store:
-        fleet, latency = service(store)
-        arch = SPACE.parse(ARCH)
-        target = LatencyRequest("pi", resolve_measurement(common_pb2.MeasurementSettings(), arch,
-                                                          "settings"))
-        latency.start(arch, target, 60.0)
-        job_id = target.pending.job.job_id
-        assert store.start_job(job_id, "pi-1")  # on a board when the server went down
-        fleet.close()
-        for _restart in range(2):
+    async def scenario() -> None:
+        with open_store(":memory:") as store:
             fleet, latency = service(store)
-            assert latency.resume_jobs() == 1 and store.get_job(job_id).state == "queued"
-            agent = fleet.register(agent_pb2.Capabilities(device_class="pi", hostname="h"))
-            assert agent.outbox.get_nowait().job.job_id == job_id  # resumed under its own id
+            arch = SPACE.parse(ARCH)
+            target = Target("pi", resolve_measurement(common_pb2.MeasurementSettings(), arch,
+                                                      "settings"))
+            waiting = asyncio.create_task(latency.measure(
+                arch, ArchRef("nb201", ARCH), target, 60.0, time.monotonic() + 60,
+                Caller("test")))
+            while not store.jobs():
+                await asyncio.sleep(0.05)
+            (record,) = store.jobs()
+            assert store.start_job(record.job_id, "pi-1")  # on a board when the server went down
             fleet.close()
+            with pytest.raises(Exception, match="shutting down"):
+                await waiting
+            for _restart in range(2):
+                fleet, latency = service(store)
+                assert await latency.resume_jobs() == 1
+                assert store.get_job(record.job_id).state == "queued"
+                agent = fleet.register(agent_pb2.Capabilities(device_class="pi", hostname="h"))
+                assert agent.outbox.get_nowait().job.job_id == record.job_id  # under its own id
+                fleet.close()
+
+    asyncio.run(scenario())
 
 
 # Node 1 reaches nothing (1->2 and 1->3 are none), so the edge 0->1 is dead: two spellings, two

@@ -71,32 +71,24 @@ class Exporter:
     """`export(arch, format, precision, batch_size, fp32=None) -> ExportResult`.
 
     `fp32` may carry the already exported float artifact of the same format and shape, so an int8
-    request does not convert again. `on_export(format_name, outcome)` feeds the metrics.
+    request does not convert again.
     """
-
-    def __init__(self, on_export: Callable[[str, str], None] | None = None) -> None:
-        self._on_export = on_export
 
     def export(self, arch: ParsedArch, fmt: int, precision: int, batch_size: int,
                fp32: bytes | None = None) -> ExportResult:
         name = FORMAT_NAMES.get(fmt, str(fmt))
         try:
-            result = self._export(arch, fmt, precision, batch_size, fp32)
+            return self._export(arch, fmt, precision, batch_size, fp32)
         except Exception as exc:
-            if self._on_export:
-                self._on_export(name, "error")
             error = classify(exc, f"{name} {PRECISION_NAMES.get(precision, '?')} export")
             log.info("export of %s as %s failed: %s", arch.canonical, name, error.message)
             raise error from exc
-        if self._on_export:
-            self._on_export(name, "ok")
-        return result
 
     def _export(self, arch: ParsedArch, fmt: int, precision: int, batch_size: int,
                 fp32: bytes | None) -> ExportResult:
-        what = f"{FORMAT_NAMES[fmt]} {PRECISION_NAMES[precision]}"
         if arch.space == "onnx":
-            return _as_uploaded(arch, fmt, precision, what)
+            return as_uploaded(arch, fmt, precision)
+        what = f"{FORMAT_NAMES[fmt]} {PRECISION_NAMES[precision]}"
         shape = (batch_size, *arch.input_shape)
         module = build_network(arch)
         calib, held_out = calibration.batches(shape)
@@ -130,8 +122,9 @@ class Exporter:
         raise ExportError("; ".join(notes), failure_kind)
 
 
-def _as_uploaded(arch: ParsedArch, fmt: int, precision: int, what: str) -> ExportResult:
+def as_uploaded(arch: ParsedArch, fmt: int, precision: int) -> ExportResult:
     """An uploaded ONNX model is the artifact, byte for byte: nothing to convert or compare."""
+    what = f"{FORMAT_NAMES.get(fmt, fmt)} {PRECISION_NAMES.get(precision, precision)}"
     if fmt != common_pb2.ONNX or precision != common_pb2.FP32:
         raise ExportError(f"{what}: an uploaded ONNX model is measured as uploaded (onnx fp32); "
                           "converting it to other formats or precisions is not supported")

@@ -13,6 +13,7 @@ the only capable agent was lost (it may reconnect), jobs wait for the latency ti
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import queue
@@ -57,6 +58,7 @@ class PendingJob:
     future: Future = field(default_factory=Future)
     attempts: int = 0
     priority: int = 0  # higher is dispatched first; FIFO among equals
+    max_attempts: int | None = None  # None: the fleet's; a shared queue counts attempts itself
 
 
 _FORMAT_NAMES = {common_pb2.ONNX: "onnx", common_pb2.TFLITE: "tflite"}
@@ -73,12 +75,44 @@ def job_format(job: agent_pb2.Job) -> str:
     return _FORMAT_NAMES.get(fmt, common_pb2.ArtifactFormat.Name(fmt).lower())
 
 
+class Outbox(queue.Queue):
+    """A session's messages to its agent: put from any thread (the fleet's lock holders, its
+    reaper), taken by the agent's stream handler on the event loop without holding a thread."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready: asyncio.Event | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop, self._ready = loop, asyncio.Event()
+
+    def _put(self, item: object) -> None:
+        super()._put(item)
+        if self._loop is not None and self._ready is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._ready.set)
+            except RuntimeError:
+                pass  # the loop is closed: the server is stopping
+
+    async def next(self) -> object:
+        """The next message, waiting for one without blocking the loop (after `bind`)."""
+        assert self._ready is not None
+        while True:
+            try:
+                return self.get_nowait()
+            except queue.Empty:
+                self._ready.clear()
+            if self.empty():
+                await self._ready.wait()
+
+
 @dataclass
 class AgentSession:
     agent_id: str
     device_class: str
     capabilities: agent_pb2.Capabilities
-    outbox: queue.Queue = field(default_factory=queue.Queue)
+    outbox: Outbox = field(default_factory=Outbox)
     connected_at: float = field(default_factory=time.monotonic)
     last_seen: float = field(default_factory=time.monotonic)
     running: PendingJob | None = None
@@ -104,6 +138,9 @@ class Fleet:
         # job states with these.
         self.on_dispatch: Callable[[PendingJob, str], None] = lambda pending, agent_id: None
         self.on_requeue: Callable[[PendingJob, str], None] = lambda pending, reason: None
+        # Told (under the lock, likewise) when an agent of a class may have become idle: a
+        # shared queue then claims a job for it.
+        self.on_idle: Callable[[str], None] = lambda device_class: None
         self.missed_heartbeats = missed_heartbeats
         self.max_attempts = max_attempts
         self._lock = threading.RLock()
@@ -118,7 +155,9 @@ class Fleet:
 
     # -- agents -----------------------------------------------------------------------------
 
-    def register(self, capabilities: agent_pb2.Capabilities, agent_id: str = "") -> AgentSession:
+    def register(self, capabilities: agent_pb2.Capabilities, agent_id: str = "",
+                 loop: asyncio.AbstractEventLoop | None = None) -> AgentSession:
+        """A new session; `loop`: the event loop its stream handler awaits the outbox on."""
         device_class = capabilities.device_class
         with self._lock:
             old = self._agents.get(agent_id) if agent_id else None
@@ -127,6 +166,8 @@ class Fleet:
                 self._drop(old, reason="replaced by a new connection")
             agent_id = agent_id or f"{device_class}-{uuid.uuid4().hex[:8]}"
             session = AgentSession(agent_id, device_class, capabilities)
+            if loop is not None:
+                session.outbox.bind(loop)
             self._agents[agent_id] = session
             self._known_classes.add(device_class)
             self._queues.setdefault(device_class, deque())
@@ -150,7 +191,8 @@ class Fleet:
         log.info("agent %s lost: %s", session.agent_id, reason)
         pending, session.running = session.running, None
         if pending is not None and not pending.future.done():
-            if pending.attempts >= self.max_attempts and not self._stop.is_set():
+            cap = self.max_attempts if pending.max_attempts is None else pending.max_attempts
+            if pending.attempts >= cap and not self._stop.is_set():
                 pending.future.set_result(JobOutcome(
                     pending.job.job_id, session.agent_id,
                     failure_kind=common_pb2.AGENT_LOST,
@@ -167,10 +209,11 @@ class Fleet:
         with self._lock:
             return device_class in self._known_classes
 
-    def submit(self, device_class: str, job: agent_pb2.Job, priority: int = 0) -> PendingJob:
+    def submit(self, device_class: str, job: agent_pb2.Job, priority: int = 0,
+               max_attempts: int | None = None) -> PendingJob:
         if not job.job_id:
             job.job_id = self.new_job_id()
-        pending = PendingJob(job, device_class, priority=priority)
+        pending = PendingJob(job, device_class, priority=priority, max_attempts=max_attempts)
         with self._lock:
             self._enqueue(pending)
             self._fail_unrunnable(device_class)
@@ -197,15 +240,23 @@ class Fleet:
             pending.priority = priority
             self._enqueue(pending)
 
-    def cancel(self, pending: PendingJob) -> None:
-        """Forget a job nobody waits for any more (the caller timed out)."""
+    def cancel(self, pending: PendingJob, reason: str = "cancelled") -> None:
+        """Forget a job nobody waits for any more: out of its queue, or stopped on the board
+        that runs it (CancelJob; the agent stays busy until it answers, and that answer is
+        dropped)."""
         with self._lock:
             q = self._queues.get(pending.device_class)
             if q is not None and pending in q:
                 q.remove(pending)
+            for session in self._agents.values():
+                if session.running is pending:
+                    session.outbox.put(agent_pb2.ServerMessage(
+                        cancel=agent_pb2.CancelJob(job_id=pending.job.job_id)))
+                    log.info("job %s cancelled on agent %s: %s", pending.job.job_id,
+                             session.agent_id, reason)
         if not pending.future.done():
             pending.future.set_result(JobOutcome(
-                pending.job.job_id, failure_kind=common_pb2.TIMEOUT, detail="cancelled"))
+                pending.job.job_id, failure_kind=common_pb2.TIMEOUT, detail=reason))
 
     def complete(self, session: AgentSession, message: agent_pb2.AgentMessage) -> None:
         kind = message.WhichOneof("msg")
@@ -217,6 +268,9 @@ class Fleet:
                 log.warning("agent %s answered unknown job %s; dropped", session.agent_id, job_id)
                 return
             session.running = None
+            if pending.future.done():  # cancelled while it ran: the agent is free again
+                self._dispatch(session.device_class)
+                return
             if kind == "result":
                 self._done[session.device_class] += 1
                 outcome = JobOutcome(job_id, session.agent_id, result=message.result,
@@ -246,7 +300,22 @@ class Fleet:
                             f"'{job_format(pending.job)}' (its agents run: "
                             f"{', '.join(sorted(formats))})")))
 
+    def idle_capacity(self) -> dict[str, tuple[int, frozenset[str]]]:
+        """Per class: how many of its agents have nothing to do, and the formats they run."""
+        with self._lock:
+            found: dict[str, tuple[int, frozenset[str]]] = {}
+            for a in self._agents.values():
+                if a.running is None and not a.closed:
+                    n, formats = found.get(a.device_class, (0, frozenset()))
+                    found[a.device_class] = (n + 1, formats | a.formats)
+            for cls, q in self._queues.items():
+                if cls in found and q:
+                    n, formats = found[cls]
+                    found[cls] = (n - len(q), formats)
+            return {cls: v for cls, v in found.items() if v[0] > 0}
+
     def _dispatch(self, device_class: str) -> None:
+        self._idle_maybe(device_class)
         q = self._queues.get(device_class)
         if not q:
             return
@@ -269,6 +338,12 @@ class Fleet:
             agent.running = pending
             agent.outbox.put(agent_pb2.ServerMessage(job=pending.job))
             self._notify(self.on_dispatch, pending, agent.agent_id)
+
+    def _idle_maybe(self, device_class: str) -> None:
+        try:
+            self.on_idle(device_class)
+        except Exception:  # noqa: BLE001 - bookkeeping must not stop the scheduler
+            log.warning("fleet idle listener failed", exc_info=True)
 
     @staticmethod
     def _notify(listener: Callable[[PendingJob, str], None], pending: PendingJob,

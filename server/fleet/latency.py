@@ -1,30 +1,29 @@
-"""Latency of one architecture on one device class: export once, queue a job, wait for an agent.
+"""Latency of one architecture on one device class: predicted, stored, or measured by an agent.
 
-Every knob of the measurement protocol is resolved here, sent in the job, and echoed in the
-result, so a latency is never detached from how it was measured.
+`measure` is one request's path, in order: the predictor (allow_predicted, no agent online), the
+artifact (exported once on the compute plane), a stored measurement of that artifact under the
+same protocol, else a job on the class's board, shared with identical requests.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-import math
 import threading
-import time
 from collections.abc import Callable
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import grpc
 from google.protobuf import json_format
 
+from edgescore.server.compute.plane import Caller
+from edgescore.server.compute.units import ArchRef
 from edgescore.server.errors import InvalidArgument, NotFound, ServerError, Unavailable
-from edgescore.server.export.artifacts import ArtifactStore
-from edgescore.server.export.exporter import EXPORT_SEED, Exporter
-from edgescore.server.export.result import FORMAT_NAMES, PRECISION_NAMES, ExportResult
-from edgescore.server.fleet.fleet import Fleet, JobOutcome, PendingJob
+from edgescore.server.fleet.exports import Artifact, Exports
+from edgescore.server.fleet.fleet import Fleet, JobOutcome
+from edgescore.server.fleet.jobs import JobBoard, JobSpec, LocalJobs, Subject
 from edgescore.server.scoring.predictor import Prediction, PredictorBank
 from edgescore.server.spaces.base import ParsedArch
 from edgescore.server.store import MeasurementKey, Store, canonical_json
@@ -32,23 +31,7 @@ from edgescore.v1 import agent_pb2, common_pb2
 
 log = logging.getLogger(__name__)
 
-# Server-side defaults of the measurement protocol (docs/measurement.md explains them).
-DEFAULT_WARMUP_RUNS = 10
-DEFAULT_MIN_RUNS = 50
-DEFAULT_MIN_SECONDS = 1.0
-DEFAULT_MAX_SECONDS = 30.0
-MAX_BATCH = 1024
-MAX_SECONDS_CAP = 600.0
-# Run counts are capped too (docs/measurement.md): warm-up is counted in runs, not bounded by
-# max_seconds, so 2**32 - 1 warm-up runs would hold a board for days. 1,000 warm-up runs is 100x
-# the default and more than any benchmark tool uses (benchmark_model and onnxruntime_perf_test
-# warm up with 1 run); 10,000 timed runs give 100 samples beyond the p99 and keep the result's
-# samples_ms (and its stored copy) under 80 KB. max_seconds still ends the timed runs first.
-MAX_WARMUP_RUNS = 1_000
-MAX_MIN_RUNS = 10_000
-
-# EXPORT_SEED lives with the exporter now; re-exported for code that imported it from here.
-__all__ = ["EXPORT_SEED", "LatencyRequest", "LatencyService", "resolve_measurement"]
+RESUME = Caller("resume", wait_for_room=True)  # exports of jobs a previous process left
 
 # Failure kind → the per-item status code the client sees.
 _FAILURE_CODES = {
@@ -63,112 +46,47 @@ _FAILURE_CODES = {
 }
 
 
-def resolve_measurement(
-    settings: common_pb2.MeasurementSettings, arch: ParsedArch, field: str
-) -> common_pb2.MeasurementSettings:
-    """Fill defaults and validate; `field` prefixes error messages (e.g. "devices[0].settings")."""
-    s = common_pb2.MeasurementSettings()
-    s.CopyFrom(settings)
-    s.warmup_runs = s.warmup_runs or DEFAULT_WARMUP_RUNS
-    s.min_runs = s.min_runs or DEFAULT_MIN_RUNS
-    s.min_seconds = s.min_seconds or DEFAULT_MIN_SECONDS
-    s.max_seconds = s.max_seconds or DEFAULT_MAX_SECONDS
-    s.batch_size = s.batch_size or 1
-    for name in ("min_seconds", "max_seconds", "cooldown_below_celsius"):
-        if not 0 <= getattr(s, name) < math.inf:  # NaN fails this too
-            raise InvalidArgument(f"{field}.{name}", "must be a finite number >= 0")
-    for name, cap in (("warmup_runs", MAX_WARMUP_RUNS), ("min_runs", MAX_MIN_RUNS),
-                      ("max_seconds", MAX_SECONDS_CAP)):
-        value = getattr(s, name)
-        if value > cap:
-            raise InvalidArgument(f"{field}.{name}", f"{value:g} exceeds the cap {cap:g}"
-                                  if isinstance(value, float) else f"{value} exceeds the cap {cap}")
-    if s.min_seconds > s.max_seconds:
-        raise InvalidArgument(f"{field}.min_seconds", "must not exceed max_seconds")
-    if s.batch_size > MAX_BATCH:
-        raise InvalidArgument(f"{field}.batch_size", f"{s.batch_size} exceeds {MAX_BATCH}")
-    if s.format == common_pb2.ARTIFACT_FORMAT_UNSPECIFIED:
-        s.format = common_pb2.ONNX
-    if s.precision == common_pb2.PRECISION_UNSPECIFIED:
-        s.precision = common_pb2.FP32
-    if s.format not in FORMAT_NAMES:
-        raise InvalidArgument(f"{field}.format", f"unknown artifact format {s.format}")
-    if s.precision not in PRECISION_NAMES:
-        raise InvalidArgument(f"{field}.precision", f"unknown precision {s.precision}")
-    if s.input_shape and list(s.input_shape) != [s.batch_size, *arch.input_shape]:
-        raise InvalidArgument(f"{field}.input_shape", "is set by the server from the architecture")
-    del s.input_shape[:]
-    s.input_shape.extend([s.batch_size, *arch.input_shape])
-    return s
+@dataclass(frozen=True)
+class Target:
+    """One device class a request wants a latency on, with its resolved measurement settings."""
 
-
-@dataclass
-class LatencyRequest:
     device_class: str
-    settings: common_pb2.MeasurementSettings   # resolved
-    pending: PendingJob | None = None
-    error: ServerError | None = None
-    quantization: str = ""                     # of the artifact sent, see ExportResult
-    cached: agent_pb2.JobResult | None = None  # a stored measurement: no job was sent
-    predicted: Prediction | None = None        # the predictor answered: no job was sent
-    cached_agent: str = ""
-    artifact_sha256: str = ""
-    job_key: tuple[str, str, str, str] | None = None  # (sha256, class, settings, arch)
+    settings: common_pb2.MeasurementSettings
 
 
 def _settings_json(settings: common_pb2.MeasurementSettings) -> str:
     return canonical_json(json_format.MessageToDict(settings, preserving_proto_field_name=True))
 
 
-@dataclass(frozen=True)
-class _Artifact:
-    sha256: str
-    quantization: str
-
-
-# (export hash, class count, resolution, format, precision, batch size)
-ArtifactKey = tuple[str, int, int, int, int, int]
-
-
 def _shape(arch: ParsedArch) -> tuple[int, int]:
     return (arch.num_classes, arch.input_resolution)
 
 
+def _fail(result: common_pb2.LatencyResult, code: grpc.StatusCode, message: str,
+          failure_kind: int) -> common_pb2.LatencyResult:
+    result.status.code = code.value[0]
+    result.status.message = message
+    result.status.failure_kind = failure_kind
+    return result
+
+
 class LatencyService:
-    def __init__(
-        self,
-        fleet: Fleet,
-        artifacts: ArtifactStore,
-        exporter: Exporter,
-        default_timeout: float = 120.0,
-        store: Optional[Store] = None,
-        on_lookup: Callable[[bool], None] = lambda hit: None,
-        predictors: Optional[PredictorBank] = None,
-        on_job_done: Callable[[str, JobOutcome, float], None] = lambda cls, outcome, s: None,
-    ) -> None:
-        self.fleet = fleet
-        self._on_job_done = on_job_done  # (device class, outcome, seconds since submission)
-        self.artifacts = artifacts
-        self._exporter = exporter
+    def __init__(self, fleet: Fleet, exports: Exports, default_timeout: float = 120.0,
+                 store: Optional[Store] = None,
+                 on_lookup: Callable[[bool], None] = lambda hit: None,
+                 predictors: Optional[PredictorBank] = None,
+                 on_job_done: Callable[[str, JobOutcome, float], None] = lambda c, o, s: None,
+                 jobs: Optional[JobBoard] = None) -> None:
+        self.fleet, self.exports, self.store = fleet, exports, store
         self.default_timeout = default_timeout
-        self.store = store
         self._on_lookup = on_lookup
         self.predictors = predictors
         self._predictor_loaded: set[str] = set()  # classes whose stored measurements it has
-        self._by_key: dict[ArtifactKey, _Artifact] = {}
-        self._key_locks: dict[ArtifactKey, threading.Lock] = {}
         self._lock = threading.Lock()
-        # Identical jobs waiting or running: one job, every request waits on it. Two spellings
-        # that export to one artifact (NB201 edges that cannot reach the output) share a job
-        # when the class's agents time artifacts; a replay agent answers by the spelling, so
-        # there (and while no agent is online to say which) the spelling is part of the key.
-        self._shared: dict[tuple[str, str, str, str], tuple[PendingJob, int]] = {}
-        self._job_locks: dict[tuple[str, str, str, str], threading.Lock] = {}
-        if store is not None:
-            fleet.on_dispatch = lambda pending, agent_id: store.start_job(
-                pending.job.job_id, agent_id)
-            fleet.on_requeue = lambda pending, reason: store.requeue_job(
-                pending.job.job_id, reason)
+        self.jobs = jobs or LocalJobs(fleet, store, on_job_done=on_job_done)
+        self.jobs.on_result = self._keep
+
+    # -- device classes and the predictor -------------------------------------------------------
 
     def check_device_class(self, device_class: str, field: str,
                            allow_predicted: bool = False, space: str = "") -> None:
@@ -209,178 +127,110 @@ class LatencyService:
                             exc_info=True)
         return self.predictors
 
-    def predict(self, arch: ParsedArch, target: LatencyRequest) -> bool:
-        """Answer from the predictor when no agent of the class is online (allow_predicted)."""
+    def predict(self, arch: ParsedArch, target: Target) -> Optional[Prediction]:
+        """The predictor's answer when no agent of the class is online (allow_predicted)."""
         if self.fleet.agents_online(target.device_class) > 0:
-            return False
+            return None
         bank = self._predictor_for(target.device_class)
-        prediction = bank.predict(target.device_class, arch.space, arch.canonical,
-                                  _shape(arch), target.settings) if bank else None
-        target.predicted = prediction
-        return prediction is not None
+        return bank.predict(target.device_class, arch.space, arch.canonical, _shape(arch),
+                            target.settings) if bank else None
 
-    def artifact_for(self, arch: ParsedArch, fmt: int, precision: int,
-                     batch_size: int) -> tuple[str, bytes, str]:
-        """(sha256, bytes, quantization) of the artifact, exported at most once per key."""
-        key = (arch.export_hash, arch.num_classes, arch.input_resolution, fmt, precision,
-               batch_size)
-        with self._lock:
-            # One lock per key: concurrent requests for the same artifact wait for one export
-            # (a TFLite conversion takes seconds) instead of each running their own.
-            key_lock = self._key_locks.setdefault(key, threading.Lock())
-        with key_lock:
-            with self._lock:
-                known = self._by_key.get(key)
-            data = self.artifacts.get(known.sha256) if known else None
-            if known is not None and data is not None:
-                return known.sha256, data, known.quantization
-            fp32 = None
-            if precision != common_pb2.FP32:
-                # The int8 artifact is quantized from the float one: convert once for both.
-                fp32 = self.artifact_for(arch, fmt, common_pb2.FP32, batch_size)[1]
-            result: ExportResult = self._exporter.export(arch, fmt, precision, batch_size, fp32)
-            sha = self.artifacts.put(result.data)
-            with self._lock:
-                self._by_key[key] = _Artifact(sha, result.quantization)
-            return sha, result.data, result.quantization
+    # -- one request's latency ------------------------------------------------------------------
 
-    def start(self, arch: ParsedArch, target: LatencyRequest, timeout: float, *,
-              allow_predicted: bool = False, use_store: bool = True, job_id: str = "",
-              priority: int = 0) -> None:
-        """Predict (allow_predicted, no agent online), else export, then answer from the store
-        (use_store) or enqueue, joining an identical pending job; an export failure becomes the
-        item's error, not the request's."""
-        if allow_predicted and self.predict(arch, target):
-            return
+    async def measure(self, arch: ParsedArch, ref: ArchRef, target: Target, timeout: float,
+                      deadline: float, caller: Caller, *, allow_predicted: bool = False,
+                      use_store: bool = True, priority: int = 0) -> common_pb2.LatencyResult:
+        """The latency item of one request; `deadline` (monotonic) bounds the wait for a job,
+        `timeout` is what the job itself is given. Per-item failures are in its status."""
+        result = common_pb2.LatencyResult(device_class=target.device_class)
+        result.settings.CopyFrom(target.settings)
+        if allow_predicted:
+            prediction = await asyncio.to_thread(self.predict, arch, target)
+            if prediction is not None:
+                result.provenance = common_pb2.PREDICTED
+                result.stats.median_ms = prediction.median_ms
+                result.uncertainty_ms = prediction.uncertainty_ms
+                result.runtime = "latency-predictor"
+                return result
         s = target.settings
         try:
-            sha, data, target.quantization = self.artifact_for(
-                arch, s.format, s.precision, s.batch_size)
+            artifact = await self.exports.get(arch, ref, s.format, s.precision, s.batch_size,
+                                              caller)
         except ServerError as exc:
-            target.error = exc
-            return
-        target.artifact_sha256 = sha
+            return _fail(result, exc.code, exc.message,
+                         getattr(exc, "failure_kind", common_pb2.EXPORT_FAILED))
+        result.quantization, result.artifact_sha256 = artifact.quantization, artifact.sha256
         settings_json = _settings_json(s)
-        if use_store and self._from_store(target, sha, settings_json, arch.as_spelled):
-            return
-        spelled = "" if self.fleet.times_artifacts(target.device_class) else arch.as_spelled
-        key = (sha, target.device_class, settings_json, spelled)
-        with self._lock:
-            job_lock = self._job_locks.setdefault(key, threading.Lock())
-        # Never submit under self._lock: the fleet completes jobs (and runs _job_done, which
-        # takes self._lock) while holding its own lock, so that order would deadlock.
-        with job_lock:
-            with self._lock:
-                shared = self._shared.get(key)
-                joined = shared is not None and not shared[0].future.done()
-                if joined:
-                    self._shared[key] = (shared[0], shared[1] + 1)
-                    target.pending, target.job_key = shared[0], key
-            if joined:
-                self.fleet.raise_priority(shared[0], priority)  # outside self._lock, as submit
-                return
-            job = agent_pb2.Job(
-                artifact=agent_pb2.Artifact(
-                    sha256=sha, format=s.format, precision=s.precision, data=data,
-                    input_name=getattr(arch.payload, "input_name", "input"),
-                    space=arch.space, canonical_arch=arch.as_spelled,
-                    num_classes=arch.num_classes),
-                settings=s,
-                timeout_seconds=timeout,
-                job_id=job_id or self.fleet.new_job_id(),
-            )
-            # Recorded before it is submitted: an idle agent may take it at once, and the
-            # store marks it running then.
-            self._record_job(job.job_id, arch, target, timeout)
-            submitted = time.monotonic()
-            pending = self.fleet.submit(target.device_class, job, priority)
-            with self._lock:
-                self._shared[key] = (pending, 1)
-            target.pending, target.job_key = pending, key
-        pending.future.add_done_callback(
-            lambda f: self._job_done(f, key, arch))
-        pending.future.add_done_callback(lambda f: self._on_job_done(
-            target.device_class, f.result(), time.monotonic() - submitted))
+        if use_store:
+            hit = await asyncio.to_thread(self._from_store, target.device_class,
+                                          artifact.sha256, settings_json, arch.as_spelled)
+            if hit is not None:
+                job_result, result.agent_id = hit
+                result.job_id = job_result.job_id
+                self._fill_measured(result, target, job_result)
+                result.provenance = common_pb2.CACHED
+                return result
+        spelled = arch.as_spelled if self.jobs.spelling_matters(target.device_class) else ""
+        spec = JobSpec((artifact.sha256, target.device_class, settings_json, spelled),
+                       target.device_class, self._job(arch, target, artifact, timeout),
+                       self._record(arch, target, timeout), Subject.of(arch), priority)
+        ticket = await self.jobs.submit(spec)
+        result.job_id = ticket.job_id
+        outcome = await self.jobs.wait(ticket, deadline)
+        if outcome.shutdown:
+            # The whole call is retryable: the restarted server resumes the job and serves it.
+            raise Unavailable(outcome.detail)
+        result.agent_id = outcome.agent_id
+        if outcome.ok:
+            self._fill_measured(result, target, outcome.result)
+            return result
+        detail = outcome.detail
+        if outcome.failure_kind == common_pb2.TIMEOUT and not detail:
+            detail = (f"no measurement from device class '{target.device_class}' within the "
+                      "latency timeout")
+        return _fail(result, _FAILURE_CODES.get(outcome.failure_kind, grpc.StatusCode.INTERNAL),
+                     detail, outcome.failure_kind)
 
-    def _record_job(self, job_id: str, arch: ParsedArch, target: LatencyRequest,
-                    timeout: float) -> None:
-        """Keep what it takes to submit the job again after a restart (resume_jobs)."""
-        if self.store is None:
-            return
-        payload = canonical_json({
+    def _job(self, arch: ParsedArch, target: Target, artifact: Artifact, timeout: float
+             ) -> agent_pb2.Job:
+        s = target.settings
+        return agent_pb2.Job(
+            artifact=agent_pb2.Artifact(
+                sha256=artifact.sha256, format=s.format, precision=s.precision,
+                data=artifact.data, input_name=getattr(arch.payload, "input_name", "input"),
+                space=arch.space, canonical_arch=arch.as_spelled, num_classes=arch.num_classes),
+            settings=s, timeout_seconds=timeout, job_id=self.fleet.new_job_id())
+
+    @staticmethod
+    def _record(arch: ParsedArch, target: Target, timeout: float) -> str:
+        """What it takes to submit the job again after a restart (resume_jobs)."""
+        return canonical_json({
             "space": arch.space, "arch": arch.as_spelled, "num_classes": arch.num_classes,
             "input_resolution": arch.input_resolution, "timeout": timeout,
             "settings": json_format.MessageToDict(target.settings,
                                                   preserving_proto_field_name=True)})
-        try:
-            self.store.add_job(job_id, target.device_class, payload)
-        except Exception:  # noqa: BLE001 - the job runs anyway; only its resumption is lost
-            log.warning("could not record job %s", job_id, exc_info=True)
 
-    def resume_jobs(self) -> int:
-        """At start: submit again every job a previous server process left queued or running,
-        under its old id, so its measurement lands in the store (and the next request for it is
-        served from there). Returns how many were resubmitted."""
+    def _from_store(self, device_class: str, sha: str, settings_json: str, spelled: str
+                    ) -> Optional[tuple[agent_pb2.JobResult, str]]:
         if self.store is None:
-            return 0
-        from edgescore.server.spaces import registry as spaces
-
-        self.store.requeue_inflight()  # running -> queued: every unfinished job is queued now
-        resumed = 0
-        for job in self.store.jobs(state="queued"):
-            try:
-                p = json.loads(job.payload_ref)
-                arch = spaces.get_space(p["space"]).parse(p["arch"], p["num_classes"],
-                                                          p["input_resolution"])
-                settings = json_format.ParseDict(p["settings"],
-                                                 common_pb2.MeasurementSettings())
-                self.start(arch, LatencyRequest(job.device_class, settings), p["timeout"],
-                           use_store=False, job_id=job.job_id)
-                resumed += 1
-            except Exception as exc:  # noqa: BLE001 - one bad record must not stop the start
-                log.warning("could not resume job %s: %s", job.job_id, exc)
-                self.store.finish_job(job.job_id, False, f"not resumed: {exc}")
-        return resumed
-
-    def _from_store(self, target: LatencyRequest, sha: str, settings_json: str,
-                    canonical: str) -> bool:
-        if self.store is None:
-            return False
+            return None
         try:
-            records = self.store.find_measurements(sha, target.device_class, settings_json)
+            records = self.store.find_measurements(sha, device_class, settings_json)
         except Exception:  # noqa: BLE001 - the store is a cache: measure when it is unreadable
             log.warning("measurement lookup failed", exc_info=True)
             records = []
-        hit = next((r for r in records if "job_result" in r.stats and r.holds_for(canonical)),
+        hit = next((r for r in records if "job_result" in r.stats and r.holds_for(spelled)),
                    None)
         self._on_lookup(hit is not None)
         if hit is None:
-            return False
-        target.cached = json_format.ParseDict(hit.stats["job_result"], agent_pb2.JobResult(),
-                                              ignore_unknown_fields=True)
-        target.cached_agent = hit.agent_id
-        return True
+            return None
+        return (json_format.ParseDict(hit.stats["job_result"], agent_pb2.JobResult(),
+                                      ignore_unknown_fields=True), hit.agent_id)
 
-    def _job_done(self, future: Future, key: tuple[str, str, str, str], arch: ParsedArch
-                  ) -> None:
-        """Once per job (not per waiter): forget it as shared, keep a measurement."""
-        with self._lock:
-            shared = self._shared.get(key)
-            if shared is not None and shared[0].future is future:
-                del self._shared[key]
-                self._job_locks.pop(key, None)
-        outcome: JobOutcome = future.result()
-        if outcome.shutdown:
-            return  # not finished: its record stays queued for the next server process
-        if self.store is not None:
-            try:
-                self.store.finish_job(outcome.job_id, outcome.ok, outcome.detail)
-            except Exception:  # noqa: BLE001
-                log.warning("could not finish job record %s", outcome.job_id, exc_info=True)
-        if not outcome.ok:
-            return
-        r = outcome.result
-        sha, device_class, settings_json, _ = key
+    def _keep(self, spec: JobSpec, outcome: JobOutcome) -> None:
+        """Once per measured job: the predictor learns it and the store keeps it."""
+        r, arch = outcome.result, spec.subject
+        sha, device_class, settings_json, _ = spec.key
         if self.predictors is not None and r.stats.median_ms > 0:
             try:
                 self.predictors.observe(device_class, arch.space, arch.canonical,
@@ -402,71 +252,32 @@ class LatencyService:
             log.warning("could not store the measurement of job %s", outcome.job_id,
                         exc_info=True)
 
-    def _give_up(self, target: LatencyRequest) -> JobOutcome:
-        """This waiter's deadline passed: cancel the job only if nobody else waits for it."""
-        pending = target.pending
-        assert pending is not None
-        with self._lock:
-            shared = self._shared.get(target.job_key) if target.job_key else None
-            others = shared is not None and shared[0] is pending and shared[1] > 1
-            if others:
-                self._shared[target.job_key] = (pending, shared[1] - 1)
-        if others:
-            outcome = JobOutcome(pending.job.job_id, failure_kind=common_pb2.TIMEOUT)
-        else:
-            self.fleet.cancel(pending)
-            outcome = pending.future.result()
-        outcome.detail = (f"no measurement from device class '{target.device_class}' "
-                          "within the latency timeout")
-        return outcome
+    # -- restarts -------------------------------------------------------------------------------
 
-    def wait(self, target: LatencyRequest, deadline: float) -> common_pb2.LatencyResult:
-        result = common_pb2.LatencyResult(device_class=target.device_class,
-                                          quantization=target.quantization)
-        result.settings.CopyFrom(target.settings)
-        if target.error is not None:
-            result.status.code = target.error.code.value[0]
-            result.status.message = target.error.message
-            result.status.failure_kind = getattr(target.error, "failure_kind",
-                                                 common_pb2.EXPORT_FAILED)
-            return result
-        if target.predicted is not None:
-            p = target.predicted
-            result.provenance = common_pb2.PREDICTED
-            result.stats.median_ms = p.median_ms
-            result.uncertainty_ms = p.uncertainty_ms
-            result.runtime = "latency-predictor"
-            return result
-        if target.cached is not None:
-            result.job_id = target.cached.job_id
-            result.artifact_sha256 = target.artifact_sha256
-            result.agent_id = target.cached_agent
-            self._fill_measured(result, target, target.cached)
-            result.provenance = common_pb2.CACHED
-            return result
-        pending = target.pending
-        assert pending is not None
-        result.job_id = pending.job.job_id
-        result.artifact_sha256 = pending.job.artifact.sha256
-        try:
-            outcome: JobOutcome = pending.future.result(timeout=max(0.0, deadline - time.time()))
-        except FutureTimeout:
-            outcome = self._give_up(target)
-        if outcome.shutdown:
-            # The whole call is retryable: the restarted server resumes the job and serves it.
-            raise Unavailable(outcome.detail)
-        result.agent_id = outcome.agent_id
-        if outcome.ok:
-            self._fill_measured(result, target, outcome.result)
-        else:
-            code = _FAILURE_CODES.get(outcome.failure_kind, grpc.StatusCode.INTERNAL)
-            result.status.code = code.value[0]
-            result.status.message = outcome.detail
-            result.status.failure_kind = outcome.failure_kind
-        return result
+    async def resume_jobs(self) -> int:
+        """At start: the jobs a previous server process (or replica) left unfinished go on."""
+        return await self.jobs.resume(self._rebuild)
+
+    async def _rebuild(self, record: Any) -> JobSpec:
+        """The job of a stored record, under its own id, its artifact exported again."""
+        from edgescore.server.spaces import registry as spaces
+
+        p = json.loads(record.payload_ref)
+        arch = spaces.get_space(p["space"]).parse(p["arch"], p["num_classes"],
+                                                  p["input_resolution"])
+        ref = ArchRef(p["space"], p["arch"], p["num_classes"], p["input_resolution"])
+        s = json_format.ParseDict(p["settings"], common_pb2.MeasurementSettings())
+        target = Target(record.device_class, s)
+        artifact = await self.exports.get(arch, ref, s.format, s.precision, s.batch_size,
+                                          RESUME)
+        message = self._job(arch, target, artifact, p["timeout"])
+        message.job_id = record.job_id
+        spelled = arch.as_spelled if self.jobs.spelling_matters(record.device_class) else ""
+        return JobSpec((artifact.sha256, record.device_class, _settings_json(s), spelled),
+                       record.device_class, message, record.payload_ref, Subject.of(arch))
 
     @staticmethod
-    def _fill_measured(result: common_pb2.LatencyResult, target: LatencyRequest,
+    def _fill_measured(result: common_pb2.LatencyResult, target: Target,
                        r: agent_pb2.JobResult) -> None:
         result.provenance = common_pb2.MEASURED
         result.stats.CopyFrom(r.stats)
@@ -480,3 +291,4 @@ class LatencyService:
         result.env_after.CopyFrom(r.env_after)
         result.throttled = r.throttled
         result.thermal.CopyFrom(r.thermal)
+

@@ -7,6 +7,7 @@ import logging
 import math
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -74,10 +75,11 @@ class ReferencePopulation:
 
     def __init__(self, compute: Callable[[str], float], sampler: Sampler = nb201_sampler, *,
                  size: int = 500, seed: int = 0, store: Optional[Store] = None,
-                 key_for: Optional[Callable[[str], ProxyKey]] = None) -> None:
+                 key_for: Optional[Callable[[str], ProxyKey]] = None, parallel: int = 1) -> None:
         if store is not None and key_for is None:
             raise ValueError("caching in a store needs key_for (see store_key_for)")
         self._compute, self._sampler = compute, sampler
+        self.parallel = max(1, parallel)  # members computed at once (each call blocks)
         self.size, self.seed = size, seed
         self._store, self._key_for = store, key_for
         self._values: Optional[np.ndarray] = None
@@ -97,7 +99,8 @@ class ReferencePopulation:
         """The population's values, sorted ascending (computed on first call)."""
         with self._lock:
             if self._values is None:
-                found = [self._value(arch) for arch in self.archs()]
+                with ThreadPoolExecutor(self.parallel, "population") as pool:
+                    found = list(pool.map(self._value, self.archs()))
                 self._values = np.sort(np.asarray([v for v in found if not math.isnan(v)], float))
             return self._values
 

@@ -1,12 +1,15 @@
-"""AgentService: the long-lived stream each device agent opens to the server."""
+"""AgentService: the long-lived stream each device agent opens to the server.
+
+A connected agent costs the server two coroutines (its reader and its writer) and no thread, so a
+fleet of any size leaves every other RPC answering.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
-import queue
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 
@@ -20,59 +23,62 @@ log = logging.getLogger(__name__)
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     def __init__(self, fleet: Fleet, token: str | None = None,
                  on_register: Callable[[AgentSession], None] = lambda session: None) -> None:
-        self._on_register = on_register
+        self._on_register = on_register  # may block (the store): it runs on a thread
         self._fleet = fleet
         self._token = token
 
-    def _authenticated(self, context: grpc.ServicerContext) -> bool:
+    def _authenticated(self, context: grpc.aio.ServicerContext) -> bool:
         if not self._token:
             return True
-        presented = dict(context.invocation_metadata()).get(edgescore.TOKEN_METADATA_KEY, "")
+        presented = dict(context.invocation_metadata() or ()).get(edgescore.TOKEN_METADATA_KEY,
+                                                                   "")
         return hmac.compare_digest(str(presented).encode(), self._token.encode())
 
-    def Connect(self, request_iterator: Iterator[agent_pb2.AgentMessage],
-                context: grpc.ServicerContext) -> Iterator[agent_pb2.ServerMessage]:
+    async def Connect(self, request_iterator: AsyncIterator[agent_pb2.AgentMessage],
+                      context: grpc.aio.ServicerContext
+                      ) -> AsyncIterator[agent_pb2.ServerMessage]:
         if not self._authenticated(context):
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong fleet token")
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong fleet token")
+        messages = request_iterator.__aiter__()
         try:
-            first = next(request_iterator)
-        except StopIteration:
+            first = await messages.__anext__()
+        except StopAsyncIteration:
             return
         if first.WhichOneof("msg") != "register":
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          "register: the first agent message must be `register`")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "register: the first agent message must be `register`")
         caps = first.register.capabilities
         if not caps.device_class:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          "register.capabilities.device_class: is empty")
-        session = self._fleet.register(caps, first.register.agent_id)
-        self._on_register(session)
-        reader = threading.Thread(target=self._read, args=(session, request_iterator),
-                                  name=f"agent-{session.agent_id}", daemon=True)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "register.capabilities.device_class: is empty")
+        session = self._fleet.register(caps, first.register.agent_id,
+                                       loop=asyncio.get_running_loop())
+        asyncio.get_running_loop().run_in_executor(None, self._on_register, session)
+        reader = asyncio.create_task(self._read(session, messages))
         try:
             yield agent_pb2.ServerMessage(registered=agent_pb2.Registered(
                 agent_id=session.agent_id,
                 heartbeat_interval_seconds=self._fleet.heartbeat_interval,
                 server_version=edgescore.__version__))
-            reader.start()
-            while context.is_active():
-                try:
-                    message = session.outbox.get(timeout=1.0)
-                except queue.Empty:
-                    continue
+            while True:
+                message = await session.outbox.next()
                 if message is None:
                     break
                 yield message
         finally:
+            reader.cancel()
             self._fleet.unregister(session, "stream closed")
 
-    def _read(self, session: AgentSession, requests: Iterator[agent_pb2.AgentMessage]) -> None:
+    async def _read(self, session: AgentSession,
+                    messages: AsyncIterator[agent_pb2.AgentMessage]) -> None:
         try:
-            for message in requests:
+            async for message in messages:
                 kind = message.WhichOneof("msg")
                 self._fleet.heartbeat(session)
                 if kind in ("result", "failure"):
                     self._fleet.complete(session, message)
+        except asyncio.CancelledError:
+            raise
         except Exception:  # noqa: BLE001 - the agent went away; the fleet re-queues its job
             log.debug("agent %s stream ended", session.agent_id, exc_info=True)
         finally:

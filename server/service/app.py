@@ -1,11 +1,12 @@
-"""Assemble the gRPC server: servicers, interceptors, health, reflection, metrics."""
+"""Assemble the server: the asyncio gRPC front (servicers, interceptors, health, reflection,
+metrics), the compute plane behind it, the fleet and the store."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
-import threading
-from concurrent.futures import ThreadPoolExecutor
+import os
 from dataclasses import dataclass
 
 import grpc
@@ -13,11 +14,13 @@ from google.protobuf.json_format import MessageToDict
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from edgescore.server.compute.plane import Backend, Caller, ComputePlane
 from edgescore.server.config import ServerConfig
-from edgescore.server.export.artifacts import ArtifactStore
-from edgescore.server.export.exporter import Exporter
+from edgescore.server.fleet.exports import Exports
 from edgescore.server.fleet.fleet import Fleet
+from edgescore.server.fleet.jobs import JobBoard, LocalJobs
 from edgescore.server.fleet.latency import LatencyService
+from edgescore.server.fleet.shared_jobs import SharedJobs
 from edgescore.server.proxies import datasets
 from edgescore.server.scoring.predictor import PredictorBank
 from edgescore.server.service.agents import AgentServicer
@@ -48,31 +51,36 @@ SERVICE_NAMES = (
     fleet_pb2.DESCRIPTOR.services_by_name["FleetService"].full_name,
     agent_pb2.DESCRIPTOR.services_by_name["AgentService"].full_name,
 )
+# Reference-population members computed at once (each waits on the compute plane in a thread),
+# as a client of their own: they take turns with the requests.
+POPULATION_PARALLEL = 8
+POPULATIONS = Caller("populations", wait_for_room=True)
 
 
 @dataclass
 class ServerApp:
-    server: grpc.Server
+    server: grpc.aio.Server
     port: int
     fleet: Fleet
     metrics: Metrics
-    health: health.HealthServicer
-    scoring: ScoringServicer
+    health: health.aio.HealthServicer
+    plane: ComputePlane
+    latency: LatencyService
     store: Store
+    background: list[asyncio.Task]
 
-    def stop(self, grace: float | None = None) -> None:
-        """Drain: report NOT_SERVING, let in-flight RPCs finish within `grace`, then close."""
-        self.health.enter_graceful_shutdown()
-        event = self.server.stop(grace)
+    async def stop(self, grace: float | None = None) -> None:
+        """Drain: report NOT_SERVING, let in-flight RPCs finish within `grace`, then close.
+        Requests waiting on a latency job get UNAVAILABLE at once (the job record stays queued
+        for the next process), and agents are let go, so draining waits only for computations."""
+        await self.health.enter_graceful_shutdown()
         self.fleet.close()
-        event.wait()
-        self.scoring.close()
-        self.store.close()
-
-
-def _exporter(metrics: Metrics) -> Exporter:
-    """Every format/precision of artifact, counted in the exports metric by format and outcome."""
-    return Exporter(on_export=lambda fmt, outcome: metrics.exports.labels(fmt, outcome).inc())
+        await self.server.stop(grace)
+        for task in self.background:
+            task.cancel()
+        await self.latency.jobs.close()
+        await self.plane.close()
+        await asyncio.to_thread(self.store.close)
 
 
 def _agents_seen(store: Store):
@@ -107,41 +115,75 @@ def _limits(config: ServerConfig) -> Limits:
     return Limits(**{f.name: int(getattr(config, f.name)) for f in dataclasses.fields(Limits)})
 
 
-def create_server(address: str = "127.0.0.1:0", config: ServerConfig | None = None) -> ServerApp:
+def _backend(config: ServerConfig, metrics: Metrics) -> Backend:
+    if config.compute == "ray":
+        from edgescore.server.compute.ray_backend import RayBackend
+
+        return RayBackend(config.ray_address, workers=config.compute_workers,
+                          device=config.device, per_gpu=config.workers_per_gpu)
+    from edgescore.server.compute.local import LocalBackend
+
+    backend = LocalBackend(config.compute_workers, config.device, config.workers_per_gpu,
+                           log_level=config.log_level, on_restart=metrics.worker_restarted)
+    cap = config.worker_max_memory_mb * 2**20
+    if not cap:  # 80 % of the machine's memory, shared among the workers
+        cap = int(0.8 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / backend.size)
+    backend.max_memory_bytes = cap
+    return backend
+
+
+def _jobs(config: ServerConfig, fleet: Fleet, store: Store, metrics: Metrics) -> JobBoard:
+    """On PostgreSQL the latency job queue is the database's: replicas share it."""
+    if store.kind == "postgresql":
+        return SharedJobs(fleet, config.db, config.replica_lease_seconds,
+                          on_job_done=metrics.observe_job)
+    return LocalJobs(fleet, store, on_job_done=metrics.observe_job)
+
+
+async def create_server(address: str = "127.0.0.1:0", config: ServerConfig | None = None
+                        ) -> ServerApp:
     """Build and start a server bound to `address` (port 0 picks a free one)."""
     config = config or ServerConfig(address=address)
     metrics = Metrics()
     datasets.STORE.configure(config.dataset_max_bytes, config.dataset_store_bytes)
     fleet = Fleet(config.heartbeat_interval, config.missed_heartbeats)
     metrics.watch_fleet(fleet.snapshot)
-    store = open_store(config.db or None)
+    store = await asyncio.to_thread(open_store, config.db or None)
     log.info("results store: %s %s (schema %d)", store.kind, store.location, store.schema_version())
-    latency = LatencyService(fleet, ArtifactStore(), _exporter(metrics), config.latency_timeout,
-                             store=store, on_lookup=lambda hit: metrics.cache.labels(
+
+    plane = ComputePlane(_backend(config, metrics), capacity=config.max_queued,
+                         per_client=config.max_queued_per_client,
+                         max_seconds=config.max_compute_seconds, on_unit=metrics.observe_unit)
+    metrics.watch_compute(plane.snapshot)
+    exports = Exports(plane.run, on_export=lambda fmt, outcome: metrics.exports.labels(
+        fmt, outcome).inc())
+    latency = LatencyService(fleet, exports, config.latency_timeout, store=store,
+                             on_lookup=lambda hit: metrics.cache.labels(
                                  "measurement", "hit" if hit else "miss").inc(),
-                             predictors=PredictorBank(), on_job_done=metrics.observe_job)
+                             predictors=PredictorBank(), jobs=_jobs(config, fleet, store, metrics))
 
     options = [*MESSAGE_SIZE_OPTIONS,
                ("grpc.keepalive_permit_without_calls", 1),
                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
                ("grpc.http2.max_pings_without_data", 0)]
-    server = grpc.server(ThreadPoolExecutor(config.workers, thread_name_prefix="grpc"),
-                         interceptors=[ObservabilityInterceptor(metrics),
-                                       *([TokenInterceptor(config.api_token)]
-                                         if config.api_token else [])], options=options)
+    server = grpc.aio.server(interceptors=[ObservabilityInterceptor(metrics),
+                                           *([TokenInterceptor(config.api_token)]
+                                             if config.api_token else [])], options=options)
     cache = ProxyCache(store, config.device)
-    scoring = ScoringServicer(latency, metrics, config.device, config.stream_workers, cache,
-                              Populations(store, cache, config.device, config.population_size),
-                              _limits(config))
+    populations = Populations(
+        store, cache, config.device, config.population_size, parallel=POPULATION_PARALLEL,
+        run=lambda unit, emit: plane.run_blocking(unit, POPULATIONS, emit))
+    scoring = ScoringServicer(latency, metrics, plane, cache, populations, _limits(config),
+                              config.stream_window, config.device)
     scoring_pb2_grpc.add_ScoringServiceServicer_to_server(scoring, server)
     fleet_pb2_grpc.add_FleetServiceServicer_to_server(FleetServicer(fleet, store), server)
     agent_pb2_grpc.add_AgentServiceServicer_to_server(
         AgentServicer(fleet, config.fleet_token or None, on_register=_agents_seen(store)), server)
 
-    health_servicer = health.HealthServicer()
+    health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", *SERVICE_NAMES):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
 
@@ -150,9 +192,18 @@ def create_server(address: str = "127.0.0.1:0", config: ServerConfig | None = No
             else server.add_insecure_port(address))
     if port == 0:
         raise RuntimeError(f"could not bind {address}")
-    server.start()
-    # Jobs a previous process left unfinished: exports take seconds each, so not on the way to
-    # serving; they wait in their queues until an agent of the class connects.
-    threading.Thread(target=lambda: log.info("resumed %d unfinished job(s)", latency.resume_jobs()),
-                     name="resume-jobs", daemon=True).start()
-    return ServerApp(server, port, fleet, metrics, health_servicer, scoring, store)
+    await server.start()
+    plane.start()
+    latency.jobs.start()
+    # Jobs a previous process left unfinished: their exports wait for the compute plane, and
+    # the jobs in their queues until an agent of the class connects.
+    resume = asyncio.create_task(_resume(latency))
+    return ServerApp(server, port, fleet, metrics, health_servicer, plane, latency, store,
+                     [resume])
+
+
+async def _resume(latency: LatencyService) -> None:
+    try:
+        log.info("resumed %d unfinished job(s)", await latency.resume_jobs())
+    except Exception:  # noqa: BLE001 - serving goes on; the records stay for the next start
+        log.warning("could not resume unfinished jobs", exc_info=True)

@@ -15,25 +15,26 @@ import edgescore
 PROTECTED = ("/edgescore.v1.ScoringService/", "/edgescore.v1.FleetService/")
 
 
-def _deny(message: str) -> Callable[[Any, grpc.ServicerContext], Any]:
-    def handler(request: Any, context: grpc.ServicerContext) -> Any:
-        context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+def _deny(message: str) -> Callable[[Any, grpc.aio.ServicerContext], Any]:
+    async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
 
     return handler
 
 
-class TokenInterceptor(grpc.ServerInterceptor):
+class TokenInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, token: str) -> None:
         self._token = token.encode()
 
-    def intercept_service(self, continuation: Callable, details: grpc.HandlerCallDetails) -> Any:
+    async def intercept_service(self, continuation: Callable,
+                                details: grpc.HandlerCallDetails) -> Any:
         if not details.method.startswith(PROTECTED):
-            return continuation(details)
+            return await continuation(details)
         presented = next((v for k, v in details.invocation_metadata or ()
                           if k == edgescore.TOKEN_METADATA_KEY), None)
         if presented is not None and hmac.compare_digest(str(presented).encode(), self._token):
-            return continuation(details)
-        handler = continuation(details)
+            return await continuation(details)
+        handler = await continuation(details)
         if handler is None:
             return None
         deny = _deny("missing or wrong API token (metadata "

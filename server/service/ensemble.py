@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any, Optional
 
-from edgescore.server.errors import InvalidArgument
+from edgescore.server.errors import FailedPrecondition, InvalidArgument, ServerError
 from edgescore.server.proxies import engine, registry
 from edgescore.server.proxies.base import ResolvedSettings, SettingsOverride
+from edgescore.server.spaces.base import ParsedArch
+from edgescore.v1 import common_pb2, scoring_pb2
 
 NAME = "ensemble"
 MEMBERS_KEY = "proxies"
@@ -64,3 +67,41 @@ def resolve(override: SettingsOverride, field: str) -> EnsembleSettings:
                                                    if k in proxy.extra_choices} or None)
         members.append((proxy.name, own, engine.resolve_settings(proxy, own, field)))
     return EnsembleSettings(tuple(members))
+
+
+def info() -> scoring_pb2.ProxyInfo:
+    """The ensemble's ListProxies entry."""
+    members = resolve(SettingsOverride(), NAME).members
+    return scoring_pb2.ProxyInfo(
+        name=NAME, description=DESCRIPTION, unit=UNIT, transform=TRANSFORM,
+        needs_data=any(registry.get_proxy(n).needs_data for n, _, _ in members),
+        needs_labels=any(registry.get_proxy(n).needs_labels for n, _, _ in members),
+        reference="Li et al., zero-shot NAS survey (TPAMI 2024): proxy ensembles",
+        defaults=common_pb2.ProxySettings(extra={MEMBERS_KEY: ",".join(DEFAULT_MEMBERS)}))
+
+
+def result(arch: ParsedArch, settings: EnsembleSettings,
+           members: list[common_pb2.ProxyResult], populations: Optional[Any]
+           ) -> common_pb2.ProxyResult:
+    """The ensemble's result from its members' results (`populations`: the server's reference
+    populations; their first use computes them, so call this off the event loop)."""
+    out = common_pb2.ProxyResult(
+        name=NAME, unit=UNIT, transform=TRANSFORM, provenance=common_pb2.COMPUTED,
+        settings=common_pb2.ProxySettings(extra={MEMBERS_KEY: ",".join(settings.names)}),
+        compute_seconds=sum(m.compute_seconds for m in members
+                            if m.provenance == common_pb2.COMPUTED),
+        flags=sorted({f for m in members for f in m.flags}))
+    failed = next((m for m in members if m.status.code != 0), None)
+    try:
+        if failed is not None:
+            raise FailedPrecondition(f"member {failed.name} failed: {failed.status.message}")
+        if populations is None:
+            raise FailedPrecondition("this server has no reference populations")
+        value, pct = populations.ensemble(arch, settings, {m.name: m.value for m in members})
+    except ServerError as exc:
+        out.status.code = exc.code.value[0]
+        out.status.message = f"{NAME}: {exc.message}"
+        return out
+    out.value = value
+    out.components.update(pct)
+    return out

@@ -3,6 +3,7 @@ store's count, across restarts; a class known only from the store is listed with
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Optional
 
@@ -31,10 +32,10 @@ class FleetServicer(fleet_pb2_grpc.FleetServiceServicer):
             return None
 
     @unary
-    def ListDevices(self, request: fleet_pb2.ListDevicesRequest,
-                    context: grpc.ServicerContext) -> fleet_pb2.ListDevicesResponse:
+    async def ListDevices(self, request: fleet_pb2.ListDevicesRequest,
+                          context: grpc.aio.ServicerContext) -> fleet_pb2.ListDevicesResponse:
         response = fleet_pb2.ListDevicesResponse()
-        stored = self._stored_counts()
+        stored = await asyncio.to_thread(self._stored_counts)
         rows = self._fleet.snapshot()
         live = {row["device_class"] for row in rows}
         rows += [{"device_class": c, "agents": [], "busy": 0, "queue_depth": 0, "done": 0}

@@ -1,31 +1,29 @@
-"""Server interceptor: request ids, RPC counts and durations by method and final status code,
-and one access-log line per RPC.
+"""Server interceptor (grpc.aio): request ids, RPC counts and durations by method and final status
+code, and one access-log line per RPC.
 
 The status is read after the handler has finished, or, for a server-streaming or bidi RPC, after
-its response iterator has ended (the wrapper is itself a generator around the handler's
-iterator), so a handler that aborts is counted under the code it aborted with, not as OK. A
-client that cancels (or whose deadline passes) before the handler is done is counted as
-CANCELLED (DEADLINE_EXCEEDED), also when the response iterator is simply dropped: an RPC
-termination callback records it then. Each RPC is recorded exactly once.
+its response stream has ended (the wrapper is itself an async generator around the handler's), so
+a handler that aborts is counted under the code it aborted with, not as OK. A client that cancels
+(or whose deadline passes) before the handler is done is counted as CANCELLED
+(DEADLINE_EXCEEDED): the handler's task is cancelled then, and the wrapper records that. Each RPC
+is recorded exactly once.
 
 Request ids: the incoming `x-request-id` metadata value, else the request's own `request_id`
 field (ScoreRequest), else a fresh uuid4 hex. It is sent back as initial and trailing metadata
 `x-request-id`, filled into an empty `request_id` field of the request (so a ScoreResult echoes
-it), and set in edgescore.logs.REQUEST_ID while the handler's code runs, so every log line of
-the RPC carries it in JSON logs. Handlers run on the gRPC thread pool; the context variable is
-set and reset around each step on the thread that runs it, which is thread-safe. Threads a
-handler starts itself (ScoreStream's reader and worker pool) do not inherit it unless they are
-started in a copy of the context (contextvars.copy_context().run).
+it), and set in edgescore.logs.REQUEST_ID for the handler's task, so every log line of the RPC
+carries it in JSON logs, including lines of the tasks the handler starts (they copy the context).
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Optional
 
 import grpc
 
@@ -66,21 +64,27 @@ def _message_request_id(request: Any, request_id: str) -> str:
     return clean_request_id(request.request_id)
 
 
+def add_trailing_metadata(context: grpc.aio.ServicerContext, key: str, value: str) -> None:
+    """Add one trailing metadata entry, keeping those already set."""
+    try:
+        existing = tuple(context.trailing_metadata() or ())
+        context.set_trailing_metadata((*(kv for kv in existing if kv[0] != key), (key, value)))
+    except Exception:  # noqa: BLE001 - trailing metadata is a courtesy
+        pass
+
+
 class _Call:
-    """One RPC's bookkeeping: its id, start time, and whether it has been recorded yet."""
+    """One RPC's bookkeeping: its id and start time."""
 
     def __init__(self, interceptor: ObservabilityInterceptor, method: str, full_method: str,
                  request_id: str) -> None:
         self.interceptor = interceptor
-        self.method = method
-        self.full_method = full_method
+        self.method, self.full_method = method, full_method
         self.request_id = request_id
         self.start = time.perf_counter()
-        self._lock = threading.Lock()
-        self._recorded = False
 
-    def begin(self, context: grpc.ServicerContext, request: Any = None) -> None:
-        """Settle the request id and send it back; register the termination safety net."""
+    async def begin(self, context: grpc.aio.ServicerContext, request: Any = None) -> None:
+        """Settle the request id, set it for the task's logs and send it back."""
         if request is not None:
             try:
                 self.request_id = _message_request_id(request, self.request_id)
@@ -88,26 +92,20 @@ class _Call:
                 log.debug("could not read the request's request_id", exc_info=True)
         if not self.request_id:
             self.request_id = uuid.uuid4().hex
+        REQUEST_ID.set(self.request_id)
+        # Set now: an abort sends the trailing metadata set so far.
+        add_trailing_metadata(context, REQUEST_ID_METADATA_KEY, self.request_id)
         try:
-            context.send_initial_metadata(((REQUEST_ID_METADATA_KEY, self.request_id),))
-        except Exception:  # noqa: BLE001 - the client went away, or the handler sent them first
-            pass
-        try:
-            context.add_callback(lambda: self.finish(context, "terminated"))
-        except Exception:  # noqa: BLE001 - a context without callbacks: finish() still records
+            await context.send_initial_metadata(((REQUEST_ID_METADATA_KEY, self.request_id),))
+        except Exception:  # noqa: BLE001 - the client went away, or metadata was already sent
             pass
 
-    def finish(self, context: grpc.ServicerContext, how: str) -> None:
-        """Record once. `how`: "returned", "raised", or "terminated" (the RPC ended, with the
-        handler or its response iterator still unfinished, or closed early)."""
-        with self._lock:
-            if self._recorded:
-                return
-            self._recorded = True
-        code = context.code()
-        if code is not None:
+    def finish(self, context: grpc.aio.ServicerContext, how: str) -> None:
+        """Record. `how`: "returned", "raised" or "cancelled" (the client went away)."""
+        code = _code(context)
+        if code is not None and code != grpc.StatusCode.OK:
             name = code.name
-        elif how == "terminated" or not _active(context):
+        elif how == "cancelled":
             remaining = _time_remaining(context)
             name = ("DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0
                     else "CANCELLED")
@@ -115,36 +113,30 @@ class _Call:
             name = "UNKNOWN"
         else:
             name = "OK"
-        seconds = time.perf_counter() - self.start
-        if how != "terminated":
-            self._trailing_metadata(context)
-        self.interceptor.record(self, name, seconds)
-
-    def _trailing_metadata(self, context: grpc.ServicerContext) -> None:
-        try:
-            existing = tuple(context.trailing_metadata() or ())
-            if not any(k == REQUEST_ID_METADATA_KEY for k, _ in existing):
-                context.set_trailing_metadata(
-                    (*existing, (REQUEST_ID_METADATA_KEY, self.request_id)))
-        except Exception:  # noqa: BLE001 - trailing metadata is a courtesy
-            pass
+        self.interceptor.record(self, name, time.perf_counter() - self.start)
 
 
-def _active(context: grpc.ServicerContext) -> bool:
+def _code(context: grpc.aio.ServicerContext) -> Optional[grpc.StatusCode]:
     try:
-        return bool(context.is_active())
+        return context.code()
     except Exception:  # noqa: BLE001
-        return True
+        return None
 
 
-def _time_remaining(context: grpc.ServicerContext) -> float | None:
+def _time_remaining(context: grpc.aio.ServicerContext) -> Optional[float]:
     try:
         return context.time_remaining()
     except Exception:  # noqa: BLE001
         return None
 
 
-class ObservabilityInterceptor(grpc.ServerInterceptor):
+def _how(exc: BaseException) -> str:
+    if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
+        return "cancelled"
+    return "returned" if isinstance(exc, grpc.aio.AbortError) else "raised"
+
+
+class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
 
@@ -158,57 +150,47 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):
                               "grpc_code": code, "duration_s": round(seconds, 6)})
 
     def _wrap_unary(self, method: str, full: str, request_id: str, streaming_request: bool,
-                    behavior: Callable) -> Callable:
-        def handler(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
+                    behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def handler(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
             call = _Call(self, method, full, request_id)
-            token = REQUEST_ID.set(call.request_id)
             how = "raised"
             try:
-                call.begin(context, None if streaming_request else request_or_iterator)
-                REQUEST_ID.set(call.request_id)
-                response = behavior(request_or_iterator, context)
+                await call.begin(context, None if streaming_request else request_or_iterator)
+                response = await behavior(request_or_iterator, context)
                 how = "returned"
                 return response
-            finally:
-                call.finish(context, how)
-                REQUEST_ID.reset(token)
-        return handler
-
-    def _wrap_stream(self, method: str, full: str, request_id: str, streaming_request: bool,
-                     behavior: Callable) -> Callable:
-        def handler(request_or_iterator: Any, context: grpc.ServicerContext) -> Iterator:
-            call = _Call(self, method, full, request_id)
-            how = "raised"
-            try:
-                # The context variable is set around each step, on whichever pool thread runs
-                # it, and reset before yielding: nothing leaks into the thread between steps.
-                token = REQUEST_ID.set(call.request_id)
-                try:
-                    call.begin(context, None if streaming_request else request_or_iterator)
-                    REQUEST_ID.set(call.request_id)
-                    responses = iter(behavior(request_or_iterator, context))
-                finally:
-                    REQUEST_ID.reset(token)
-                while True:
-                    token = REQUEST_ID.set(call.request_id)
-                    try:
-                        item = next(responses)
-                    except StopIteration:
-                        break
-                    finally:
-                        REQUEST_ID.reset(token)
-                    yield item
-                how = "returned"
-            except GeneratorExit:
-                # Closed before the end (the client went away): CANCELLED unless a code is set.
-                how = "terminated"
+            except BaseException as exc:
+                how = _how(exc)
                 raise
             finally:
                 call.finish(context, how)
         return handler
 
-    def intercept_service(self, continuation: Callable, details: grpc.HandlerCallDetails) -> Any:
-        handler = continuation(details)
+    def _wrap_stream(self, method: str, full: str, request_id: str, streaming_request: bool,
+                     behavior: Callable[..., Any]) -> Callable[..., Any]:
+        if not inspect.isasyncgenfunction(behavior):
+            # A handler that writes with context.write (grpc.health's Watch) and returns.
+            return self._wrap_unary(method, full, request_id, streaming_request, behavior)
+
+        async def handler(request_or_iterator: Any, context: grpc.aio.ServicerContext
+                          ) -> AsyncIterator[Any]:
+            call = _Call(self, method, full, request_id)
+            how = "raised"
+            try:
+                await call.begin(context, None if streaming_request else request_or_iterator)
+                async for item in behavior(request_or_iterator, context):
+                    yield item
+                how = "returned"
+            except BaseException as exc:
+                how = _how(exc)
+                raise
+            finally:
+                call.finish(context, how)
+        return handler
+
+    async def intercept_service(self, continuation: Callable, details: grpc.HandlerCallDetails
+                                ) -> Any:
+        handler = await continuation(details)
         if handler is None:
             return None
         full = details.method
@@ -229,7 +211,3 @@ class ObservabilityInterceptor(grpc.ServerInterceptor):
         return grpc.stream_stream_rpc_method_handler(
             self._wrap_stream(method, full, rid, True, handler.stream_stream),
             handler.request_deserializer, handler.response_serializer)
-
-
-# The name app.py (and older code) uses.
-MetricsInterceptor = ObservabilityInterceptor

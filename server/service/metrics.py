@@ -35,6 +35,23 @@ class _FleetCollector(Collector):
         yield from (online, busy, depth)
 
 
+class _ComputeCollector(Collector):
+    """Compute plane gauges, read at scrape time."""
+
+    def __init__(self, snapshot: Callable[[], dict[str, int]]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        state = self._snapshot()
+        for name, key, what in (
+                ("edgescore_compute_queue_depth", "queued", "Units of work waiting for a worker"),
+                ("edgescore_compute_running", "running", "Units of work being computed"),
+                ("edgescore_compute_slots", "slots", "Units of work that can run at once")):
+            gauge = GaugeMetricFamily(name, what)
+            gauge.add_metric([], state[key])
+            yield gauge
+
+
 # A Score waits for its measurements (up to --latency-timeout, 120 s by default); an agent's
 # Connect stream lasts as long as the agent stays connected.
 RPC_BUCKETS = (.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -69,6 +86,30 @@ class Metrics:
             "edgescore_measurement_duration_seconds",
             "Latency job time from submission to the agent's answer", ["device_class", "outcome"],
             registry=self.registry, buckets=MEASUREMENT_BUCKETS)
+
+        # The compute plane: one observation per unit of work (a candidate's proxies, or an
+        # export), by outcome: ok, error, cancelled (every requester left), timeout (the time
+        # cap); and worker processes replaced, by reason.
+        self.compute_units = Counter("edgescore_compute_units", "Units of work finished",
+                                     ["kind", "outcome"], registry=self.registry)
+        self.compute_seconds = Histogram(
+            "edgescore_compute_unit_duration_seconds", "Time a unit of work held a worker",
+            ["kind", "outcome"], registry=self.registry,
+            buckets=(.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600))
+        self.compute_restarts = Counter("edgescore_compute_worker_restarts",
+                                        "Compute worker processes replaced", ["reason"],
+                                        registry=self.registry)
+
+    def observe_unit(self, kind: str, outcome: str, seconds: float) -> None:
+        self.compute_units.labels(kind, outcome).inc()
+        self.compute_seconds.labels(kind, outcome).observe(max(0.0, seconds))
+
+    def worker_restarted(self, reason: str) -> None:
+        # The label is the kind of reason, not its text (which carries figures).
+        self.compute_restarts.labels(reason.split(":")[0].split(" (")[0][:40]).inc()
+
+    def watch_compute(self, snapshot: Callable[[], dict[str, int]]) -> None:
+        self.registry.register(_ComputeCollector(snapshot))
 
     def observe_job(self, device_class: str, outcome: object, seconds: float) -> None:
         """A latency job ended (a fleet JobOutcome): into the measurement duration histogram."""

@@ -15,13 +15,16 @@ import json
 import math
 import random
 import threading
+from collections.abc import Callable
 from typing import Optional
 
 import numpy as np
 
+from edgescore.server.compute import units
+from edgescore.server.compute.units import ArchRef, ProxyUnit
 from edgescore.server.errors import FailedPrecondition
-from edgescore.server.proxies import engine
 from edgescore.server.proxies.base import ResolvedSettings, SettingsOverride
+from edgescore.server.proxies.engine import ProxyOutcome
 from edgescore.server.scoring.population import ReferencePopulation, Sampler, nb201_sampler
 from edgescore.server.scoring.ranks import percentile
 from edgescore.server.scoring.workload import Settings, workload
@@ -32,6 +35,12 @@ from edgescore.server.spaces.base import ParsedArch
 from edgescore.server.store import Store
 
 SAMPLERS: dict[str, Sampler] = {"nb201": nb201_sampler}
+# Runs one unit, handing each outcome to the callback: the server's compute plane, or in process.
+RunUnit = Callable[[ProxyUnit, Callable[[ProxyOutcome], None]], None]
+
+
+def run_in_process(unit: ProxyUnit, emit: Callable[[ProxyOutcome], None]) -> None:
+    units.execute(unit, emit, lambda: None)
 
 
 def space_sampler(space: object) -> Optional[Sampler]:
@@ -67,10 +76,15 @@ def _spec_value(text: str) -> object:
 
 
 class Populations:
+    """`run` computes a member's value (the compute plane's `run_blocking` in the server, so
+    callers are threads); `parallel` members are computed at once."""
+
     def __init__(self, store: Optional[Store], cache: ProxyCache, device: str = "cpu",
-                 size: int = 100, seed: int = 0) -> None:
+                 size: int = 100, seed: int = 0, run: RunUnit = run_in_process,
+                 parallel: int = 1) -> None:
         self.store, self.cache, self.device = store, cache, device
         self.size, self.seed = size, seed
+        self._run, self.parallel = run, parallel
         self._proxies: dict[tuple, ReferencePopulation] = {}
         self._latencies: dict[tuple[str, str], _Latencies] = {}
         self._lock = threading.RLock()  # an ensemble's population builds its members'
@@ -130,14 +144,17 @@ class Populations:
             return space.parse(_spec_value(spec), arch.num_classes, arch.input_resolution)
 
         def compute(spec: str) -> float:
-            (outcome,) = engine.compute_proxies(space, member(spec), [(proxy, override)],
-                                                device=self.device)
+            got: list[ProxyOutcome] = []
+            ref = ArchRef(arch.space, _spec_value(spec), arch.num_classes, arch.input_resolution)
+            self._run(ProxyUnit(ref, ((proxy, override),), self.device), got.append)
+            (outcome,) = got
             if outcome.error is not None:
                 raise outcome.error
             return float(outcome.value)
 
         return ReferencePopulation(
-            compute, sampler, size=self.size, seed=self.seed, store=self.store,
+            compute, sampler, size=self.size, seed=self.seed, parallel=self.parallel,
+            store=self.store,
             key_for=(lambda spec: self.cache.key(member(spec), proxy, settings))
             if self.store is not None else None)
 

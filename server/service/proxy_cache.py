@@ -1,8 +1,9 @@
 """Proxy values kept in the store: a value computed once is served again, marked CACHED.
 
-Same arch, proxy, resolved settings, class count, resolution, device type and code version give a
-bit-identical value (the engine's determinism guarantee), so they identify a stored one. Only
-successful values are kept: a failure may be transient (out of memory) and costs little to redo.
+Same arch, proxy, resolved settings, class count, resolution, device type, torch thread count and
+code version give a bit-identical value (the engine's determinism guarantee), so they identify a
+stored one. Only successful values are kept: a failure may be transient (out of memory) and costs
+little to redo.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import dataclasses
 import logging
 from typing import Optional
 
+from edgescore.server.compute.units import TORCH_THREADS
 from edgescore.server.proxies.base import ResolvedSettings
 from edgescore.server.proxies.engine import ProxyOutcome
 from edgescore.server.proxies.registry import get_proxy
@@ -27,8 +29,10 @@ class ProxyCache:
         self.device_type = device.split(":")[0]
 
     def key(self, arch: ParsedArch, proxy: str, settings: ResolvedSettings) -> ProxyKey:
+        # Several proxies round differently on more torch threads: the count is part of the key.
         identity = {**dataclasses.asdict(settings), "num_classes": arch.num_classes,
-                    "input_resolution": arch.input_resolution, "device": self.device_type}
+                    "input_resolution": arch.input_resolution, "device": self.device_type,
+                    "torch_threads": TORCH_THREADS}
         return ProxyKey.make(arch.arch_hash, arch.space, proxy, identity)
 
     def lookup(self, arch: ParsedArch, proxy: str, settings: ResolvedSettings

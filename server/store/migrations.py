@@ -80,6 +80,33 @@ MIGRATIONS: tuple[Migration, ...] = (
             last_seen DOUBLE PRECISION NOT NULL
         )""",
     )),
+    Migration(2, "a latency job queue several server replicas share (PostgreSQL)", (
+        # job_key: the job's sharing key (artifact, class, settings, spelling), digested; NULL for
+        # jobs of a single server, so the index below only ever binds the shared queue's.
+        "ALTER TABLE jobs ADD COLUMN job_key TEXT",
+        "ALTER TABLE jobs ADD COLUMN priority BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN format TEXT NOT NULL DEFAULT 'onnx'",
+        "ALTER TABLE jobs ADD COLUMN artifact_sha256 TEXT NOT NULL DEFAULT ''",
+        # The Job message without the artifact's bytes (those are in `artifacts`), and what its
+        # measurement is of (space, spellings, shape): any replica can dispatch and store it.
+        "ALTER TABLE jobs ADD COLUMN message BYTEA",
+        "ALTER TABLE jobs ADD COLUMN subject TEXT NOT NULL DEFAULT ''",
+        # The replica whose agent runs it, until when (renewed while the replica lives).
+        "ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE jobs ADD COLUMN lease_until DOUBLE PRECISION NOT NULL DEFAULT 0",
+        # Requests waiting for it, on any replica: the last one to leave cancels it.
+        "ALTER TABLE jobs ADD COLUMN waiters BIGINT NOT NULL DEFAULT 0",
+        # The agent's answer (JSON), for the replicas whose requests wait on it.
+        "ALTER TABLE jobs ADD COLUMN outcome TEXT NOT NULL DEFAULT ''",
+        "CREATE UNIQUE INDEX jobs_active_key ON jobs (job_key) "
+        "WHERE state IN ('queued', 'running')",
+        "CREATE INDEX jobs_claim ON jobs (device_class, state, priority, created_at)",
+        """CREATE TABLE artifacts (
+            sha256 TEXT PRIMARY KEY,
+            data BYTEA NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL
+        )""",
+    )),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

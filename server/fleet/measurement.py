@@ -1,0 +1,67 @@
+"""The measurement protocol's settings: the server's defaults and caps, resolved once per target.
+
+Every knob is resolved here, sent in the job, and echoed in the result, so a latency is never
+detached from how it was measured (docs/measurement.md explains each one).
+"""
+
+from __future__ import annotations
+
+import math
+
+from edgescore.server.errors import InvalidArgument
+from edgescore.server.export.result import FORMAT_NAMES, PRECISION_NAMES
+from edgescore.server.spaces.base import ParsedArch
+from edgescore.v1 import common_pb2
+
+# Server-side defaults of the measurement protocol (docs/measurement.md explains them).
+DEFAULT_WARMUP_RUNS = 10
+DEFAULT_MIN_RUNS = 50
+DEFAULT_MIN_SECONDS = 1.0
+DEFAULT_MAX_SECONDS = 30.0
+MAX_BATCH = 1024
+MAX_SECONDS_CAP = 600.0
+# Run counts are capped too (docs/measurement.md): warm-up is counted in runs, not bounded by
+# max_seconds, so 2**32 - 1 warm-up runs would hold a board for days. 1,000 warm-up runs is 100x
+# the default and more than any benchmark tool uses (benchmark_model and onnxruntime_perf_test
+# warm up with 1 run); 10,000 timed runs give 100 samples beyond the p99 and keep the result's
+# samples_ms (and its stored copy) under 80 KB. max_seconds still ends the timed runs first.
+MAX_WARMUP_RUNS = 1_000
+MAX_MIN_RUNS = 10_000
+
+def resolve_measurement(
+    settings: common_pb2.MeasurementSettings, arch: ParsedArch, field: str
+) -> common_pb2.MeasurementSettings:
+    """Fill defaults and validate; `field` prefixes error messages (e.g. "devices[0].settings")."""
+    s = common_pb2.MeasurementSettings()
+    s.CopyFrom(settings)
+    s.warmup_runs = s.warmup_runs or DEFAULT_WARMUP_RUNS
+    s.min_runs = s.min_runs or DEFAULT_MIN_RUNS
+    s.min_seconds = s.min_seconds or DEFAULT_MIN_SECONDS
+    s.max_seconds = s.max_seconds or DEFAULT_MAX_SECONDS
+    s.batch_size = s.batch_size or 1
+    for name in ("min_seconds", "max_seconds", "cooldown_below_celsius"):
+        if not 0 <= getattr(s, name) < math.inf:  # NaN fails this too
+            raise InvalidArgument(f"{field}.{name}", "must be a finite number >= 0")
+    for name, cap in (("warmup_runs", MAX_WARMUP_RUNS), ("min_runs", MAX_MIN_RUNS),
+                      ("max_seconds", MAX_SECONDS_CAP)):
+        value = getattr(s, name)
+        if value > cap:
+            raise InvalidArgument(f"{field}.{name}", f"{value:g} exceeds the cap {cap:g}"
+                                  if isinstance(value, float) else f"{value} exceeds the cap {cap}")
+    if s.min_seconds > s.max_seconds:
+        raise InvalidArgument(f"{field}.min_seconds", "must not exceed max_seconds")
+    if s.batch_size > MAX_BATCH:
+        raise InvalidArgument(f"{field}.batch_size", f"{s.batch_size} exceeds {MAX_BATCH}")
+    if s.format == common_pb2.ARTIFACT_FORMAT_UNSPECIFIED:
+        s.format = common_pb2.ONNX
+    if s.precision == common_pb2.PRECISION_UNSPECIFIED:
+        s.precision = common_pb2.FP32
+    if s.format not in FORMAT_NAMES:
+        raise InvalidArgument(f"{field}.format", f"unknown artifact format {s.format}")
+    if s.precision not in PRECISION_NAMES:
+        raise InvalidArgument(f"{field}.precision", f"unknown precision {s.precision}")
+    if s.input_shape and list(s.input_shape) != [s.batch_size, *arch.input_shape]:
+        raise InvalidArgument(f"{field}.input_shape", "is set by the server from the architecture")
+    del s.input_shape[:]
+    s.input_shape.extend([s.batch_size, *arch.input_shape])
+    return s

@@ -1,0 +1,145 @@
+"""A request's proxy values: stored ones are served (CACHED), the others computed on the compute
+plane; one (arch, proxy, settings) is computed once however many requests want it at a time.
+
+The proxies a request still needs are one unit of work (they share the network build and the
+passes). A request that needs a value already in flight waits on that flight instead; when every
+request waiting on a unit has gone, the unit is dropped or stopped. Values are stored as they
+arrive, so work done before a cap or a cancellation stays served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from edgescore.server.compute.fairness import QueueFull
+from edgescore.server.compute.flights import Flight, Flights
+from edgescore.server.compute.plane import Caller, ComputePlane
+from edgescore.server.compute.units import ArchRef, ProxyUnit
+from edgescore.server.errors import ServerError, Unavailable
+from edgescore.server.proxies.engine import ProxyOutcome
+from edgescore.server.proxies.registry import get_proxy
+from edgescore.server.service import ensemble
+from edgescore.server.service.convert import proxy_result_pb
+from edgescore.server.service.metrics import Metrics
+from edgescore.server.service.proxy_cache import ProxyCache
+from edgescore.server.spaces.base import ParsedArch
+from edgescore.v1 import common_pb2
+
+log = logging.getLogger(__name__)
+
+Call = tuple  # (name, override, resolved settings)
+EnsembleResult = Callable[[ParsedArch, Any, list], common_pb2.ProxyResult]
+
+
+def _call_key(name: str, settings: object) -> tuple[str, str]:
+    return name, repr(settings)
+
+
+def _failed(name: str, settings: Any, error: ServerError) -> ProxyOutcome:
+    """What a proxy the unit never reached reports: the unit's error, under its own name."""
+    own = copy.copy(error)  # keeps the class (status code) and fields
+    own.message = f"{name}: {error.message}"
+    own.args = (own.message,)
+    proxy = get_proxy(name)
+    return ProxyOutcome(name=name, value=None, unit=proxy.unit, transform=proxy.transform,
+                        settings=settings, seconds=0.0, error=own)
+
+
+class ProxyValues:
+    def __init__(self, plane: ComputePlane, cache: ProxyCache, metrics: Metrics,
+                 device: str = "cpu") -> None:
+        self._plane, self._cache, self._metrics, self._device = plane, cache, metrics, device
+        self._flights = Flights()
+
+    async def results(self, arch: ParsedArch, ref: ArchRef, calls: list[Call],
+                      registered: tuple, use_store: bool, caller: Caller,
+                      ensemble_result: EnsembleResult) -> list[common_pb2.ProxyResult]:
+        """One result per call, in order; an ensemble's members are computed with the other
+        proxies (once, where a member is also requested with the same settings)."""
+        needed: dict[tuple, Call] = {}
+        for name, override, settings in calls:
+            members = settings.members if name == ensemble.NAME else [(name, override, settings)]
+            for member in members:
+                needed.setdefault(_call_key(member[0], member[2]), member)
+        done = dict(zip(needed, await self._values(arch, ref, list(needed.values()), registered,
+                                                   use_store, caller)))
+        out = []
+        for name, _, settings in calls:
+            if name == ensemble.NAME:
+                members = [done[_call_key(n, resolved)] for n, _, resolved in settings.members]
+                out.append(await asyncio.to_thread(ensemble_result, arch, settings, members))
+            else:
+                out.append(done[_call_key(name, settings)])
+        return out
+
+    async def _values(self, arch: ParsedArch, ref: ArchRef, calls: list[Call],
+                      registered: tuple, use_store: bool, caller: Caller
+                      ) -> list[common_pb2.ProxyResult]:
+        keys = [self._cache.key(arch, name, settings).digest for name, _, settings in calls]
+        cached = await asyncio.to_thread(self._lookup, arch, calls) if use_store else {}
+        waits: dict[int, Flight] = {}
+        own = []
+        for i, key in enumerate(keys):
+            if i in cached:
+                continue
+            flight = self._flights.find(key)
+            if flight is None:
+                own.append(i)
+            else:
+                waits[i] = flight
+        if own:
+            unit = ProxyUnit(ref, tuple((calls[i][0], calls[i][1]) for i in own), self._device,
+                             registered)
+            flight = self._flights.launch(
+                [keys[i] for i in own],
+                self._run(arch, unit, [(keys[i], calls[i][2]) for i in own], caller))
+            waits.update((i, flight) for i in own)
+        distinct = {id(f): f for f in waits.values()}
+        outcomes: dict[str, ProxyOutcome] = {}
+        for found in await asyncio.gather(*(self._flights.wait(f) for f in distinct.values())):
+            outcomes.update(found)
+        return [proxy_result_pb(cached[i], common_pb2.CACHED) if i in cached
+                else proxy_result_pb(outcomes[keys[i]]) for i in range(len(calls))]
+
+    def _lookup(self, arch: ParsedArch, calls: list[Call]) -> dict[int, ProxyOutcome]:
+        found = {}
+        for i, (name, _, settings) in enumerate(calls):
+            hit = self._cache.lookup(arch, name, settings)
+            self._metrics.cache.labels("proxy", "miss" if hit is None else "hit").inc()
+            if hit is not None:
+                found[i] = hit
+        return found
+
+    async def _run(self, arch: ParsedArch, unit: ProxyUnit, keyed: list[tuple[str, Any]],
+                   caller: Caller) -> dict[str, ProxyOutcome]:
+        """The unit's outcomes by proxy key; proxies it never reached carry its error."""
+        got: dict[str, ProxyOutcome] = {}
+
+        def arrived(outcome: ProxyOutcome) -> None:
+            got[keyed[len(got)][0]] = outcome
+            status = "ok" if outcome.error is None else "error"
+            self._metrics.proxy_seconds.labels(outcome.name, arch.space, status).observe(
+                outcome.seconds)
+
+        try:
+            await self._plane.run(unit, caller, arrived)
+        except asyncio.CancelledError:
+            # Nobody waits any more; what was computed is still worth keeping.
+            asyncio.get_running_loop().run_in_executor(None, self._save, arch, list(got.values()))
+            raise
+        except (QueueFull, Unavailable):
+            raise  # the request's own status: the client retries it whole
+        except ServerError as exc:  # the time or memory cap, a dead worker: per proxy
+            for (name, _), (key, settings) in zip(unit.calls, keyed):
+                got.setdefault(key, _failed(name, settings, exc))
+        # Stored before anyone is answered, so the next identical request finds them.
+        await asyncio.to_thread(self._save, arch, list(got.values()))
+        return got
+
+    def _save(self, arch: ParsedArch, outcomes: list[ProxyOutcome]) -> None:
+        for outcome in outcomes:
+            self._cache.save(arch, outcome)
