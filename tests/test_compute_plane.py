@@ -21,7 +21,8 @@ from edgescore.server.proxies.base import SettingsOverride
 from edgescore.server.spaces import registry
 from edgescore.v1 import common_pb2
 
-ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+ARCH = ("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|"
+        "+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|")
 # Minutes of work on one core: it only ever ends by being stopped.
 ENDLESS = (("naswot", SettingsOverride(seed=0, repeats=100, batch_size=128)),)
 
@@ -88,12 +89,18 @@ def _unit(calls, arch: str = ARCH) -> ProxyUnit:
     return ProxyUnit(ArchRef("nb201", arch), tuple(calls))
 
 
-async def _started(workers: int = 1, **kw) -> ComputePlane:
-    backend = LocalBackend(workers, max_memory_bytes=kw.pop("max_memory_bytes", 0))
-    plane = ComputePlane(backend, **kw)
-    plane.start()
-    await plane.wait_ready()
-    return plane
+def with_plane(scenario, workers: int = 1, **kw) -> None:
+    """Run `await scenario(plane)` on a started plane of real local workers, then close it."""
+    async def run() -> None:
+        plane = ComputePlane(LocalBackend(workers), **kw)
+        plane.start()
+        await plane.wait_ready()
+        try:
+            await scenario(plane)
+        finally:
+            await plane.close()
+
+    asyncio.run(run())
 
 
 @pytest.mark.slow
@@ -103,133 +110,171 @@ def test_workers_compute_what_the_engine_computes_and_export() -> None:
     space, arch = registry.parse_arch("nb201", ARCH, 0, 0)
     expected = {o.name: o.value for o in engine.compute_proxies(space, arch, calls)}
 
-    async def scenario() -> None:
-        plane = await _started(2)
-        try:
-            got: list = []
-            assert await plane.run(_unit(calls), Caller("a"), got.append) is None
-            assert {o.name: o.value for o in got} == expected  # bit for bit
-            exported = await plane.run(ExportUnit(ArchRef("nb201", ARCH), common_pb2.ONNX,
-                                                  common_pb2.FP32, 1), Caller("a"))
-            assert exported.data[:2] and exported.quantization == "fp32"
-            with pytest.raises(ServerError, match="nb201"):
-                await plane.run(_unit(calls, "|bogus|"), Caller("a"))
-        finally:
-            await plane.close()
+    async def scenario(plane: ComputePlane) -> None:
+        got: list = []
+        assert await plane.run(_unit(calls), Caller("a"), got.append) is None
+        assert {o.name: o.value for o in got} == expected  # bit for bit
+        exported = await plane.run(ExportUnit(ArchRef("nb201", ARCH), common_pb2.ONNX,
+                                              common_pb2.FP32, 1), Caller("a"))
+        assert exported.data[:2] and exported.quantization == "fp32"
+        with pytest.raises(ServerError, match="nb201"):
+            await plane.run(_unit(calls, "|bogus|"), Caller("a"))
 
-    asyncio.run(scenario())
+    with_plane(scenario, 2)
 
 
 @pytest.mark.slow
 def test_cancelled_work_is_dropped_or_abandoned_and_the_worker_stays_usable() -> None:
-    async def scenario() -> None:
+    async def scenario(plane: ComputePlane) -> None:
         outcomes: list[tuple[str, str]] = []
-        plane = await _started(1)
         plane._on_unit = lambda kind, outcome, s: outcomes.append((kind, outcome))
-        try:
-            running = asyncio.create_task(plane.run(_unit(ENDLESS), Caller("a")))
-            queued = asyncio.create_task(plane.run(_unit(ENDLESS), Caller("a")))
-            await asyncio.sleep(1.0)
-            assert plane.snapshot() == {"queued": 1, "running": 1, "slots": 1}
-            queued.cancel()
-            await asyncio.sleep(0.1)
-            assert plane.snapshot()["queued"] == 0  # dropped without running
-            stopped = time.monotonic()
-            running.cancel()
-            got: list = []
-            await plane.run(_unit([("synflow", SettingsOverride(seed=0))]), Caller("b"),
-                            got.append)
-            # The slot came back within the abandon grace (a checkpoint, or a replaced worker).
-            assert time.monotonic() - stopped < 15 and got[0].error is None
-            assert outcomes == [("proxies", "cancelled"), ("proxies", "ok")]
-        finally:
-            await plane.close()
+        running = asyncio.create_task(plane.run(_unit(ENDLESS), Caller("a")))
+        queued = asyncio.create_task(plane.run(_unit(ENDLESS), Caller("a")))
+        await asyncio.sleep(1.0)
+        assert plane.snapshot() == {"queued": 1, "running": 1, "slots": 1}
+        queued.cancel()
+        await asyncio.sleep(0.1)
+        assert plane.snapshot()["queued"] == 0  # dropped without running
+        stopped = time.monotonic()
+        running.cancel()
+        got: list = []
+        await plane.run(_unit([("synflow", SettingsOverride(seed=0))]), Caller("b"),
+                        got.append)
+        # The slot came back within the abandon grace (a checkpoint, or a replaced worker).
+        assert time.monotonic() - stopped < 15 and got[0].error is None
+        assert outcomes == [("proxies", "cancelled"), ("proxies", "ok")]
 
-    asyncio.run(scenario())
+    with_plane(scenario, 1)
 
 
 @pytest.mark.slow
 def test_time_cap_memory_cap_and_a_dead_worker_fail_only_their_unit() -> None:
-    async def scenario() -> None:
-        plane = await _started(1, max_seconds=2.0)
+    async def scenario(plane: ComputePlane) -> None:
         quick = _unit([("synflow", SettingsOverride(seed=0))])
-        try:
-            got: list = []
-            with pytest.raises(DeadlineExceeded, match="max-compute-seconds"):
-                await plane.run(_unit([("synflow", SettingsOverride(seed=0))] + list(ENDLESS)),
-                                Caller("a"), got.append)
-            assert [o.name for o in got] == ["synflow"]  # what finished before the cap is kept
-            await plane.run(quick, Caller("a"))
+        got: list = []
+        with pytest.raises(DeadlineExceeded, match="max-compute-seconds"):
+            await plane.run(_unit([("synflow", SettingsOverride(seed=0))] + list(ENDLESS)),
+                            Caller("a"), got.append)
+        assert [o.name for o in got] == ["synflow"]  # what finished before the cap is kept
+        await plane.run(quick, Caller("a"))
 
-            plane.max_seconds = 60.0
-            backend = plane.backend
-            backend.max_memory_bytes = 1  # any worker is over it: killed at the next poll
-            backend._monitor = asyncio.create_task(backend._watch_memory())
-            with pytest.raises(ResourceExhausted, match="over the cap"):
-                await plane.run(_unit(ENDLESS), Caller("a"))
-            backend._monitor.cancel()
-            backend.max_memory_bytes = 0
-            await plane.run(quick, Caller("a"))
+        plane.max_seconds = 60.0
+        backend = plane.backend
+        backend.max_memory_bytes = 1  # any worker is over it: killed at the next poll
+        backend._monitor = asyncio.create_task(backend._watch_memory())
+        with pytest.raises(ResourceExhausted, match="over the cap"):
+            await plane.run(_unit(ENDLESS), Caller("a"))
+        backend._monitor.cancel()
+        backend.max_memory_bytes = 0
+        await plane.run(quick, Caller("a"))
 
-            running = asyncio.create_task(plane.run(_unit(ENDLESS), Caller("a")))
-            await asyncio.sleep(1.0)
-            os.kill(backend._workers[0].pid, signal.SIGKILL)
-            with pytest.raises(ServerError, match="signal 9"):
-                await running
-            await plane.run(quick, Caller("a"))
-        finally:
-            await plane.close()
+        running = asyncio.create_task(plane.run(_unit(ENDLESS), Caller("a")))
+        await asyncio.sleep(1.0)
+        os.kill(backend._workers[0].pid, signal.SIGKILL)
+        with pytest.raises(ServerError, match="signal 9"):
+            await running
+        await plane.run(quick, Caller("a"))
 
-    asyncio.run(scenario())
+    with_plane(scenario, 1, max_seconds=2.0)
 
 
 @pytest.mark.slow
 def test_one_client_does_not_starve_another() -> None:
-    async def scenario() -> None:
-        plane = await _started(1)
+    async def scenario(plane: ComputePlane) -> None:
         order: list[str] = []
-        try:
-            def unit(seed: int) -> ProxyUnit:
-                return _unit([("synflow", SettingsOverride(seed=seed))])
 
-            async def one(caller: Caller, seed: int, name: str) -> None:
-                await plane.run(unit(seed), caller)
-                order.append(name)
+        def unit(seed: int) -> ProxyUnit:
+            return _unit([("synflow", SettingsOverride(seed=seed))])
 
-            flood = [asyncio.create_task(one(Caller("a", "stream"), i, f"a{i}"))
-                     for i in range(30)]
-            await asyncio.sleep(0.5)
-            done_before = len(order)
-            await one(Caller("b"), 99, "b")
-            # b's one unit ran right after the unit in progress when it came.
-            assert order.index("b") <= done_before + 1, order
-            await asyncio.gather(*flood)
-        finally:
-            await plane.close()
+        async def one(caller: Caller, seed: int, name: str) -> None:
+            await plane.run(unit(seed), caller)
+            order.append(name)
 
-    asyncio.run(scenario())
+        flood = [asyncio.create_task(one(Caller("a", "stream"), i, f"a{i}"))
+                 for i in range(30)]
+        await asyncio.sleep(0.5)
+        done_before = len(order)
+        await one(Caller("b"), 99, "b")
+        # b's one unit ran right after the unit in progress when it came.
+        assert order.index("b") <= done_before + 1, order
+        await asyncio.gather(*flood)
+
+    with_plane(scenario, 1)
 
 
 @pytest.mark.slow
 def test_a_full_queue_refuses_or_holds_back() -> None:
+    async def scenario(plane: ComputePlane) -> None:
+        work = [asyncio.create_task(plane.run(_unit(ENDLESS), Caller("a")))
+                for _ in range(3)]  # one runs, two wait
+        await asyncio.sleep(0.5)
+        with pytest.raises(QueueFull):
+            await plane.run(_unit(ENDLESS), Caller("b"))
+        held = asyncio.create_task(plane.run(_unit(ENDLESS), Caller("b", "s", True)))
+        await asyncio.sleep(0.3)
+        assert not held.done()  # waiting for room, not refused
+        work[2].cancel()
+        await asyncio.sleep(0.3)
+        assert plane.snapshot()["queued"] == 2  # the held unit took the free place
+        for task in (*work, held):
+            task.cancel()
+        await asyncio.gather(*work, held, return_exceptions=True)
+
+    with_plane(scenario, 1, capacity=2, per_client=2)
+
+
+# -- devices ------------------------------------------------------------------------------------
+
+
+def test_local_workers_are_one_per_core_or_per_gpu(monkeypatch) -> None:
+    import torch
+
+    from edgescore.server.compute.local import _worker_devices
+
+    assert _worker_devices(3, "cpu", 1) == ["cpu"] * 3
+    assert _worker_devices(0, "cpu", 4) == ["cpu"] * (os.cpu_count() or 1)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert _worker_devices(0, "cuda", 2) == ["cuda:0", "cuda:0", "cuda:1", "cuda:1"]
+    assert _worker_devices(8, "cuda:1", 3) == ["cuda:1"] * 3  # one named GPU
+
+
+def test_each_unit_runs_on_the_device_of_its_worker() -> None:
+    class TwoGpus:
+        """A backend whose slots are two GPUs; it records what each unit was given."""
+
+        name, size, seen = "gpus", 2, []
+
+        async def start(self) -> None: ...
+
+        async def run(self, slot, unit, on_item):
+            self.seen.append((slot, unit.device))
+            await asyncio.sleep(0.05)
+
+        def device_of(self, slot: int) -> str:
+            return f"cuda:{slot}"
+
+        async def close(self) -> None: ...
+
     async def scenario() -> None:
-        plane = await _started(1, capacity=2, per_client=2)
-        try:
-            work = [asyncio.create_task(plane.run(_unit(ENDLESS), Caller("a")))
-                    for _ in range(3)]  # one runs, two wait
-            await asyncio.sleep(0.5)
-            with pytest.raises(QueueFull):
-                await plane.run(_unit(ENDLESS), Caller("b"))
-            held = asyncio.create_task(plane.run(_unit(ENDLESS), Caller("b", "s", True)))
-            await asyncio.sleep(0.3)
-            assert not held.done()  # waiting for room, not refused
-            work[2].cancel()
-            await asyncio.sleep(0.3)
-            assert plane.snapshot()["queued"] == 2  # the held unit took the free place
-            for task in (*work, held):
-                task.cancel()
-            await asyncio.gather(*work, held, return_exceptions=True)
-        finally:
-            await plane.close()
+        backend = TwoGpus()
+        plane = ComputePlane(backend)
+        plane.start()
+        await plane.wait_ready()
+        await asyncio.gather(*(plane.run(_unit([("synflow", SettingsOverride())]), Caller("a"))
+                               for _ in range(4)))
+        await plane.close()
+        assert sorted(backend.seen) == [(0, "cuda:0"), (0, "cuda:0"), (1, "cuda:1"),
+                                        (1, "cuda:1")]
 
     asyncio.run(scenario())
+
+
+def test_a_server_asked_for_cuda_without_one_says_so() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "edgescore.server", "--device", "cuda",
+                           "--address", "127.0.0.1:0", "--metrics-port", "-1", "--db",
+                           ":memory:"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "CUDA is not available" in done.stderr

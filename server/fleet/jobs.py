@@ -17,7 +17,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Optional, Protocol
 
-from edgescore.server.fleet.fleet import Fleet, JobOutcome, PendingJob
+from edgescore.server.fleet.fleet import Fleet
+from edgescore.server.fleet.sessions import JobOutcome, PendingJob
 from edgescore.server.spaces.base import ParsedArch
 from edgescore.server.store import Store, canonical_json
 from edgescore.v1 import agent_pb2, common_pb2

@@ -22,8 +22,9 @@ from edgescore.server.compute.plane import Caller
 from edgescore.server.compute.units import ArchRef
 from edgescore.server.errors import InvalidArgument, NotFound, ServerError, Unavailable
 from edgescore.server.fleet.exports import Artifact, Exports
-from edgescore.server.fleet.fleet import Fleet, JobOutcome
+from edgescore.server.fleet.fleet import Fleet
 from edgescore.server.fleet.jobs import JobBoard, JobSpec, LocalJobs, Subject
+from edgescore.server.fleet.sessions import JobOutcome
 from edgescore.server.scoring.predictor import Prediction, PredictorBank
 from edgescore.server.spaces.base import ParsedArch
 from edgescore.server.store import MeasurementKey, Store, canonical_json

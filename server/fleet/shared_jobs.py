@@ -23,8 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from edgescore.server.fleet.fleet import Fleet, JobOutcome, PendingJob, job_format
+from edgescore.server.fleet.fleet import Fleet
 from edgescore.server.fleet.jobs import JobSpec, OnResult, Subject, Ticket
+from edgescore.server.fleet.sessions import JobOutcome, PendingJob, job_format
 from edgescore.server.store.job_queue import (
     CANCEL_CHANNEL,
     DONE_CHANNEL,

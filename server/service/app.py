@@ -126,10 +126,24 @@ def _backend(config: ServerConfig, metrics: Metrics) -> Backend:
     backend = LocalBackend(config.compute_workers, config.device, config.workers_per_gpu,
                            log_level=config.log_level, on_restart=metrics.worker_restarted)
     cap = config.worker_max_memory_mb * 2**20
-    if not cap:  # 80 % of the machine's memory, shared among the workers
-        cap = int(0.8 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / backend.size)
+    if not cap:  # 80 % of the memory this server may use, shared among the workers
+        cap = int(0.8 * _usable_memory() / backend.size)
     backend.max_memory_bytes = cap
     return backend
+
+
+def _usable_memory() -> int:
+    """The machine's memory, or its container's limit (cgroup v2 or v1) when that is lower."""
+    usable = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as fh:
+                text = fh.read().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            usable = min(usable, int(text))
+    return usable
 
 
 def _jobs(config: ServerConfig, fleet: Fleet, store: Store, metrics: Metrics) -> JobBoard:
