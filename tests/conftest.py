@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -52,6 +53,28 @@ class ToySpace:
 def nb201_rows() -> list[dict[str, str]]:
     with NB201_ACCURACY.open() as f:
         return list(csv.DictReader(f))
+
+
+PG_URL = os.environ.get("EDGESCORE_TEST_POSTGRES_URL", "")
+PG_MISSING = "EDGESCORE_TEST_POSTGRES_URL not set (tools/with_postgres.sh sets it)"
+
+
+@contextlib.contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A URL of the test PostgreSQL cluster whose tables live in a schema of their own, dropped
+    afterwards: tests stay independent inside the one test database."""
+    import uuid
+
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield PG_URL + ("&" if "?" in PG_URL else "?") + f"options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,8 @@ from edgescore.v1 import agent_pb2, agent_pb2_grpc, common_pb2, scoring_pb2, sco
 
 pytestmark = pytest.mark.slow
 
-GOOD = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+GOOD = ("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|"
+        "+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|")
 # Minutes of work on one core: it only ever ends by being stopped.
 HEAVY = {"repeats": 100, "batch_size": 128}
 

@@ -361,6 +361,7 @@ def test_dashboard_metric_names_are_exported_in_process() -> None:
     metrics = Metrics()
     metrics.watch_fleet(lambda: [{"device_class": "c", "agents": [], "busy": 0,
                                   "queue_depth": 0}])
+    metrics.watch_compute(lambda: {"queued": 0, "running": 0, "slots": 1})
     agent = AgentMetrics()
     agent.set_info("c", "0")
     names = exposed_names(generate_latest(metrics.registry).decode()) | exposed_names(
@@ -441,6 +442,13 @@ def test_workload_moves_server_and_agent_metrics(obs_stack) -> None:
                  outcome="ok") == 1
     assert delta("edgescore_proxy_compute_seconds_sum", proxy="synflow", space="nb201",
                  outcome="ok") > 0
+    # One proxies unit (params and synflow of the first Score) and one export, both ok.
+    assert delta("edgescore_compute_units_total", kind="proxies", outcome="ok") == 1
+    assert delta("edgescore_compute_units_total", kind="export", outcome="ok") == 1
+    assert delta("edgescore_compute_unit_duration_seconds_count", kind="proxies",
+                 outcome="ok") == 1
+    assert sample(after, "edgescore_compute_slots") >= 1
+    assert sample(after, "edgescore_compute_queue_depth") == 0
     assert delta("edgescore_cache_lookups_total", kind="proxy", outcome="hit") >= 2
     assert delta("edgescore_cache_lookups_total", kind="proxy", outcome="miss") >= 1
     assert delta("edgescore_cache_lookups_total", kind="measurement", outcome="miss") == 1

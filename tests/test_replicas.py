@@ -3,21 +3,18 @@ one measures what a request to the other asked for, and a replica killed mid-job
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 
 import psycopg
 import pytest
-from conftest import QUICK_MEASUREMENT
+from conftest import PG_MISSING, PG_URL, QUICK_MEASUREMENT, postgres_schema
 
 from edgescore.client.launcher import LocalStack
 
 pytestmark = pytest.mark.slow
 
-PG_URL = os.environ.get("EDGESCORE_TEST_POSTGRES_URL", "")
 ARCHS = ("|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|",
          "|nor_conv_1x1~0|+|nor_conv_3x3~0|skip_connect~1|+|nor_conv_3x3~0|none~1|avg_pool_3x3~2|")
 LEASE_S = 3.0
@@ -27,13 +24,9 @@ LEASE_S = 3.0
 def db_url() -> Iterator[str]:
     """A schema of its own in the test cluster: the queue starts empty."""
     if not PG_URL:
-        pytest.skip("EDGESCORE_TEST_POSTGRES_URL not set (tools/with_postgres.sh sets it)")
-    schema = f"replicas_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    yield PG_URL + ("&" if "?" in PG_URL else "?") + f"options=-csearch_path%3D{schema}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        pytest.skip(PG_MISSING)
+    with postgres_schema() as url:
+        yield url
 
 
 def replica(url: str) -> LocalStack:

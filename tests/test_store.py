@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-import os
 import sqlite3
 import threading
-import uuid
 from collections.abc import Iterator
 
 import pytest
+from conftest import PG_MISSING, PG_URL, postgres_schema
 
 from edgescore.server.store import (
     MIGRATIONS,
@@ -20,8 +19,6 @@ from edgescore.server.store import (
 )
 from edgescore.server.store.backends import _hide_password
 
-PG_URL = os.environ.get("EDGESCORE_TEST_POSTGRES_URL", "")
-
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def location(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
@@ -30,16 +27,9 @@ def location(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
         yield str(tmp_path / "store.db")
         return
     if not PG_URL:
-        pytest.skip("EDGESCORE_TEST_POSTGRES_URL not set (tools/with_postgres.sh sets it)")
-    import psycopg
-
-    # A schema per test keeps tests independent inside the one test database.
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    yield PG_URL + ("&" if "?" in PG_URL else "?") + f"options=-csearch_path%3D{schema}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        pytest.skip(PG_MISSING)
+    with postgres_schema() as url:
+        yield url
 
 
 def key(arch: str = "a" * 64, proxy: str = "synflow", **settings) -> ProxyKey:

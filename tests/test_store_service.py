@@ -4,7 +4,6 @@ and the latency predictor answers for a class with no agent online."""
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import threading
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import QUICK_MEASUREMENT, SHARED
+from conftest import PG_MISSING, PG_URL, QUICK_MEASUREMENT, SHARED
 
 from edgescore.client import EdgescoreError
 from edgescore.client.launcher import LocalStack
@@ -21,13 +20,12 @@ from edgescore.device_agent.replay import ReplayTable
 pytestmark = pytest.mark.slow
 
 ARCH = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|"
-PG_URL = os.environ.get("EDGESCORE_TEST_POSTGRES_URL", "")
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_restart_serves_the_second_request_from_the_store(backend: str) -> None:
     if backend == "postgresql" and not PG_URL:
-        pytest.skip("EDGESCORE_TEST_POSTGRES_URL not set (tools/with_postgres.sh sets it)")
+        pytest.skip(PG_MISSING)
     server_args = ["--db", PG_URL] if backend == "postgresql" else []
     # A fresh seed: the PostgreSQL database outlives this test, the key must be new to it.
     seed = random.SystemRandom().randrange(1, 2**31)

@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator, Callable
 import grpc
 
 import edgescore
-from edgescore.server.fleet.fleet import AgentSession, Fleet
+from edgescore.server.fleet.fleet import Fleet
+from edgescore.server.fleet.sessions import AgentSession
 from edgescore.v1 import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger(__name__)
