@@ -49,10 +49,6 @@ class FairQueue(Generic[T]):
     def __len__(self) -> int:
         return self._count
 
-    def depth(self, client: str) -> int:
-        found = self._clients.get(client)
-        return found.count if found else 0
-
     def push(self, item: T, client: str, lane: str = "") -> Entry[T]:
         """Queue `item`; QueueFull (RESOURCE_EXHAUSTED) past either bound."""
         if self._count >= self.capacity:

@@ -23,9 +23,6 @@ class Flights:
     def __init__(self) -> None:
         self._by_key: dict[Hashable, Flight] = {}
 
-    def __len__(self) -> int:
-        return len({id(f) for f in self._by_key.values()})
-
     def find(self, key: Hashable) -> Optional[Flight]:
         return self._by_key.get(key)
 

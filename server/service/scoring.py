@@ -118,9 +118,9 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         which = request.arch.WhichOneof("spec")
         if which == "onnx":
             self._sizes.check_upload(request.arch.onnx)
-        spec = spaces.spec_value(getattr(request.arch, which)) if which else None
         space, arch = spaces.parse_arch(which, getattr(request.arch, which) if which else None,
                                         request.arch.num_classes, request.arch.input_resolution)
+        spec = spaces.spec_value(getattr(request.arch, which))  # as the workers parse it
         self._sizes.check(space, arch)
         objective.validate(request)
         calls, registered = self._proxy_calls(request, arch)

@@ -22,7 +22,6 @@ QUEUED_CHANNEL = "edgescore_job_queued"     # payload: device class
 DONE_CHANNEL = "edgescore_job_done"         # payload: job id
 CANCEL_CHANNEL = "edgescore_job_cancel"     # payload: job id
 CHANNELS = (QUEUED_CHANNEL, DONE_CHANNEL, CANCEL_CHANNEL)
-ACTIVE = ("queued", "running")
 
 
 @dataclass(frozen=True)
