@@ -96,6 +96,23 @@ def test_flops_hand_count_macs():
     assert "not 2x" in get_proxy("flops").description
 
 
+def test_flops_counts_attention_matmuls():
+    from edgescore.server.proxies.flops import count_macs
+    from edgescore.server.spaces import vit
+
+    spec = {"embed_dim": 64, "depth": 2, "num_heads": [1, 2], "mlp_ratio": [2, 2],
+            "patch_size": 16}
+    arch = vit.SPACE.parse(spec, 10, 32)
+    network = vit.SPACE.build(arch)
+    patches = sum(m.weight.numel() * 2 * 2 for m in network.modules() if isinstance(m, nn.Conv2d))
+    tokens = (32 // 16) ** 2 + 1
+    linear = sum(m.weight.numel() * tokens for m in network.modules()
+                 if isinstance(m, nn.Linear) and m.out_features != 10)
+    head = 64 * 10  # the classifier sees the class token only
+    attention = 2 * (1 + 2) * tokens * tokens * vit.HEAD_DIM  # Q.K^T and A.V of each head
+    assert count_macs(network, arch.input_shape) == patches + linear + head + attention
+
+
 # --- synflow ------------------------------------------------------------------------------------
 
 W1 = [[0.5, -1.0, 2.0], [-0.25, 0.75, 1.5], [1.0, 1.0, -1.0], [0.0, -2.0, 0.5]]
