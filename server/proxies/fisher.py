@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import math
+from .base import ZERO_COST_NAS_NETWORKS, Proxy
+from .passes import GRADIENTS, summed_over_layers
 
-from .base import ZERO_COST_NAS_NETWORKS, Proxy, ProxyInput
-from .passes import GRADIENTS, LayerGradStats
-
-
-def compute(inp: ProxyInput) -> float:
-    stats: tuple[LayerGradStats, ...] = inp.shared
-    return math.fsum(layer.fisher for layer in stats)
-
+compute = summed_over_layers("fisher")
 
 PROXY = Proxy(
     name="fisher",

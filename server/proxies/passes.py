@@ -6,6 +6,7 @@ train mode, Conv2d and Linear layers scored. Each pass runs on its own copy of t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -76,6 +77,14 @@ class LayerGradStats:
     # output; times weight[0].numel(), because the reference broadcasts each channel's value to
     # every weight of the channel before its final sum.
     fisher: float
+
+
+def summed_over_layers(field: str) -> Callable[[ProxyInput], float]:
+    """A proxy's compute that sums one LayerGradStats field over the layers of the shared pass."""
+    def compute(inp: ProxyInput) -> float:
+        stats: tuple[LayerGradStats, ...] = inp.shared
+        return math.fsum(getattr(layer, field) for layer in stats)
+    return compute
 
 
 def _fisher_hook(index: int, sq_sums: dict[int, torch.Tensor]) -> Callable:

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import math
+from .base import ZERO_COST_NAS_NETWORKS, Proxy
+from .passes import GRADIENTS, summed_over_layers
 
-from .base import ZERO_COST_NAS_NETWORKS, Proxy, ProxyInput
-from .passes import GRADIENTS, LayerGradStats
-
-
-def compute(inp: ProxyInput) -> float:
-    # The reference multiplies each weight by a mask of ones and takes |dL/dmask|; at mask = 1
-    # that gradient is W * dL/dW element for element, which the shared pass already has.
-    stats: tuple[LayerGradStats, ...] = inp.shared
-    return math.fsum(layer.snip for layer in stats)
-
+# The reference multiplies each weight by a mask of ones and takes |dL/dmask|; at mask = 1
+# that gradient is W * dL/dW element for element, which the shared pass already has.
+compute = summed_over_layers("snip")
 
 PROXY = Proxy(
     name="snip",
