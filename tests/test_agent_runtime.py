@@ -193,14 +193,14 @@ def test_agent_metrics_endpoint():
     finally:
         m.close()
     lines = set(text.splitlines())
-    assert 'edgescore_agent_jobs_total{outcome="ok"} 1' in lines
-    assert 'edgescore_agent_jobs_total{outcome="timeout"} 1' in lines
-    assert 'edgescore_agent_job_duration_seconds_bucket{le="0.5"} 1' in lines
-    assert 'edgescore_agent_job_duration_seconds_bucket{le="5.0"} 2' in lines
-    assert 'edgescore_agent_job_duration_seconds_bucket{le="+Inf"} 2' in lines
+    assert 'edgescore_agent_jobs_total{outcome="ok"} 1.0' in lines
+    assert 'edgescore_agent_jobs_total{outcome="timeout"} 1.0' in lines
+    assert 'edgescore_agent_job_duration_seconds_bucket{le="0.5"} 1.0' in lines
+    assert 'edgescore_agent_job_duration_seconds_bucket{le="5.0"} 2.0' in lines
+    assert 'edgescore_agent_job_duration_seconds_bucket{le="+Inf"} 2.0' in lines
     assert "edgescore_agent_job_duration_seconds_sum 3.2" in lines
     assert "edgescore_agent_cpu_temperature_celsius 51.5" in lines
-    assert "edgescore_agent_throttled_runs_total 1" in lines
+    assert "edgescore_agent_throttled_runs_total 1.0" in lines
 
 
 # --- configuration ---------------------------------------------------------------------------
