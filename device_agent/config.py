@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="KEY=VALUE",
                    help="tag reported to the server; repeatable "
                    f"(env {env_name(ENV_PREFIX, 'tags')}=k=v,...)")
-    add_setting_flags(p, AgentConfig, ENV_PREFIX, help=_HELP, skip=("tags",),
+    add_setting_flags(p, AgentConfig, ENV_PREFIX, help_text=_HELP, skip=("tags",),
                       shown_defaults={"work_dir": "~/.cache/edgescore-agent"})
     return p
 

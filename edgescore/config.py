@@ -64,18 +64,18 @@ def _default(f: Field) -> Any:
 
 
 def add_setting_flags(parser: argparse.ArgumentParser, schema: type, env_prefix: str,
-                      help: Mapping[str, str] | None = None,
+                      help_text: Mapping[str, str] | None = None,
                       shown_defaults: Mapping[str, str] | None = None,
                       skip: tuple[str, ...] = ()) -> None:
     """One `--flag` per field of `schema` (but those in `skip`), its help naming its variable."""
-    help, shown_defaults = help or {}, shown_defaults or {}
+    help_text, shown_defaults = help_text or {}, shown_defaults or {}
     for f in fields(schema):
         if f.name in skip:
             continue
         default = shown_defaults.get(f.name, _default(f))
         text = f"(env {env_name(env_prefix, f.name)}; default {default!r})"
         parser.add_argument(flag_name(f.name), dest=f.name, default=None,
-                            help=f"{help[f.name]} {text}" if help.get(f.name) else text)
+                            help=f"{help_text[f.name]} {text}" if help_text.get(f.name) else text)
 
 
 def read_settings_file(path: str) -> dict[str, Any]:
