@@ -19,6 +19,6 @@ RUN useradd --system --create-home --home-dir /home/edgescore edgescore
 USER edgescore
 WORKDIR /home/edgescore
 # The agent writes nothing but may only ever write here.
-ENV EDGESCORE_WORK_DIR=/home/edgescore/work
+ENV EDGESCORE_AGENT_WORK_DIR=/home/edgescore/work
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["edgescore-agent"]

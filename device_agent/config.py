@@ -1,24 +1,22 @@
-"""Agent settings: flags > EDGESCORE_* environment > config file (--config) > defaults.
+"""Agent settings: flags > EDGESCORE_AGENT_* environment > config file (--config) > defaults.
 
-The config file is JSON everywhere, or TOML where `tomllib` (Python 3.11+) or `tomli` is
-importable; keys are the field names of AgentConfig (`tags` is a table / object).
+The layers and their rules are edgescore.config's, shared with the server: the file is JSON, or
+TOML where `tomllib` (Python 3.11+) or `tomli` is importable; its keys are the field names of
+AgentConfig (`tags` is a table / object).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
-from dataclasses import dataclass, field, fields
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field
 
+from edgescore.config import add_setting_flags, env_name, load_settings, parse_pairs
+from edgescore.device_agent.limits import DEFAULT_MAX_JOB_SECONDS
 from edgescore.logs import check_format
 
-from .limits import DEFAULT_MAX_JOB_SECONDS
-
-ENV_PREFIX = "EDGESCORE_"
+ENV_PREFIX = "EDGESCORE_AGENT_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 @dataclass
@@ -77,21 +75,10 @@ def default_work_dir() -> str:
     return os.path.join(base, "edgescore-agent")
 
 
-def parse_tags(text: str) -> dict:
-    """"k=v,k2=v2" (env form) → dict; raises ValueError on an item without '='."""
-    out = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"expected key=value, got {item!r}")
-        out[key.strip()] = value.strip()
-    return out
-
-
 def _tag(text: str) -> dict:
-    """One --tag: "k=v", or several "k=v,k2=v2" as in EDGESCORE_TAGS (none dropped)."""
+    """One --tag: "k=v", or several "k=v,k2=v2" as in the environment (none dropped)."""
     try:
-        tags = parse_tags(text)
+        tags = parse_pairs(text)
     except ValueError:
         tags = {}
     if not tags:
@@ -103,87 +90,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="edgescore-agent",
         description="Dial out to an edgescore server and measure model latency on this device. "
-        "Every setting can also come from EDGESCORE_<NAME> or a --config file; flags win.",
+        f"Every setting can also come from {ENV_PREFIX}<NAME> or a --config file; flags win.",
     )
     p.add_argument("--config", help="JSON (or TOML, Python 3.11+ / tomli) file of settings")
-    for f in fields(AgentConfig):
-        if f.name == "tags":
-            p.add_argument("--tag", dest="tags", action="append", type=_tag, default=None,
-                           metavar="KEY=VALUE",
-                           help="tag reported to the server; repeatable "
-                           "(env EDGESCORE_TAGS=k=v,...)")
-            continue
-        default = f.default if f.name != "work_dir" else "~/.cache/edgescore-agent"
-        p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None,
-                       help=f"{_HELP[f.name]} (env {ENV_PREFIX}{f.name.upper()}; "
-                       f"default {default!r})")
+    p.add_argument("--tag", dest="tags", action="append", type=_tag, default=None,
+                   metavar="KEY=VALUE",
+                   help="tag reported to the server; repeatable "
+                   f"(env {env_name(ENV_PREFIX, 'tags')}=k=v,...)")
+    add_setting_flags(p, AgentConfig, ENV_PREFIX, help_text=_HELP, skip=("tags",),
+                      shown_defaults={"work_dir": "~/.cache/edgescore-agent"})
     return p
 
 
-def _read_file(path: str) -> dict:
-    text = Path(path).read_text(encoding="utf-8")
-    if path.endswith(".toml"):
-        try:
-            import tomllib as toml
-        except ImportError:  # Python < 3.11: tomli is the same parser, if installed
-            try:
-                import tomli as toml  # type: ignore[no-redef]
-            except ImportError:
-                raise ValueError(
-                    f"{path}: TOML needs Python 3.11+ or `pip install tomli`; use JSON"
-                ) from None
-        return toml.loads(text)
-    return json.loads(text)
-
-
-def _coerce(name: str, value: Any) -> Any:
-    if name == "tags":
-        return parse_tags(value) if isinstance(value, str) else {str(k): str(v)
-                                                                 for k, v in dict(value).items()}
-    kind = type(getattr(AgentConfig, name))
-    if name == "log_level":
-        return str(value).upper()
-    if value is None or isinstance(value, (dict, list)):
-        raise ValueError(f"{name}: expected a {kind.__name__}, got {value!r}")
-    converted = kind(value)
-    if kind is float and not math.isfinite(converted):
-        raise ValueError(f"{name}: must be a finite number, got {value!r}")
-    return converted
-
-
 def load_config(argv: list | None = None) -> AgentConfig:
-    """Parse argv (None = sys.argv) and merge the sources; exits with usage on bad input."""
+    """Parse argv (None = sys.argv) and merge the layers; exits with usage on bad input."""
     parser = build_parser()
-    ns = parser.parse_args(argv)
-    names = [f.name for f in fields(AgentConfig)]
-    try:
-        layers = [_read_file(ns.config) if ns.config else {}]
-    except (OSError, ValueError) as exc:
-        parser.error(f"--config: {exc}")
-    if not isinstance(layers[0], dict):
-        parser.error(f"--config: {ns.config} must hold an object of settings, "
-                     f"not a {type(layers[0]).__name__}")
-    unknown = set(layers[0]) - set(names)
-    if unknown:
-        parser.error(f"unknown settings in {ns.config}: {', '.join(sorted(unknown))}")
-    layers.append({n: os.environ[ENV_PREFIX + n.upper()] for n in names
-                   if os.environ.get(ENV_PREFIX + n.upper()) not in (None, "")})
-    layers.append({n: getattr(ns, n) for n in names if getattr(ns, n) is not None})
-    values: dict = {}
-    tags: dict = {}
-    try:
-        for layer in layers:
-            for name, raw in layer.items():
-                if name == "tags":  # merged key by key, later layers winning
-                    # --tag gives a list of dicts (one per flag); files and env a dict / text.
-                    for part in (raw if isinstance(raw, list) else [raw]):
-                        tags.update(_coerce("tags", part))
-                else:
-                    values[name] = _coerce(name, raw)
-    except (TypeError, ValueError) as exc:
-        parser.error(str(exc))
-    config = AgentConfig(**values, tags=tags)
-    if config.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+    config = load_settings(AgentConfig, parser, ENV_PREFIX, argv)
+    config.log_level = config.log_level.upper()
+    if config.log_level not in LOG_LEVELS:
         parser.error(f"--log-level: {config.log_level!r} is not DEBUG, INFO, WARNING or ERROR")
     try:
         config.log_format = check_format(config.log_format)

@@ -258,7 +258,7 @@ class AgentConnection:
                 break
             if code in FATAL_CODES:
                 log.error(
-                    "server %s rejected this agent (%s: %s); check --token / EDGESCORE_TOKEN",
+                    "server %s rejected this agent (%s: %s); check --token / EDGESCORE_AGENT_TOKEN",
                     self.server,
                     code.name,
                     detail,

@@ -1,6 +1,7 @@
 """Logging shared by the server and the agent: plain text (default) or one JSON object per line.
 
-`--log-format json` (env EDGESCORE_LOG_FORMAT) makes every record a single line
+`--log-format json` (env EDGESCORE_SERVER_LOG_FORMAT / EDGESCORE_AGENT_LOG_FORMAT) makes every
+record a single line
 ``{"ts": ..., "level": ..., "logger": ..., "message": ..., "request_id": ..., "exception": ...}``
 (`request_id` only when known, `exception` only when the record carries one; fields passed with
 ``extra=`` are added as they are). The request id is whatever the server's interceptor put in

@@ -1,14 +1,17 @@
-"""Server configuration: flags > EDGESCORE_* environment > config file (TOML or JSON) > defaults."""
+"""Server settings: flags > EDGESCORE_SERVER_* environment > config file (TOML or JSON) > defaults.
+
+The layers and their rules are edgescore.config's, shared with the agent.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-from dataclasses import dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass
 
+from edgescore.config import add_setting_flags, flag_name, load_settings
 from edgescore.logs import check_format
+
+ENV_PREFIX = "EDGESCORE_SERVER_"
 
 
 @dataclass
@@ -58,53 +61,28 @@ class ServerConfig:
     max_graph_nodes: int = 50_000
 
 
-def _coerce(name: str, value: object) -> object:
-    kind = type(getattr(ServerConfig, name))
-    return kind(value)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgescore-server", description=__doc__)
+    parser.add_argument("--config", help="TOML or JSON file with the settings below")
+    add_setting_flags(parser, ServerConfig, ENV_PREFIX)
+    return parser
 
 
 def load_config(argv: list[str] | None = None) -> ServerConfig:
-    parser = argparse.ArgumentParser(prog="edgescore-server", description=__doc__)
-    parser.add_argument("--config", help="TOML or JSON file with the settings below")
-    for f in fields(ServerConfig):
-        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None,
-                            help=f"(env EDGESCORE_{f.name.upper()}; default {f.default!r})")
-    ns = parser.parse_args(argv)
-
-    values: dict[str, object] = {}
-    if ns.config:
-        path = Path(ns.config)
-        if path.suffix == ".toml":
-            import tomllib  # Python 3.11+: the server's own minimum for TOML configs
-            values.update(tomllib.loads(path.read_text()))
-        else:
-            values.update(json.loads(path.read_text()))
-    for f in fields(ServerConfig):
-        env = os.environ.get(f"EDGESCORE_{f.name.upper()}")
-        if env is not None:
-            values[f.name] = env
-        flag = getattr(ns, f.name)
-        if flag is not None:
-            values[f.name] = flag
-    unknown = set(values) - {f.name for f in fields(ServerConfig)}
-    if unknown:
-        parser.error(f"unknown settings in config: {', '.join(sorted(unknown))}")
-    try:
-        config = ServerConfig(**{k: _coerce(k, v) for k, v in values.items()})
-    except ValueError as exc:
-        parser.error(str(exc))
-        raise
+    """Parse argv (None = sys.argv) and merge the layers; exits with usage on bad input."""
+    parser = build_parser()
+    config = load_settings(ServerConfig, parser, ENV_PREFIX, argv)
     if config.compute not in ("local", "ray"):
         parser.error(f"--compute: 'local' or 'ray', not {config.compute!r}")
     for name in ("compute_workers", "worker_max_memory_mb"):
         if getattr(config, name) < 0:
-            parser.error(f"--{name.replace('_', '-')}: must be >= 0")
+            parser.error(f"{flag_name(name)}: must be >= 0")
     for name in ("workers_per_gpu", "max_queued", "max_queued_per_client", "stream_window"):
         if getattr(config, name) < 1:
-            parser.error(f"--{name.replace('_', '-')}: must be >= 1")
+            parser.error(f"{flag_name(name)}: must be >= 1")
     for name in ("max_compute_seconds", "replica_lease_seconds"):
-        if not 0 < getattr(config, name) < float("inf"):
-            parser.error(f"--{name.replace('_', '-')}: must be a finite number > 0")
+        if not getattr(config, name) > 0:
+            parser.error(f"{flag_name(name)}: must be a finite number > 0")
     try:
         config.log_format = check_format(config.log_format)
     except ValueError as exc:

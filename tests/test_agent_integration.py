@@ -70,8 +70,8 @@ def test_tls_agent_measures_plain_text_is_refused_and_nothing_written_outside(
                          stack.read_log("agent-sandboxed-2.log")).group(1)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
             scraped = reply.read().decode().splitlines()
-        assert 'edgescore_agent_jobs_total{outcome="ok"} 1' in scraped
-        assert "edgescore_agent_connected 1" in scraped
+        assert 'edgescore_agent_jobs_total{outcome="ok"} 1.0' in scraped
+        assert "edgescore_agent_connected 1.0" in scraped
 
         with pytest.raises(EdgescoreError) as info:
             Client(stack.target, timeout=5).devices()  # a plain-text client is refused too

@@ -193,14 +193,14 @@ def test_agent_metrics_endpoint():
     finally:
         m.close()
     lines = set(text.splitlines())
-    assert 'edgescore_agent_jobs_total{outcome="ok"} 1' in lines
-    assert 'edgescore_agent_jobs_total{outcome="timeout"} 1' in lines
-    assert 'edgescore_agent_job_duration_seconds_bucket{le="0.5"} 1' in lines
-    assert 'edgescore_agent_job_duration_seconds_bucket{le="5.0"} 2' in lines
-    assert 'edgescore_agent_job_duration_seconds_bucket{le="+Inf"} 2' in lines
+    assert 'edgescore_agent_jobs_total{outcome="ok"} 1.0' in lines
+    assert 'edgescore_agent_jobs_total{outcome="timeout"} 1.0' in lines
+    assert 'edgescore_agent_job_duration_seconds_bucket{le="0.5"} 1.0' in lines
+    assert 'edgescore_agent_job_duration_seconds_bucket{le="5.0"} 2.0' in lines
+    assert 'edgescore_agent_job_duration_seconds_bucket{le="+Inf"} 2.0' in lines
     assert "edgescore_agent_job_duration_seconds_sum 3.2" in lines
     assert "edgescore_agent_cpu_temperature_celsius 51.5" in lines
-    assert "edgescore_agent_throttled_runs_total 1" in lines
+    assert "edgescore_agent_throttled_runs_total 1.0" in lines
 
 
 # --- configuration ---------------------------------------------------------------------------
@@ -208,16 +208,16 @@ def test_agent_metrics_endpoint():
 
 def test_config_precedence_flags_env_file(tmp_path, monkeypatch):
     for key in ("SERVER", "DEVICE_CLASS", "TOKEN", "TAGS", "METRICS_PORT", "HEARTBEAT_INTERVAL"):
-        monkeypatch.delenv(f"EDGESCORE_{key}", raising=False)
+        monkeypatch.delenv(f"EDGESCORE_AGENT_{key}", raising=False)
     path = tmp_path / "agent.json"
     path.write_text(json.dumps({"server": "file:1", "device_class": "pi5", "token": "ft",
                                 "metrics_port": 9100, "tags": {"site": "lab", "rack": "1"}}))
     cfg = config.load_config(["--config", str(path)])
     assert (cfg.server, cfg.device_class, cfg.token, cfg.metrics_port) == ("file:1", "pi5", "ft",
                                                                            9100)
-    monkeypatch.setenv("EDGESCORE_SERVER", "env:2")
-    monkeypatch.setenv("EDGESCORE_TAGS", "rack=2,owner=me")
-    monkeypatch.setenv("EDGESCORE_METRICS_PORT", "0")
+    monkeypatch.setenv("EDGESCORE_AGENT_SERVER", "env:2")
+    monkeypatch.setenv("EDGESCORE_AGENT_TAGS", "rack=2,owner=me")
+    monkeypatch.setenv("EDGESCORE_AGENT_METRICS_PORT", "0")
     cfg = config.load_config(["--config", str(path), "--server", "flag:3", "--tag", "owner=you"])
     assert cfg.server == "flag:3" and cfg.device_class == "pi5" and cfg.metrics_port == 0
     assert cfg.tags == {"site": "lab", "rack": "2", "owner": "you"}
@@ -225,7 +225,7 @@ def test_config_precedence_flags_env_file(tmp_path, monkeypatch):
 
 
 def test_config_toml_and_errors(tmp_path, monkeypatch):
-    monkeypatch.delenv("EDGESCORE_SERVER", raising=False)
+    monkeypatch.delenv("EDGESCORE_AGENT_SERVER", raising=False)
     toml = tmp_path / "agent.toml"
     toml.write_text('server = "t:4"\ncooldown_max_wait = 12.5\n[tags]\nboard = "rpi5"\n')
     cfg = config.load_config(["--config", str(toml)])
@@ -241,7 +241,7 @@ def test_config_toml_and_errors(tmp_path, monkeypatch):
 def test_config_refuses_what_it_cannot_use(tmp_path, monkeypatch, capsys):
     """Found by review: each of these was dropped, crashed, or became a nonsense value."""
     for key in ("SERVER", "TAGS", "HEARTBEAT_INTERVAL"):
-        monkeypatch.delenv(f"EDGESCORE_{key}", raising=False)
+        monkeypatch.delenv(f"EDGESCORE_AGENT_{key}", raising=False)
     cfg = config.load_config(["--tag", "a=1,b=2", "--tag", "c=3"])
     assert cfg.tags == {"a": "1", "b": "2", "c": "3"}  # b=2 was dropped
     for text, needle in (("[1, 2]", "must hold an object"), ('{"server": null}', "server"),

@@ -128,9 +128,9 @@ def test_exit_description_names_the_signal():
 
 
 def test_max_job_seconds_setting(monkeypatch):
-    monkeypatch.delenv("EDGESCORE_MAX_JOB_SECONDS", raising=False)
+    monkeypatch.delenv("EDGESCORE_AGENT_MAX_JOB_SECONDS", raising=False)
     assert config.load_config([]).max_job_seconds == limits.DEFAULT_MAX_JOB_SECONDS == 900
-    monkeypatch.setenv("EDGESCORE_MAX_JOB_SECONDS", "42")
+    monkeypatch.setenv("EDGESCORE_AGENT_MAX_JOB_SECONDS", "42")
     assert config.load_config([]).max_job_seconds == 42.0
     assert config.load_config(["--max-job-seconds", "7.5"]).max_job_seconds == 7.5
     for bad in ("0", "-1", "nan"):

@@ -133,11 +133,13 @@ def test_log_format_option_server_and_agent(monkeypatch) -> None:
     from edgescore.device_agent import config as agent_config
     from edgescore.server import config as server_config
 
-    monkeypatch.delenv("EDGESCORE_LOG_FORMAT", raising=False)
+    for name in ("EDGESCORE_SERVER_LOG_FORMAT", "EDGESCORE_AGENT_LOG_FORMAT"):
+        monkeypatch.delenv(name, raising=False)
     assert server_config.load_config([]).log_format == "text"
     assert agent_config.load_config([]).log_format == "text"
     assert server_config.load_config(["--log-format", "JSON"]).log_format == "json"
-    monkeypatch.setenv("EDGESCORE_LOG_FORMAT", "json")
+    monkeypatch.setenv("EDGESCORE_SERVER_LOG_FORMAT", "json")
+    monkeypatch.setenv("EDGESCORE_AGENT_LOG_FORMAT", "json")
     assert server_config.load_config([]).log_format == "json"
     assert agent_config.load_config([]).log_format == "json"
     for load in (server_config.load_config, agent_config.load_config):
