@@ -12,6 +12,7 @@ COPY edgescore ./edgescore
 COPY server ./server
 COPY device_agent ./device_agent
 COPY client ./client
+COPY evaluation ./evaluation
 # The server sources only make the one distribution build; the [agent] extra pulls no torch.
 RUN pip install ".[agent]" && rm -rf /src
 
