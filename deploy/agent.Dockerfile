@@ -13,7 +13,8 @@ COPY server ./server
 COPY device_agent ./device_agent
 COPY client ./client
 COPY evaluation ./evaluation
-# The server sources only make the one distribution build; the [agent] extra pulls no torch.
+# The server and evaluation sources only make the one distribution build; the [agent] extra
+# pulls no torch.
 RUN pip install ".[agent]" && rm -rf /src
 
 RUN useradd --system --create-home --home-dir /home/edgescore edgescore
