@@ -9,6 +9,7 @@ still runs every client command.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Sequence
 
@@ -19,31 +20,30 @@ from edgescore.client.errors import EdgescoreError
 from edgescore.evaluation.cli import evaluate
 
 
-@click.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def serve(args: Sequence[str]) -> None:
-    """Run the server (edgescore-server; needs edgescore[server]): `edgescore serve --help`."""
-    try:
-        from edgescore.server.main import main as server_main
-    except ImportError as exc:
-        raise _needs_extra("serve", "server", exc) from None
-    sys.exit(server_main(list(args)))
+def _runs(name: str, extra: str, module: str, help: str) -> click.Command:
+    """A command that hands its arguments to `module`'s own argument parser (`--help` included),
+    importing the module when it runs."""
+
+    @click.command(name, help=help,
+                   context_settings={"ignore_unknown_options": True, "help_option_names": []})
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def run(args: Sequence[str]) -> None:
+        try:
+            entry = importlib.import_module(module).main
+        except ImportError as exc:
+            raise click.ClickException(f"`edgescore {name}` needs the {extra} extra: "
+                                       f"pip install 'edgescore[{extra}]' ({exc})") from None
+        sys.exit(entry(list(args)))
+
+    return run
 
 
-@click.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def agent(args: Sequence[str]) -> None:
-    """Run a device agent (edgescore-agent; needs edgescore[agent]): `edgescore agent --help`."""
-    try:
-        from edgescore.device_agent.main import main as agent_main
-    except ImportError as exc:
-        raise _needs_extra("agent", "agent", exc) from None
-    sys.exit(agent_main(list(args)))
-
-
-def _needs_extra(command: str, extra: str, exc: ImportError) -> click.ClickException:
-    return click.ClickException(f"`edgescore {command}` needs the {extra} extra: "
-                                f"pip install 'edgescore[{extra}]' ({exc})")
+serve = _runs("serve", "server", "edgescore.server.main",
+              "Run the server (edgescore-server; needs edgescore[server]): "
+              "`edgescore serve --help`.")
+agent = _runs("agent", "agent", "edgescore.device_agent.main",
+              "Run a device agent (edgescore-agent; needs edgescore[agent]): "
+              "`edgescore agent --help`.")
 
 
 # The client's group (its connection options, its commands) with the three commands added: a
