@@ -15,6 +15,7 @@ COPY edgescore ./edgescore
 COPY server ./server
 COPY device_agent ./device_agent
 COPY client ./client
+COPY evaluation ./evaluation
 RUN pip install ".[server]"
 
 RUN useradd --create-home edgescore

@@ -1,4 +1,5 @@
-"""`edgescore`: the command-line client (click), with progress bars on long work."""
+"""The client's commands of `edgescore` (click), with progress bars on long work; the `edgescore`
+command itself, with `serve`, `agent` and `eval` beside these, is edgescore.cli."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import csv
 import json
 import os
 import sys
-from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Optional
@@ -14,7 +14,6 @@ from typing import Any, Optional
 import click
 
 from edgescore.client.api import Client
-from edgescore.client.errors import EdgescoreError
 from edgescore.client.results import ScoreResult
 from edgescore.client.tables import format_table, results_table
 
@@ -357,62 +356,3 @@ def demo(search_budget: int, out: Path) -> None:
                                 proxy="synflow", device="local-cpu", latency_ms=budget,
                                 population=10, sample_size=3, max_in_flight=2)
             click.echo(report)
-
-
-@cli.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def serve(args: Sequence[str]) -> None:
-    """Run the server (edgescore-server; needs edgescore[server]): `edgescore serve --help`."""
-    try:
-        from edgescore.server.main import main as server_main
-    except ImportError as exc:
-        raise _needs_extra("serve", "server", exc) from None
-    sys.exit(server_main(list(args)))
-
-
-@cli.command(context_settings={"ignore_unknown_options": True, "help_option_names": []})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def agent(args: Sequence[str]) -> None:
-    """Run a device agent (edgescore-agent; needs edgescore[agent]): `edgescore agent --help`."""
-    try:
-        from edgescore.device_agent.main import main as agent_main
-    except ImportError as exc:
-        raise _needs_extra("agent", "agent", exc) from None
-    sys.exit(agent_main(list(args)))
-
-
-def _needs_extra(command: str, extra: str, exc: ImportError) -> click.ClickException:
-    # Server-side code (torch) is imported only inside such commands: the client stays light.
-    return click.ClickException(f"`edgescore {command}` needs the {extra} extra: "
-                                f"pip install 'edgescore[{extra}]' ({exc})")
-
-
-from edgescore.client.cli_eval import evaluate  # noqa: E402 - registered after the group
-
-cli.add_command(evaluate)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit code (1: a server error, a batch row that failed or a
-    search that scored nothing; 2: a usage error)."""
-    try:
-        # Outside standalone mode click returns the code of a command's ctx.exit(code) (batch's
-        # 1 for failed rows) instead of raising; commands themselves return None.
-        code = cli.main(args=list(argv) if argv is not None else None, prog_name="edgescore",
-                        standalone_mode=False)
-    except EdgescoreError as exc:
-        click.echo(f"error: {exc.code.name}: {exc.details}", err=True)
-        return 1
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        return 130
-    return code if isinstance(code, int) else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,7 +12,9 @@ COPY edgescore ./edgescore
 COPY server ./server
 COPY device_agent ./device_agent
 COPY client ./client
-# The server sources only make the one distribution build; the [agent] extra pulls no torch.
+COPY evaluation ./evaluation
+# The server and evaluation sources only make the one distribution build; the [agent] extra
+# pulls no torch.
 RUN pip install ".[agent]" && rm -rf /src
 
 RUN useradd --system --create-home --home-dir /home/edgescore edgescore

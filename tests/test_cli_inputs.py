@@ -13,7 +13,8 @@ from typing import Callable
 
 import pytest
 
-from edgescore.client import AsyncClient, Client, cli
+from edgescore import cli
+from edgescore.client import AsyncClient, Client
 from edgescore.client.batch import BatchError, columns, read_specs
 from edgescore.client.launcher import LocalStack
 

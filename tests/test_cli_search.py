@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import NB201_ACCURACY, SHARED, onnx_bytes
 
-from edgescore.client import cli
+from edgescore import cli
 from edgescore.client.launcher import LocalStack
 
 pytestmark = pytest.mark.slow

@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 from conftest import NB201_ACCURACY
 
-from edgescore.client import cli
-from edgescore.server.evaluation import EvalConfig, EvalError, nb201_eval, report, run_eval, stats
+from edgescore import cli
+from edgescore.evaluation import inputs, report, stats
+from edgescore.evaluation.inputs import EvalError
+from edgescore.evaluation.nb201_eval import run_eval
+from edgescore.evaluation.records import EvalConfig
 from edgescore.server.spaces.nb201 import SPACE
 
 # -- statistics on hand-worked cases -------------------------------------------------------------
@@ -155,7 +158,7 @@ def test_eval_input_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(EvalError, match="--archs"):
         run_eval(EvalConfig(**{**base, "archs": 10**6}))
     # Installed outside the checkout: the data file must be named.
-    monkeypatch.setattr(nb201_eval, "REPO_ROOT", tmp_path / "site-packages" / "edgescore")
+    monkeypatch.setattr(inputs, "REPO_ROOT", tmp_path / "site-packages" / "edgescore")
     with pytest.raises(EvalError, match="--csv"):
         run_eval(EvalConfig(**{**base, "csv": None}))
 

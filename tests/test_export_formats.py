@@ -18,7 +18,7 @@ from edgescore.server.errors import InvalidArgument
 from edgescore.server.export import onnx_int8, parity
 from edgescore.server.export.artifacts import ArtifactStore
 from edgescore.server.export.exporter import Exporter, build_network
-from edgescore.server.export.onnx_export import export_onnx, seeded_input
+from edgescore.server.export.onnx_export import export_onnx
 from edgescore.server.export.result import (
     DYNAMIC_RANGE_INT8,
     FP32,
@@ -97,7 +97,7 @@ def test_tflite_fp32_runs_in_litert_close_to_torch(artifacts) -> None:
     interpreter.allocate_tensors()
     (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
     assert list(inp["shape"]) == [1, 3, 32, 32]  # NCHW, the shape the job's settings carry
-    x = seeded_input((1, 3, 32, 32), seed=5)
+    x = torch.randn((1, 3, 32, 32), generator=torch.Generator().manual_seed(5))
     interpreter.set_tensor(inp["index"], x.numpy())
     interpreter.invoke()
     with torch.no_grad():

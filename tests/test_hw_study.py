@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import SHARED
 
-from edgescore.server.evaluation import hw_study
+from edgescore.evaluation import hw_study
 
 HW_CSV = SHARED / "data" / "nb201" / "hw_nas_bench_c10_dev.csv"
 EVAL_CSV = (Path(__file__).resolve().parents[1] / "docs" / "evaluation"
@@ -46,7 +46,7 @@ def test_ensemble_is_the_mean_rank() -> None:
 @pytest.mark.slow
 def test_cli_runs_the_study_on_replay_agents_through_the_server(tmp_path: Path) -> None:
     out = tmp_path / "study"
-    args = [sys.executable, "-m", "edgescore.client.cli", "eval", "hw-study",
+    args = [sys.executable, "-m", "edgescore.cli", "eval", "hw-study",
             "--proxies-csv", str(EVAL_CSV), "--hw-csv", str(HW_CSV), "--archs", "24",
             "--devices", "raspi4,edgetpu", "--proxies", "synflow,params,naswot,jacob_cov",
             "--out", str(out)]
@@ -69,7 +69,7 @@ def test_cli_runs_the_study_on_replay_agents_through_the_server(tmp_path: Path) 
     (["--hw-csv", "/nonexistent/hw.csv"], "HW-NAS-Bench table not found"),
 ])
 def test_cli_bad_input_is_a_clear_error_and_exit_2(tmp_path: Path, extra, message) -> None:
-    args = [sys.executable, "-m", "edgescore.client.cli", "eval", "hw-study", "--offline",
+    args = [sys.executable, "-m", "edgescore.cli", "eval", "hw-study", "--offline",
             "--proxies-csv", str(EVAL_CSV), "--hw-csv", str(HW_CSV), "--out", str(tmp_path)]
     done = subprocess.run([*args, *extra], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and message in done.stderr, done.stderr

@@ -57,7 +57,7 @@ def test_client_then_agent_extras_install_without_torch(tmp_path: Path) -> None:
     # Nothing generic lands in site-packages.
     site = run(str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])")
     top_level = {p.name for p in Path(site.stdout.strip()).iterdir()}
-    assert not top_level & {"server", "client", "device_agent", "proto", "tests"}
+    assert not top_level & {"server", "client", "device_agent", "evaluation", "proto", "tests"}
 
     run(*pip, f"{ROOT}[agent]", env=env)
     packages = installed(python)

@@ -1,4 +1,4 @@
-"""Export a network to ONNX bytes for the device agents, and check the export against torch.
+"""Export a network to ONNX bytes for the device agents (parity.py checks them against torch).
 
 The legacy TorchScript exporter is used on purpose: it needs no `onnxscript`, handles these plain
 CNNs fully, and gives the same bytes for the same weights, so an export can be cached by hash.
@@ -10,12 +10,9 @@ import io
 import threading
 import warnings
 
-import numpy as np
 import onnx
 import torch
 from torch import nn
-
-from ..errors import FailedPrecondition
 
 OPSET = 17
 OUTPUT_NAME = "logits"
@@ -62,46 +59,3 @@ def export_onnx(
     onnx.checker.check_model(model)
     # Re-serialising fixes field order; nothing run-specific (paths, times) is embedded.
     return model.SerializeToString()
-
-
-def seeded_input(input_shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randn(input_shape, generator=generator)
-
-
-def check_parity(
-    onnx_bytes: bytes,
-    module: nn.Module,
-    input_shape: tuple[int, ...],
-    atol: float = 1e-4,
-    rtol: float = 1e-3,
-    seed: int = 0,
-) -> float:
-    """Max |onnxruntime - torch| on one seeded input; raise FailedPrecondition past tolerance.
-
-    `input_shape` must be the shape the model was exported with (the export has static shapes).
-    """
-    import onnxruntime as ort  # heavy; only the parity check needs it
-
-    x = seeded_input(input_shape, seed)
-    modes = _training_modes(module)
-    module.eval()
-    try:
-        with torch.no_grad():
-            expected = module(x).numpy()
-    finally:
-        _restore(modes)
-    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
-    input_name = session.get_inputs()[0].name
-    (actual,) = session.run(None, {input_name: x.numpy()})
-    if actual.shape != expected.shape:
-        raise FailedPrecondition(
-            f"parity failed: onnx output shape {actual.shape} != torch {expected.shape}"
-        )
-    diff = np.abs(actual.astype(np.float64) - expected.astype(np.float64))
-    max_diff = float(diff.max()) if diff.size else 0.0
-    if not np.all(diff <= atol + rtol * np.abs(expected)) or not np.isfinite(max_diff):
-        raise FailedPrecondition(
-            f"parity failed: max abs diff {max_diff:.3g} exceeds atol={atol:g}, rtol={rtol:g}"
-        )
-    return max_diff

@@ -61,7 +61,9 @@ def eval_proxies(space: str, dataset: str, archs: int, seed: int, proxies: str, 
     accuracy_dev.csv (Spearman, Kendall), against published figures and NASLib's values.
     Resumable: rerun the same command after a stop."""
     try:
-        from edgescore.server.evaluation import EvalConfig, EvalError, run_eval
+        from edgescore.evaluation.inputs import EvalError
+        from edgescore.evaluation.nb201_eval import run_eval
+        from edgescore.evaluation.records import EvalConfig
     except ImportError as exc:
         raise _server_code("proxies", exc) from None
     config = EvalConfig(
@@ -100,12 +102,12 @@ def hw_study(proxies_csv: Optional[Path], hw_csv: Optional[Path], devices: str, 
     latency budget (quantiles of its latencies) each proxy picks its best feasible arch; report
     the accuracy gap to the best feasible arch and Kendall tau inside the feasible set."""
     try:
-        from edgescore.server.evaluation import hw_study as study
-        from edgescore.server.evaluation import nb201_eval
+        from edgescore.evaluation import hw_study as study
+        from edgescore.evaluation import inputs
     except ImportError as exc:
         raise _server_code("hw-study", exc) from None
-    proxies_csv = proxies_csv or nb201_eval.default_study_proxies_csv()
-    hw_csv = hw_csv or nb201_eval.default_hw_csv()
+    proxies_csv = proxies_csv or inputs.default_study_proxies_csv()
+    hw_csv = hw_csv or inputs.default_hw_csv()
     if proxies_csv is None or hw_csv is None:
         raise _Usage("give --proxies-csv (from `edgescore eval proxies`) and --hw-csv "
                      "(hw_nas_bench_c10_dev.csv)")

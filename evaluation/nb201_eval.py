@@ -15,169 +15,32 @@ import hashlib
 import json
 import logging
 import os
-import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Optional
 
-from ..errors import ServerError
-from ..proxies import engine, registry
-from ..proxies.base import SettingsOverride
-from ..spaces import registry as spaces
+from edgescore.evaluation import report
+from edgescore.evaluation.inputs import (
+    DatasetSpec,
+    EvalError,
+    dataset_spec,
+    default_accuracy_csv,
+    default_anchors_csv,
+    read_accuracy,
+    sample_archs,
+)
+from edgescore.evaluation.per_arch import PER_ARCH_CSV, ArchRow, columns, load_done, write_rows
+from edgescore.evaluation.records import SPACE, EvalConfig, EvalRun
+from edgescore.server.errors import ServerError
+from edgescore.server.proxies import engine, registry
+from edgescore.server.proxies.base import SettingsOverride
+from edgescore.server.spaces import registry as spaces
 
-SPACE = "nb201"
-REPO_ROOT = Path(__file__).resolve().parents[2]
-PER_ARCH_CSV = "per_arch.csv"
-FIXED_COLUMNS = ("index", "arch", "accuracy")
-TAIL_COLUMNS = ("error", "flags", "seconds", "settings")
-
-
-class EvalError(Exception):
-    """A problem with the evaluation's inputs (bad option, missing file): shown, not traced."""
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    name: str  # as the anchors spell it
-    accuracy_column: str  # in accuracy_dev.csv
-    num_classes: int
-    input_resolution: int
-    naslib_name: str  # the `dataset` value in naslib_zc_scores.csv
-
-
-# Ground truths as the Samsung zero-cost-nas table uses them (shared/anchors/README.md): NB201's
-# 200-epoch test accuracy, `cifar10-valid` split for CIFAR-10, x-test for the other two.
-DATASETS: dict[str, DatasetSpec] = {
-    "cifar10": DatasetSpec("cifar10", "c10valid_test", 10, 32, "cifar10"),
-    "cifar100": DatasetSpec("cifar100", "c100_test", 100, 32, "cifar100"),
-    "imagenet16-120": DatasetSpec("imagenet16-120", "in16_test", 120, 16, "ImageNet16-120"),
-}
-
-
-def dataset_spec(name: str) -> DatasetSpec:
-    spec = DATASETS.get(name.lower())
-    if spec is None:
-        raise EvalError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
-    return spec
-
-
-def _repo_shared(*parts: str) -> Optional[Path]:
-    """A file in the `shared/` folder next to this checkout; None when installed elsewhere."""
-    if not ((REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "server").is_dir()):
-        return None
-    return REPO_ROOT.parent.joinpath("shared", *parts)
-
-
-def default_accuracy_csv() -> Optional[Path]:
-    return _repo_shared("data", "nb201", "accuracy_dev.csv")
-
-
-def default_hw_csv() -> Optional[Path]:
-    return _repo_shared("data", "nb201", "hw_nas_bench_c10_dev.csv")
-
-
-def default_study_proxies_csv() -> Optional[Path]:
-    """The committed 1,000-arch CIFAR-10 evaluation of this checkout, if there is one."""
-    path = REPO_ROOT / "docs" / "evaluation" / "nb201-cifar10-1000-seed42" / "per_arch.csv"
-    return path if path.is_file() else None
-
-
-def default_anchors_csv() -> Optional[Path]:
-    return _repo_shared("anchors", "reference_correlations.csv")
-
-
-@dataclass
-class EvalConfig:
-    dataset: str = "cifar10"
-    archs: int = 100
-    seed: int = 42
-    proxies: Optional[Sequence[str]] = None  # None: every registered proxy
-    workers: int = 0  # 0: one per CPU core
-    out: Optional[Path] = None  # None: out/eval-<space>-<dataset>-<N>-<seed>
-    device: str = "cpu"
-    csv: Optional[Path] = None  # None: ../shared/data/nb201/accuracy_dev.csv of the checkout
-    anchors: Optional[Path] = None  # None: ../shared/anchors/reference_correlations.csv
-    naslib: Optional[Path] = None  # None: naslib_zc_scores.csv next to the accuracy CSV
-    within_naslib: bool = False  # sample only archs NASLib scored (for the agreement column)
-    progress: bool = True
-    space: str = SPACE
-
-
-@dataclass
-class ArchRow:
-    index: int
-    arch: str
-    accuracy: float
-    values: dict[str, Optional[float]]
-    errors: dict[str, str] = field(default_factory=dict)
-    flags: tuple[str, ...] = ()
-    seconds: float = 0.0
-    settings: str = ""
-
-    def to_csv(self, proxies: Sequence[str]) -> dict[str, str]:
-        row = {"index": str(self.index), "arch": self.arch, "accuracy": repr(self.accuracy)}
-        for name in proxies:
-            value = self.values.get(name)
-            row[name] = "" if value is None else repr(value)
-        row["error"] = " | ".join(f"{k}: {v}" for k, v in self.errors.items())
-        row["flags"] = ";".join(self.flags)
-        row["seconds"] = f"{self.seconds:.4f}"
-        row["settings"] = self.settings
-        return row
-
-    @classmethod
-    def from_csv(cls, row: dict[str, Optional[str]], proxies: Sequence[str]) -> ArchRow:
-        values = {name: (float(row[name]) if row[name] else None) for name in proxies}
-        errors = {}
-        for part in filter(None, (row.get("error") or "").split(" | ")):
-            name, _, message = part.partition(": ")
-            errors[name] = message
-        return cls(int(row["index"] or ""), row["arch"] or "", float(row["accuracy"] or ""),
-                   values, errors, tuple(filter(None, (row.get("flags") or "").split(";"))),
-                   float(row.get("seconds") or 0.0), row.get("settings") or "")
-
-
-@dataclass
-class EvalRun:
-    config: EvalConfig
-    spec: DatasetSpec
-    proxies: list[str]
-    out_dir: Path
-    rows: list[ArchRow]  # the sample, in sample order
-    computed: int  # archs computed by this run (0: everything came from the CSV)
-    reused: int
-    settings_key: str
-    proxy_settings: dict[str, dict]
-    seconds: float = 0.0
-    files: dict[str, Path] = field(default_factory=dict)
-    summaries: list = field(default_factory=list)  # report.ProxySummary per proxy
-
-
-# -- inputs -----------------------------------------------------------------------------------
-
-
-def read_accuracy(path: Path, column: str) -> list[tuple[int, str, float]]:
-    """(index, arch, accuracy) for every row of accuracy_dev.csv with that column filled."""
-    if not path.is_file():
-        raise EvalError(f"accuracy CSV not found: {path} (pass --csv)")
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = {"index", "arch", column} - set(reader.fieldnames or ())
-        if missing:
-            raise EvalError(f"{path} lacks the column(s) {', '.join(sorted(missing))}")
-        return [(int(r["index"]), r["arch"], float(r[column])) for r in reader if r[column]]
-
-
-def sample_archs(rows: Sequence[tuple[int, str, float]], n: int,
-                 seed: int) -> list[tuple[int, str, float]]:
-    if not 1 <= n <= len(rows):
-        raise EvalError(f"--archs must be in 1..{len(rows)} (rows available), got {n}")
-    # random.Random(seed).sample is stable across Python versions for a given population order.
-    return random.Random(seed).sample(list(rows), n)
+# -- the proxies' settings ---------------------------------------------------------------------
 
 
 def resolve_proxies(names: Optional[Sequence[str]], seed: int) -> dict[str, dict]:
@@ -283,45 +146,6 @@ def _run_tasks(tasks: Sequence[_Task], workers: int,
             raise
 
 
-# -- the per-arch CSV (resume) -----------------------------------------------------------------
-
-
-def _columns(proxies: Sequence[str]) -> list[str]:
-    return [*FIXED_COLUMNS, *proxies, *TAIL_COLUMNS]
-
-
-def load_done(path: Path, proxies: Sequence[str], key: str) -> tuple[dict[int, ArchRow], int]:
-    """Rows of an earlier run with the same settings, and how many rows were dropped."""
-    if not path.is_file():
-        return {}, 0
-    done: dict[int, ArchRow] = {}
-    dropped = 0
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        same_columns = list(reader.fieldnames or ()) == _columns(proxies)
-        for raw in reader:
-            try:
-                if not same_columns or raw.get("settings") != key:
-                    raise ValueError("other settings")
-                row = ArchRow.from_csv(raw, proxies)
-            except (ValueError, TypeError, KeyError):
-                # Other settings, or a line cut short by an interrupted write.
-                dropped += 1
-                continue
-            done[row.index] = row
-    return done, dropped
-
-
-def _write_rows(path: Path, proxies: Sequence[str], rows: Iterable[ArchRow]) -> None:
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=_columns(proxies))
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(row.to_csv(proxies))
-    tmp.replace(path)
-
-
 # -- the run -----------------------------------------------------------------------------------
 
 
@@ -332,8 +156,6 @@ def default_out_dir(config: EvalConfig, spec: DatasetSpec) -> Path:
 def run_eval(config: EvalConfig, log: Callable[[str], None] = print) -> EvalRun:
     """Compute (or reuse) the sample's proxy rows and write the report; returns the run."""
     from tqdm import tqdm
-
-    from . import report
 
     start = time.perf_counter()
     if config.space != SPACE:
@@ -363,7 +185,7 @@ def run_eval(config: EvalConfig, log: Callable[[str], None] = print) -> EvalRun:
     if dropped:
         log(f"{per_arch}: ignoring {dropped} row(s) computed with other settings (or cut short)")
     # Rewritten with only the good rows, so appends never follow a half-written line.
-    _write_rows(per_arch, proxies, done.values())
+    write_rows(per_arch, proxies, done.values())
 
     tasks = [_Task(i, arch, acc, config.space, spec.num_classes, spec.input_resolution,
                    tuple(proxies), config.seed, config.device, key)
@@ -378,7 +200,7 @@ def run_eval(config: EvalConfig, log: Callable[[str], None] = print) -> EvalRun:
     with per_arch.open("a", newline="") as fh, \
             tqdm(total=len(tasks), unit="arch", disable=not config.progress,
                  desc=f"eval {spec.name}") as bar:
-        writer = csv.DictWriter(fh, fieldnames=_columns(proxies))
+        writer = csv.DictWriter(fh, fieldnames=columns(proxies))
 
         def on_row(row: ArchRow) -> None:
             writer.writerow(row.to_csv(proxies))

@@ -7,12 +7,10 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
-from . import stats
-
-if TYPE_CHECKING:
-    from .nb201_eval import EvalRun
+from edgescore.evaluation import stats
+from edgescore.evaluation.records import EvalRun
 
 # Our proxy name -> the names other tables use for the same quantity. Our `flops` counts MACs,
 # which is what Deeplite's `macs` is.

@@ -24,12 +24,12 @@ from typing import Optional
 
 import numpy as np
 
+from .per_arch import FIXED_COLUMNS, TAIL_COLUMNS
 from .stats import kendall_tau, rankdata
 
 DEVICES = ("raspi4", "pixel3", "edgegpu", "edgetpu", "eyeriss", "fpga")
 QUANTILES = (25.0, 50.0, 75.0)
-# Not proxy columns of the eval CSV.
-_NON_PROXY = {"index", "arch", "accuracy", "error", "flags", "seconds", "settings"}
+_NON_PROXY = {*FIXED_COLUMNS, *TAIL_COLUMNS}
 
 
 class StudyError(Exception):
