@@ -3,9 +3,10 @@ of the space (computed once per proxy and settings, kept in the store with the o
 values), and each device class's measured latencies (from the store).
 
 Raw proxy values live on incomparable scales; a percentile in the space's population does not, so
-the objective that weighs several proxies and latencies (`weighted_rank`) ranks with these and
-reports the percentiles it used. The first request that needs a population pays for computing
-it (`size` archs of that proxy); later ones, and restarts, read it back.
+the objectives that need a scale-free value (`mnas`, `weighted_rank`) and the composite proxies
+rank with these, and report the percentiles they used. The first request that needs a
+population pays for computing it (`size` archs of that proxy); later ones, and restarts, read it
+back.
 """
 
 from __future__ import annotations
