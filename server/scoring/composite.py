@@ -61,7 +61,7 @@ def resolve(composite: Composite, override: SettingsOverride, field: str) -> Com
     for name in names:
         if any(c.name == name for c in registry.all_composites()):
             raise InvalidArgument(f"{field}.extra[{key}]",
-                                  f"'{name}' is a composite: a {composite.name} cannot contain one")
+                                  f"'{name}' is a composite proxy; members are computed ones")
         try:
             proxies.append(registry.get_proxy(name))
         except Exception as exc:  # NotFound: inside a setting it is the request's argument
