@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 from edgescore.server.errors import FailedPrecondition, InvalidArgument, ServerError
@@ -43,7 +43,7 @@ class CompositeOutcome:
     seconds: float
     flags: tuple[str, ...]
     value: Optional[float] = None
-    percentiles: dict[str, float] = field(default_factory=dict)
+    percentiles: dict[str, float] = dataclasses.field(default_factory=dict)
     error: Optional[ServerError] = None
 
 
