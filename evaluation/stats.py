@@ -1,8 +1,9 @@
-"""Rank correlations: Spearman's rho and Kendall's tau-b, both with ties handled.
+"""Rank correlations of an evaluation's paired values: Spearman's rho and Kendall's tau-b (ties
+handled; from scoring/ranks.py, which takes them from scipy.stats), with the checks an evaluation
+wants first, and Spearman's confidence interval.
 
-Written out here (numpy only) rather than pulled from scipy: the server extra stays light, and the
-two definitions are short. Both return NaN when undefined (fewer than two pairs, or one side
-constant), never a misleading 0.
+Both correlations return NaN when undefined (fewer than two pairs, or one side constant), never a
+misleading 0.
 """
 
 from __future__ import annotations
@@ -11,6 +12,11 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+
+from edgescore.server.scoring import ranks
+from edgescore.server.scoring.ranks import rankdata
+
+__all__ = ["kendall_tau", "paired", "rankdata", "spearman", "spearman_ci"]
 
 
 def _pair(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -22,54 +28,14 @@ def _pair(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarra
     return a, b
 
 
-def rankdata(values: Sequence[float]) -> np.ndarray:
-    """1-based ranks; tied values share the mean of the ranks they span ("average" method)."""
-    v = np.asarray(values, dtype=np.float64)
-    order = np.argsort(v, kind="mergesort")
-    sorted_v = v[order]
-    # Start index of each run of equal values in sorted order.
-    starts = np.flatnonzero(np.r_[True, sorted_v[1:] != sorted_v[:-1]])
-    ends = np.r_[starts[1:], len(v)]
-    mean_rank = (starts + ends - 1) / 2.0 + 1.0  # mean of positions start..end-1, 1-based
-    ranks = np.empty(len(v), dtype=np.float64)
-    ranks[order] = np.repeat(mean_rank, ends - starts)
-    return ranks
-
-
-def pearson(x: Sequence[float], y: Sequence[float]) -> float:
-    a, b = _pair(x, y)
-    if len(a) < 2:
-        return math.nan
-    da, db = a - a.mean(), b - b.mean()
-    denom = math.sqrt(float(da @ da) * float(db @ db))
-    return float(da @ db) / denom if denom > 0 else math.nan
-
-
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     """Spearman's rho: Pearson's r of the average ranks (the tie-correct definition)."""
-    a, b = _pair(x, y)
-    return pearson(rankdata(a), rankdata(b))
+    return ranks.spearman(*_pair(x, y))
 
 
 def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
-    """Kendall's tau-b: (concordant - discordant) / sqrt(pairs untied in x * pairs untied in y).
-
-    O(n^2) pair signs, one row at a time: 5,000 archs take well under a second, and the
-    definition stays visible.
-    """
-    a, b = _pair(x, y)
-    n = len(a)
-    if n < 2:
-        return math.nan
-    score = untied_x = untied_y = 0
-    for i in range(n - 1):
-        sx = np.sign(a[i + 1:] - a[i])
-        sy = np.sign(b[i + 1:] - b[i])
-        score += int(sx @ sy)  # +1 concordant, -1 discordant, 0 tied on either side
-        untied_x += int(np.count_nonzero(sx))
-        untied_y += int(np.count_nonzero(sy))
-    denom = math.sqrt(untied_x * untied_y)
-    return score / denom if denom > 0 else math.nan
+    """Kendall's tau-b: (concordant - discordant) / sqrt(pairs untied in x * pairs untied in y)."""
+    return ranks.kendall_tau(*_pair(x, y))
 
 
 def paired(x: Sequence[float | None], y: Sequence[float | None]) -> tuple[list[float], list[float]]:

@@ -11,8 +11,7 @@ from conftest import SHARED
 from edgescore.client import EdgescoreError
 from edgescore.client.launcher import LocalStack
 from edgescore.device_agent.replay import ReplayTable, normalise_nb201
-from edgescore.server.scoring.objectives import pareto_fronts
-from edgescore.server.service.objective import front_ranks
+from edgescore.server.scoring.studies import front_ranks
 from edgescore.v1 import common_pb2
 
 HW_CSV = SHARED / "data" / "nb201" / "hw_nas_bench_c10_dev.csv"
@@ -20,12 +19,21 @@ HW_CSV = SHARED / "data" / "nb201" / "hw_nas_bench_c10_dev.csv"
 ARCHS = list(ReplayTable(HW_CSV, "raspi4").latency_ms)[:3]
 
 
-def test_front_ranks_equal_the_reference_sorting_on_random_points() -> None:
+def test_front_ranks_follow_the_definition_on_random_points() -> None:
+    """Front k holds the points dominated by none of fronts k, k+1, ... but by one of front k-1
+    (a dominates b: no worse in both, better in one; equal points share a front)."""
+    def dominates(a: tuple, b: tuple) -> bool:
+        return a[0] >= b[0] and a[1] <= b[1] and a != b
+
     rng = random.Random(0)
     for _ in range(50):
         n = rng.randint(1, 30)
         pts = [(float(rng.randint(0, 5)), float(rng.randint(0, 5))) for _ in range(n)]
-        assert front_ranks(pts) == pareto_fronts(pts)
+        ranks = front_ranks(pts)
+        for i, rank in enumerate(ranks):
+            assert not any(dominates(pts[j], pts[i]) for j in range(n) if ranks[j] >= rank)
+            assert rank == 1 or any(dominates(pts[j], pts[i])
+                                    for j in range(n) if ranks[j] == rank - 1)
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +143,7 @@ def test_pareto_rank_within_a_named_study(replay_stack) -> None:
         result = score(client, arch, objective)
         seen.append((result.proxies["params"].value, latency[arch]))
         ranks.append(result.objective.pareto_rank)
-        assert ranks[-1] == pareto_fronts(seen)[-1]  # its front among the study so far
+        assert ranks[-1] == front_ranks(seen)[-1]  # its front among the study so far
     alone = score(client, ARCHS[2], common_pb2.Objective(pareto=common_pb2.ParetoObjective(
         proxy="params", device_class="raspi4")))
     assert alone.objective.pareto_rank == 1  # no study: the request is its own batch
@@ -143,7 +151,7 @@ def test_pareto_rank_within_a_named_study(replay_stack) -> None:
 
 def test_a_study_name_keeps_one_front_per_proxy_and_device() -> None:
     """Points of another proxy are on another scale: they never share a front."""
-    from edgescore.server.service.objective import Studies
+    from edgescore.server.scoring.studies import Studies
 
     studies = Studies()
     assert studies.add_and_rank("s", (10.0, 1.0), "params", "pi") == 1
@@ -238,9 +246,9 @@ def test_latency_percentiles_rank_among_networks_of_the_same_shape(tmp_path) -> 
     import numpy as np
 
     from edgescore.server.errors import FailedPrecondition
+    from edgescore.server.scoring.percentiles import Populations
+    from edgescore.server.scoring.proxy_cache import ProxyCache
     from edgescore.server.scoring.ranks import percentile
-    from edgescore.server.service.populations import Populations
-    from edgescore.server.service.proxy_cache import ProxyCache
     from edgescore.server.spaces.nb201 import SPACE
     from edgescore.server.store import MeasurementKey, open_store
 

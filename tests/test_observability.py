@@ -203,8 +203,8 @@ class _Loop:
 
 @pytest.fixture
 def echo_server():
+    from edgescore.server.metrics import Metrics
     from edgescore.server.service.interceptors import ObservabilityInterceptor
-    from edgescore.server.service.metrics import Metrics
 
     metrics, echo, loop = Metrics(), _Echo(), _Loop()
 
@@ -358,7 +358,7 @@ def test_dashboard_metric_names_are_exported_in_process() -> None:
     from prometheus_client import generate_latest
 
     from edgescore.device_agent.metrics import AgentMetrics
-    from edgescore.server.service.metrics import Metrics
+    from edgescore.server.metrics import Metrics
 
     metrics = Metrics()
     metrics.watch_fleet(lambda: [{"device_class": "c", "agents": [], "busy": 0,

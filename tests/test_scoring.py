@@ -6,25 +6,30 @@ import math
 
 import pytest
 
+from edgescore.server.errors import FailedPrecondition
+from edgescore.server.proxies.base import SettingsOverride
+from edgescore.server.proxies.engine import ProxyOutcome
+from edgescore.server.proxies.registry import get_composite
+from edgescore.server.scoring import composite, request_objective
 from edgescore.server.scoring.objectives import (
     MNAS_DEFAULT_W,
     Candidate,
     constraint,
-    ensemble,
     mnas,
     pareto,
-    pareto_fronts,
     weighted_rank,
-    with_ensemble,
 )
 from edgescore.server.scoring.population import (
     ReferencePopulation,
     nb201_sampler,
     store_key_for,
 )
-from edgescore.server.scoring.ranks import batch_percentiles, percentile, rankdata, spearman
+from edgescore.server.scoring.proxy_cache import Served
+from edgescore.server.scoring.ranks import percentile, rankdata, spearman
+from edgescore.server.scoring.studies import Studies, front_ranks
 from edgescore.server.spaces.nb201 import SPACE
 from edgescore.server.store import open_store
+from edgescore.v1 import common_pb2, scoring_pb2
 
 
 def cand(value: float | None = None, **latency: float) -> Candidate:
@@ -33,6 +38,33 @@ def cand(value: float | None = None, **latency: float) -> Candidate:
 
 def ranks(outcomes) -> list[int]:
     return [o.rank for o in outcomes]
+
+
+class StandInPopulations:
+    """The server's reference populations (percentiles.Populations) over given values."""
+
+    def __init__(self, proxies: dict[str, list[float]]) -> None:
+        self.proxies = proxies
+
+    def proxy_percentile(self, arch, proxy: str, settings, value: float) -> float:
+        if proxy not in self.proxies:
+            raise FailedPrecondition(f"no reference population for {proxy}")
+        return percentile(value, self.proxies[proxy])
+
+
+def evaluate(objective: common_pb2.Objective, proxies: dict[str, float],
+             latency_ms: dict[str, float], populations: StandInPopulations):
+    """A Score request's objective on one candidate's values, as the servicer evaluates it."""
+    request = scoring_pb2.ScoreRequest(
+        proxies=[common_pb2.ProxyRequest(name=n) for n in proxies],
+        devices=[common_pb2.DeviceTarget(device_class=d) for d in latency_ms], objective=objective)
+    request_objective.validate(request)
+    result = scoring_pb2.ScoreResult(
+        proxies=[common_pb2.ProxyResult(name=n, value=v) for n, v in proxies.items()],
+        latencies=[common_pb2.LatencyResult(device_class=d, stats=common_pb2.LatencyStats(
+            median_ms=ms)) for d, ms in latency_ms.items()])
+    return request_objective.evaluate(request, result, Studies(), arch=SPACE.parse(SPACE.example),
+                                      settings={n: None for n in proxies}, populations=populations)
 
 
 # ---- ranks and percentiles -----------------------------------------------------------------
@@ -44,9 +76,6 @@ def test_percentile_is_the_mid_rank_of_the_inserted_value() -> None:
     assert percentile(9.0, population) == pytest.approx(87.5)
     assert percentile(2.0, [3.0, 1.0, 2.0]) == percentile(2.0, population)  # order-free
     assert math.isnan(percentile(math.nan, population))
-    # Each against the others of its batch: 3.0 against {1, 3}, 1.0 against {3, 3}.
-    assert batch_percentiles([3.0, None, 1.0, 3.0]) == pytest.approx(
-        [200 / 3, math.nan, 50 / 3, 200 / 3], nan_ok=True)
 
 
 def test_rankdata_and_spearman() -> None:
@@ -54,6 +83,7 @@ def test_rankdata_and_spearman() -> None:
     assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))
+    assert math.isnan(spearman([1.0], [2.0]))
 
 
 # ---- constraint ----------------------------------------------------------------------------
@@ -101,19 +131,25 @@ def test_mnas_needs_a_positive_accuracy_or_a_population() -> None:
     rows = [cand(-3.0, pi=10.0), cand(2.0, pi=10.0)]
     out = mnas(rows, "p", "pi", 10.0)
     assert "not positive" in out[0].error and out[0].rank == 0 and out[1].rank == 1
-    population = {"p": [-5.0, -4.0, 0.0, 1.0]}
-    normalised = mnas(rows, "p", "pi", 10.0, populations=population)
+    # In Score the quality term is the percentile / 100 in the reference population.
+    populations = StandInPopulations({"p": [-5.0, -4.0, 0.0, 1.0]})
+    objective = common_pb2.Objective(mnas=common_pb2.MnasObjective(
+        proxy="p", device_class="pi", target_latency_ms=10.0))
+    normalised = [evaluate(objective, {"p": value}, {"pi": 10.0}, populations)
+                  for value in (-3.0, 2.0)]
     assert normalised[0].percentiles["p"] == pytest.approx(50.0)  # (2 + 1/2) / 5
     assert normalised[0].value == pytest.approx(0.50)
     assert normalised[1].value == pytest.approx(0.90)
-    assert ranks(normalised) == [2, 1]
+    objective.mnas.raw_proxy = True
+    raw = evaluate(objective, {"p": -3.0}, {"pi": 10.0}, populations)
+    assert "not positive" in raw.status.message and not raw.percentiles
 
 
 # ---- Pareto --------------------------------------------------------------------------------
 
 def test_pareto_fronts_with_dominated_and_duplicate_points() -> None:
     points = [(10, 5), (8, 5), (12, 9), (10, 5), (7, 10)]
-    assert pareto_fronts(points) == [1, 2, 1, 1, 3]
+    assert front_ranks(points) == [1, 2, 1, 1, 3]
     out = pareto([cand(s, pi=lat) for s, lat in points] + [cand(None, pi=1.0)], "p", "pi")
     assert [o.pareto_rank for o in out] == [1, 2, 1, 1, 3, 0]
     assert [o.value for o in out[:5]] == [-1.0, -2.0, -1.0, -1.0, -3.0]
@@ -125,30 +161,74 @@ def test_pareto_fronts_with_dominated_and_duplicate_points() -> None:
 
 def test_weighted_rank_trades_proxy_against_latency() -> None:
     rows = [cand(1.0, pi=1.0), cand(2.0, pi=10.0)]
-    proxy_only = weighted_rank(rows, {"p": 1.0}, {})
-    assert ranks(proxy_only) == [2, 1]
-    latency_heavy = weighted_rank(rows, {"p": 1.0}, {"pi": 3.0})
-    assert [o.value for o in latency_heavy] == pytest.approx([62.5, 37.5])
-    assert ranks(latency_heavy) == [1, 2]
-    with_population = weighted_rank(rows, {"p": 1.0}, {}, populations={"p": [0.0, 1.5, 3.0]})
-    assert with_population[0].percentiles == {"p": pytest.approx(37.5)}
-    assert with_population[0].value == pytest.approx(37.5)
+
+    def proxy_pct(name: str, value: float) -> float:  # against the two rows' values
+        return percentile(value, [1.0, 2.0])
+
+    def latency_pct(device: str, ms: float) -> float:  # faster is higher
+        return percentile(-ms, [-1.0, -10.0])
+
+    proxy_only = [weighted_rank(r, {"p": 1.0}, {}, proxy_pct, latency_pct) for r in rows]
+    assert proxy_only[1].value > proxy_only[0].value
+    latency_heavy = [weighted_rank(r, {"p": 1.0}, {"pi": 3.0}, proxy_pct, latency_pct)
+                     for r in rows]
+    # (1/3 + 3 * 2/3) / 4 and (2/3 + 3 * 1/3) / 4 of 100
+    assert [o.value for o in latency_heavy] == pytest.approx([175 / 3, 125 / 3])
+    assert latency_heavy[0].percentiles == pytest.approx({"p": 100 / 3, "latency:pi": 200 / 3})
+    with_population = weighted_rank(rows[0], {"p": 1.0}, {},
+                                     lambda name, v: percentile(v, [0.0, 1.5, 3.0]), latency_pct)
+    assert with_population.percentiles == {"p": pytest.approx(37.5)}
+    assert with_population.value == pytest.approx(37.5)
+    assert "no latency on 'pi'" in weighted_rank(cand(1.0), {"p": 1.0}, {"pi": 1.0}, proxy_pct,
+                                                 latency_pct).error
     with pytest.raises(ValueError):
-        weighted_rank(rows, {}, {})
+        weighted_rank(rows[0], {}, {}, proxy_pct, latency_pct)
 
 
 def test_ensemble_is_a_rank_average_usable_as_a_proxy() -> None:
-    rows = [Candidate({"a": 1.0, "b": 30.0}), Candidate({"a": 2.0, "b": 20.0}),
-            Candidate({"a": 3.0, "b": 10.0}), Candidate({"a": 4.0})]
-    values = ensemble(rows, ["a", "b"])
-    assert values[:3] == pytest.approx([50.0, 50.0, 50.0])  # opposite ranks cancel
-    assert math.isnan(values[3])
-    agree = [Candidate({"a": 1.0, "b": 1.0}), Candidate({"a": 2.0, "b": 3.0})]
-    assert ensemble(agree, ["a", "b"]) == pytest.approx([25.0, 75.0])
-    populations = {"a": [0.0, 10.0], "b": [0.0, 10.0]}
-    assert ensemble(agree[:1], ["a", "b"], populations) == pytest.approx([50.0])
-    extended = with_ensemble(agree, "ens", ["a", "b"])
+    ensemble = get_composite("ensemble")
+    settings = composite.resolve(ensemble, SettingsOverride(extra={"proxies": "params,flops"}),
+                                 "settings")
+    assert settings.names == ("params", "flops")
+
+    def value(rows: list[dict], populations: dict[str, list[float]]) -> list[float]:
+        return [composite.combine(settings, row, lambda name, _, v: percentile(
+            v, populations[name]))[0] for row in rows]
+
+    rows = [{"params": 1.0, "flops": 30.0}, {"params": 2.0, "flops": 20.0},
+            {"params": 3.0, "flops": 10.0}]
+    batch = {"params": [1.0, 2.0, 3.0], "flops": [10.0, 20.0, 30.0]}
+    assert value(rows, batch) == pytest.approx([50.0, 50.0, 50.0])  # opposite ranks cancel
+    agree = [{"params": 1.0, "flops": 1.0}, {"params": 2.0, "flops": 3.0}]
+    agreeing = value(agree, {"params": [1.0, 2.0], "flops": [1.0, 3.0]})
+    assert agreeing[0] < 50.0 < agreeing[1]
+    assert value(agree[:1], {"params": [0.0, 10.0], "flops": [0.0, 10.0]}) == pytest.approx(
+        [50.0])
+    extended = [Candidate({"ens": v}) for v in agreeing]
     assert ranks(constraint(extended, "ens", {})) == [2, 1]
+
+
+def test_a_composite_fails_with_a_member_or_without_populations() -> None:
+    settings = composite.resolve(get_composite("ensemble"),
+                                 SettingsOverride(extra={"proxies": "params,flops"}), "settings")
+    resolved = dict((n, r) for n, _, r in settings.members)
+
+    def served(name: str, value: float, error=None, cached: bool = False) -> Served:
+        return Served(ProxyOutcome(name, value, "", "", resolved[name], 2.0, error, ("f",)),
+                      cached)
+
+    def pct(name, _, v):
+        return percentile(v, [0.0, 10.0])
+
+    ok = composite.outcome(settings, [served("params", 5.0), served("flops", 5.0, cached=True)],
+                           pct)
+    assert ok.value == pytest.approx(50.0) and ok.percentiles == {"params": 50.0, "flops": 50.0}
+    assert ok.seconds == 2.0 and ok.flags == ("f",)  # a stored member's time is not spent
+    failed = composite.outcome(settings, [served("params", None, FailedPrecondition("boom")),
+                                          served("flops", 5.0)], pct)
+    assert failed.value is None and failed.error.message == "member params failed: boom"
+    alone = composite.outcome(settings, [served("params", 5.0), served("flops", 5.0)], None)
+    assert "no reference populations" in alone.error.message
 
 
 # ---- reference populations -----------------------------------------------------------------

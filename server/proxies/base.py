@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -128,3 +129,25 @@ class Proxy:
     # and values are rejected before anything runs; an absent key means the first allowed value.
     extra_choices: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
     shared_pass: Optional[SharedPass] = None
+
+
+@dataclass(frozen=True)
+class Composite:
+    """A proxy computed from other proxies' values instead of from a network.
+
+    Each member's value becomes its percentile in the space's reference population (members on
+    incomparable scales then weigh alike) and `combine` joins those percentiles into the served
+    value, so a composite is served only where reference populations are. A request picks the
+    members with `extra[members_key]` (default `default_members`); its other settings apply to
+    every member, and an extra key goes to the members that know it.
+    """
+
+    name: str
+    combine: Callable[[Sequence[float]], float]
+    unit: str
+    transform: str
+    description: str
+    reference: str
+    default_members: tuple[str, ...]
+    max_members: int = 8
+    members_key: str = "proxies"

@@ -1,37 +1,24 @@
-"""Objectives that combine proxy values with latencies, over one batch of candidates.
+"""Objectives that combine proxy values with latencies.
 
-Pure functions: a list of `Candidate` rows in, one `Outcome` per row out (same order). Proxy
-values are "higher is better" (as every served proxy value is); latencies are medians in ms.
-A row that lacks a value an objective needs gets an `error` and `rank` 0 instead of failing the
-batch, as per-item failures never fail a request. `rank` orders the batch: 1 is best, tied rows
-share a rank (1, 2, 2, 4).
-
-`populations` maps a proxy name to its reference population (a `ReferencePopulation`, or any
-sequence of values of the space): with one, a proxy value is normalised to its percentile in the
-space, which is comparable across batches and across proxies; without one, objectives that need
-normalised values fall back to percentiles within the batch.
+Pure functions. `constraint`, `mnas` and `pareto` take a list of `Candidate` rows and give one
+`Outcome` per row (same order); `weighted_rank` judges one candidate by the percentiles it is
+given. Proxy values are "higher is better" (as every served proxy value is); latencies are
+medians in ms. A row that lacks a value an objective needs gets an `error` and `rank` 0 instead of
+failing the batch, as per-item failures never fail a request. `rank` orders the batch: 1 is best,
+tied rows share a rank (1, 2, 2, 4).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Optional, Protocol, Union
+from typing import Any, Optional
 
-import numpy as np
-
-from .ranks import batch_percentiles, percentile
+from edgescore.server.errors import ServerError
+from edgescore.server.scoring.studies import front_ranks
 
 MNAS_DEFAULT_W = -0.07  # MnasNet's soft-constraint exponent (Tan et al., CVPR 2019)
-
-
-class HasPercentile(Protocol):
-    def percentile(self, value: float) -> float: ...
-
-
-PopulationLike = Union[HasPercentile, Sequence[float], np.ndarray]
-Populations = Optional[Mapping[str, PopulationLike]]
 
 
 @dataclass(frozen=True)
@@ -59,22 +46,6 @@ def _number(value: Any) -> Optional[float]:
     return None if math.isnan(value) else value
 
 
-def _population_percentile(name: str, value: float, populations: Populations) -> float:
-    population = populations[name]  # type: ignore[index]
-    if hasattr(population, "percentile"):
-        return float(population.percentile(value))
-    return percentile(value, population)
-
-
-def _percentiles(candidate: Candidate, names: Sequence[str], populations: Populations) -> dict:
-    out = {}
-    for name in names:
-        value = _number(candidate.proxies.get(name))
-        if populations and name in populations and value is not None:
-            out[name] = _population_percentile(name, value, populations)
-    return out
-
-
 def _failed(message: str, feasible: bool = False, **kw: Any) -> Outcome:
     return Outcome(value=math.nan, feasible=feasible, error=message, **kw)
 
@@ -92,14 +63,15 @@ def _ranked(outcomes: list[Outcome], sort_keys: list[Optional[tuple]]) -> list[O
     return result
 
 
-def _missing(candidate: Candidate, proxies: Sequence[str], devices: Sequence[str]) -> str:
+def missing(candidate: Candidate, proxies: Sequence[str], devices: Sequence[str]) -> str:
+    """What of `proxies` and `devices` the candidate lacks ("no proxy 'p', ..."), or ""."""
     gone = [f"proxy {p!r}" for p in proxies if _number(candidate.proxies.get(p)) is None]
     gone += [f"latency on {d!r}" for d in devices if _number(candidate.latency_ms.get(d)) is None]
     return "no " + ", no ".join(gone) if gone else ""
 
 
-def constraint(candidates: Sequence[Candidate], proxy: str, budgets_ms: Mapping[str, float],
-               populations: Populations = None) -> list[Outcome]:
+def constraint(candidates: Sequence[Candidate], proxy: str, budgets_ms: Mapping[str, float]
+               ) -> list[Outcome]:
     """Feasible iff latency <= budget on every device of `budgets_ms` (a latency exactly at the
     budget is feasible). value: the proxy value. Order: feasible rows by value; then infeasible
     rows, the least over budget first (largest latency/budget ratio), then by value."""
@@ -108,47 +80,46 @@ def constraint(candidates: Sequence[Candidate], proxy: str, budgets_ms: Mapping[
             raise ValueError(f"latency budget for {device!r} must be > 0 ms, got {budget}")
     outcomes, keys = [], []
     for c in candidates:
-        pct = _percentiles(c, [proxy], populations)
-        missing = _missing(c, [proxy], list(budgets_ms))
-        if missing:
-            outcomes.append(_failed(missing, percentiles=pct))
+        gone = missing(c, [proxy], list(budgets_ms))
+        if gone:
+            outcomes.append(_failed(gone))
             keys.append(None)
             continue
         value = float(c.proxies[proxy])
         over = max((c.latency_ms[d] / b - 1.0 for d, b in budgets_ms.items()), default=0.0)
         feasible = over <= 0.0
-        outcomes.append(Outcome(value=value, feasible=feasible, percentiles=pct))
+        outcomes.append(Outcome(value=value, feasible=feasible))
         keys.append((feasible, 0.0 if feasible else -over, value))
     return _ranked(outcomes, keys)
 
 
 def mnas(candidates: Sequence[Candidate], proxy: str, device: str, target_ms: float, *,
-         w: Optional[float] = None, alpha: float = MNAS_DEFAULT_W, beta: float = MNAS_DEFAULT_W,
-         populations: Populations = None) -> list[Outcome]:
+         w: Optional[float] = None, alpha: float = MNAS_DEFAULT_W, beta: float = MNAS_DEFAULT_W
+         ) -> list[Outcome]:
     """MnasNet reward ACC * (LAT / T) ** x, with x = alpha if LAT <= T else beta; `w` (when
     given and non-zero, as in v1 MnasObjective) sets both. alpha = 0, beta = -1 is MnasNet's hard
-    constraint. ACC is the proxy's percentile / 100 in its reference population when one is
-    given, else the raw value, which must then be > 0 (a power-law reward needs it)."""
+    constraint. ACC is the candidate's value of `proxy` (the server passes the percentile / 100
+    in the space's reference population unless asked for the raw value), which must be > 0: a
+    power-law reward needs it."""
     if not target_ms > 0:
         raise ValueError(f"target latency must be > 0 ms, got {target_ms}")
     if w:
         alpha = beta = w
     outcomes, keys = [], []
     for c in candidates:
-        pct = _percentiles(c, [proxy], populations)
-        missing = _missing(c, [proxy], [device])
-        acc = pct[proxy] / 100.0 if proxy in pct else _number(c.proxies.get(proxy))
-        if not missing and acc is not None and acc <= 0:
-            missing = (f"proxy {proxy!r} value {acc} is not positive; the MnasNet reward needs "
+        gone = missing(c, [proxy], [device])
+        acc = _number(c.proxies.get(proxy))
+        if not gone and acc is not None and acc <= 0:
+            gone = (f"proxy {proxy!r} value {acc} is not positive; the MnasNet reward needs "
                        "a positive accuracy or a reference population to normalise it")
-        if missing:
-            outcomes.append(_failed(missing, percentiles=pct))
+        if gone:
+            outcomes.append(_failed(gone))
             keys.append(None)
             continue
         latency = float(c.latency_ms[device])
         if not latency > 0:
             outcomes.append(_failed(f"latency {latency} ms on {device!r} is not positive; the "
-                                    "MnasNet reward needs one", percentiles=pct))
+                                    "MnasNet reward needs one"))
             keys.append(None)
             continue
         feasible = latency <= target_ms
@@ -156,106 +127,57 @@ def mnas(candidates: Sequence[Candidate], proxy: str, device: str, target_ms: fl
             value = acc * (latency / target_ms) ** (alpha if feasible else beta)
         except OverflowError:  # a huge exponent: the reward is beyond floats, in its direction
             value = math.inf
-        outcomes.append(Outcome(value=value, feasible=feasible, percentiles=pct))
+        outcomes.append(Outcome(value=value, feasible=feasible))
         keys.append((value,))
     return _ranked(outcomes, keys)
 
 
-def pareto_fronts(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Non-dominated sorting rank (1 = first front) of (score up, latency down) points.
-    a dominates b: a is no worse in both and better in one; equal points share a front."""
-    remaining, fronts, front = set(range(len(points))), [0] * len(points), 0
-    while remaining:
-        front += 1
-        current = {
-            i for i in remaining
-            if not any(points[j][0] >= points[i][0] and points[j][1] <= points[i][1]
-                       and points[j] != points[i] for j in remaining)
-        }
-        for i in current:
-            fronts[i] = front
-        remaining -= current
-    return fronts
-
-
-def pareto(candidates: Sequence[Candidate], proxy: str, device: str,
-           populations: Populations = None) -> list[Outcome]:
+def pareto(candidates: Sequence[Candidate], proxy: str, device: str) -> list[Outcome]:
     """Pareto rank within the batch over (proxy up, latency on `device` down).
     value = -pareto_rank (higher is better); every row is feasible."""
-    valid = [i for i, c in enumerate(candidates) if not _missing(c, [proxy], [device])]
-    fronts = pareto_fronts([(float(candidates[i].proxies[proxy]),
+    valid = [i for i, c in enumerate(candidates) if not missing(c, [proxy], [device])]
+    fronts = front_ranks([(float(candidates[i].proxies[proxy]),
                              float(candidates[i].latency_ms[device])) for i in valid])
     front_of = dict(zip(valid, fronts))
     outcomes, keys = [], []
     for i, c in enumerate(candidates):
-        pct = _percentiles(c, [proxy], populations)
         if i not in front_of:
-            outcomes.append(_failed(_missing(c, [proxy], [device]), True, percentiles=pct))
+            outcomes.append(_failed(missing(c, [proxy], [device]), True))
             keys.append(None)
             continue
-        outcomes.append(Outcome(value=-float(front_of[i]), pareto_rank=front_of[i],
-                                percentiles=pct))
+        outcomes.append(Outcome(value=-float(front_of[i]), pareto_rank=front_of[i]))
         keys.append((-front_of[i],))
     return _ranked(outcomes, keys)
 
 
-def _normalised(candidates: Sequence[Candidate], valid: list[int], proxy: str,
-                populations: Populations) -> dict[int, float]:
-    """Percentile of each valid row's proxy value: in the population if any, else the batch."""
-    if populations and proxy in populations:
-        return {i: _population_percentile(proxy, float(candidates[i].proxies[proxy]), populations)
-                for i in valid}
-    pct = batch_percentiles([float(candidates[i].proxies[proxy]) for i in valid])
-    return dict(zip(valid, pct))
+def weighted_rank_weights(proxy_weights: Mapping[str, float],
+                          latency_weights: Mapping[str, float]) -> dict[str, float]:
+    """Every weight under the name its percentile is reported by ("latency:<class>")."""
+    return {**proxy_weights, **{f"latency:{d}": w for d, w in latency_weights.items()}}
 
 
-def weighted_rank(candidates: Sequence[Candidate], proxy_weights: Mapping[str, float],
+def weighted_rank(candidate: Candidate, proxy_weights: Mapping[str, float],
                   latency_weights: Mapping[str, float],
-                  populations: Populations = None) -> list[Outcome]:
-    """Weighted mean of percentiles: each proxy's (population, else batch) and each device's
-    batch percentile of -latency (faster is higher). value in (0, 100) for positive weights."""
-    total = sum(abs(w) for w in (*proxy_weights.values(), *latency_weights.values()))
+                  proxy_percentile: Callable[[str, float], float],
+                  latency_percentile: Callable[[str, float], float]) -> Outcome:
+    """Weighted mean of percentiles: each proxy's value's (`proxy_percentile(name, value)`, in the
+    space's reference population) and each device's latency's (`latency_percentile(device, ms)`,
+    faster is higher). value in (0, 100) for positive weights; `percentiles` lists those used,
+    latencies as "latency:<class>". A percentile that cannot be had (ServerError) fails the row."""
+    weights = weighted_rank_weights(proxy_weights, latency_weights)
+    total = sum(abs(w) for w in weights.values())
     if total == 0:
         raise ValueError("weighted_rank needs at least one non-zero weight")
-    valid = [i for i, c in enumerate(candidates)
-             if not _missing(c, list(proxy_weights), list(latency_weights))]
-    scores = {i: 0.0 for i in valid}
-    for name, weight in proxy_weights.items():
-        for i, p in _normalised(candidates, valid, name, populations).items():
-            scores[i] += weight * p
-    for device, weight in latency_weights.items():
-        pct = batch_percentiles([-float(candidates[i].latency_ms[device]) for i in valid])
-        for i, p in zip(valid, pct):
-            scores[i] += weight * p
-    outcomes, keys = [], []
-    for i, c in enumerate(candidates):
-        pct = _percentiles(c, list(proxy_weights), populations)
-        if i not in scores:
-            outcomes.append(_failed(_missing(c, list(proxy_weights), list(latency_weights)),
-                                    True, percentiles=pct))
-            keys.append(None)
-            continue
-        outcomes.append(Outcome(value=scores[i] / total, percentiles=pct))
-        keys.append((scores[i] / total,))
-    return _ranked(outcomes, keys)
-
-
-def ensemble(candidates: Sequence[Candidate], proxies: Sequence[str],
-             populations: Populations = None) -> list[float]:
-    """Rank-average of `proxies`: the mean percentile (population, else batch) per row, a proxy
-    of its own in (0, 100); NaN for a row missing any of them."""
-    if not proxies:
-        raise ValueError("an ensemble needs at least one proxy")
-    valid = [i for i, c in enumerate(candidates) if not _missing(c, proxies, [])]
-    sums = {i: 0.0 for i in valid}
-    for name in proxies:
-        for i, p in _normalised(candidates, valid, name, populations).items():
-            sums[i] += p
-    return [sums[i] / len(proxies) if i in sums else math.nan for i in range(len(candidates))]
-
-
-def with_ensemble(candidates: Sequence[Candidate], name: str, proxies: Sequence[str],
-                  populations: Populations = None) -> list[Candidate]:
-    """The candidates with the ensemble added as proxy `name`, for use in any objective."""
-    values = ensemble(candidates, proxies, populations)
-    return [replace(c, proxies={**c.proxies, name: v}) for c, v in zip(candidates, values)]
+    gone = missing(candidate, list(proxy_weights), list(latency_weights))
+    if gone:
+        return Outcome(value=math.nan, error=gone)
+    pct: dict[str, float] = {}
+    try:
+        for name in proxy_weights:
+            pct[name] = proxy_percentile(name, candidate.proxies[name])
+        for device in latency_weights:
+            pct[f"latency:{device}"] = latency_percentile(device, candidate.latency_ms[device])
+    except ServerError as exc:
+        return Outcome(value=math.nan, error=exc.message, percentiles=pct)
+    value = sum(w * pct[name] for name, w in weights.items()) / total
+    return Outcome(value=value, percentiles=pct)

@@ -1,4 +1,10 @@
-"""Rank helpers shared by objectives, populations and the predictor report (numpy only)."""
+"""Ranks, rank correlations and percentiles, for objectives, populations, the predictor's report
+and the offline evaluation.
+
+Ranks and correlations are scipy.stats' (average ranks for ties, Spearman's rho, Kendall's tau-b);
+the helpers here only fix what "undefined" gives: NaN, without a warning, when there are fewer
+than two pairs or one side is constant (a misleading 0 would read as "no correlation").
+"""
 
 from __future__ import annotations
 
@@ -6,30 +12,32 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from scipy import stats
+
+__all__ = ["kendall_tau", "percentile", "percentile_sorted", "rankdata", "spearman"]
 
 
 def rankdata(values: Sequence[float]) -> np.ndarray:
-    """1-based ranks, ties get the mean of the ranks they span (as scipy's 'average')."""
-    array = np.asarray(values, dtype=float)
-    order = np.argsort(array, kind="mergesort")
-    ranks = np.empty(len(array), dtype=float)
-    sorted_values = array[order]
-    start = 0
-    while start < len(array):
-        end = start
-        while end + 1 < len(array) and sorted_values[end + 1] == sorted_values[start]:
-            end += 1
-        ranks[order[start:end + 1]] = (start + end) / 2 + 1
-        start = end + 1
-    return ranks
+    """1-based ranks; tied values share the mean of the ranks they span."""
+    return stats.rankdata(np.asarray(values, dtype=np.float64), method="average")
+
+
+def _defined(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether a rank correlation of `a` and `b` exists: two pairs or more, neither side
+    constant. A NaN entry is not constant: it makes the correlation NaN in scipy itself."""
+    return len(a) >= 2 and not (np.all(a == a[0]) or np.all(b == b[0]))
 
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:
-    """Spearman's rho (Pearson correlation of average ranks); NaN when either side is constant."""
-    ra, rb = rankdata(a), rankdata(b)
-    if len(ra) < 2 or ra.std() == 0 or rb.std() == 0:
-        return math.nan
-    return float(np.corrcoef(ra, rb)[0, 1])
+    """Spearman's rho (Pearson's r of the average ranks); NaN when undefined."""
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(stats.spearmanr(x, y).statistic) if _defined(x, y) else math.nan
+
+
+def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
+    """Kendall's tau-b (ties on either side handled); NaN when undefined."""
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(stats.kendalltau(x, y, variant="b").statistic) if _defined(x, y) else math.nan
 
 
 def percentile(value: float, population: Sequence[float] | np.ndarray) -> float:
@@ -39,22 +47,10 @@ def percentile(value: float, population: Sequence[float] | np.ndarray) -> float:
     return percentile_sorted(value, np.sort(np.asarray(population, dtype=float)))
 
 
-def percentile_sorted(value: float, ordered: np.ndarray, exclude_self: bool = False) -> float:
-    """`percentile` against an already sorted array; `exclude_self`: `value` is one of its
-    entries (a batch ranked against itself) and is not counted as its own neighbour."""
+def percentile_sorted(value: float, ordered: np.ndarray) -> float:
+    """`percentile` against an already sorted array."""
     if value is None or math.isnan(value):
         return math.nan
     below = int(np.searchsorted(ordered, value, side="left"))
     equal = int(np.searchsorted(ordered, value, side="right")) - below
-    n = len(ordered)
-    if exclude_self:
-        equal, n = equal - 1, n - 1
-    return 100.0 * (below + equal / 2 + 0.5) / (n + 1)
-
-
-def batch_percentiles(values: Sequence[float | None]) -> list[float]:
-    """Each value's percentile among the others of its batch; NaN/None entries come back NaN
-    and are not part of the population."""
-    clean = [math.nan if v is None else float(v) for v in values]
-    ordered = np.sort(np.asarray([v for v in clean if not math.isnan(v)], dtype=float))
-    return [percentile_sorted(v, ordered, exclude_self=True) for v in clean]
+    return 100.0 * (below + equal / 2 + 0.5) / (len(ordered) + 1)

@@ -21,15 +21,15 @@ from edgescore.server.fleet.fleet import Fleet
 from edgescore.server.fleet.jobs import JobBoard, LocalJobs
 from edgescore.server.fleet.latency import LatencyService
 from edgescore.server.fleet.shared_jobs import SharedJobs
+from edgescore.server.metrics import Metrics
 from edgescore.server.proxies import datasets
+from edgescore.server.scoring.percentiles import Populations
 from edgescore.server.scoring.predictor import PredictorBank
+from edgescore.server.scoring.proxy_cache import ProxyCache
 from edgescore.server.service.agents import AgentServicer
 from edgescore.server.service.auth import TokenInterceptor
 from edgescore.server.service.fleet_service import FleetServicer
 from edgescore.server.service.interceptors import ObservabilityInterceptor
-from edgescore.server.service.metrics import Metrics
-from edgescore.server.service.populations import Populations
-from edgescore.server.service.proxy_cache import ProxyCache
 from edgescore.server.service.scoring import ScoringServicer
 from edgescore.server.spaces.limits import Limits
 from edgescore.server.store import Store, open_store

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Union
+
 from edgescore.server.errors import InvalidArgument
-from edgescore.server.proxies.base import ResolvedSettings, SettingsOverride
+from edgescore.server.proxies import engine, registry
+from edgescore.server.proxies.base import Composite, Proxy, ResolvedSettings, SettingsOverride
 from edgescore.server.proxies.engine import ProxyOutcome
-from edgescore.v1 import common_pb2
+from edgescore.server.scoring.composite import CompositeOutcome
+from edgescore.server.scoring.proxy_cache import Served
+from edgescore.v1 import common_pb2, scoring_pb2
 
 _DATA_KINDS = {
     common_pb2.DataSource.SYNTHETIC: "synthetic",
@@ -74,3 +79,47 @@ def proxy_result_pb(outcome: ProxyOutcome, provenance: int = common_pb2.COMPUTED
     else:
         result.value = outcome.value
     return result
+
+
+def served_result_pb(served: Union[Served, CompositeOutcome]) -> common_pb2.ProxyResult:
+    if isinstance(served, CompositeOutcome):
+        return composite_result_pb(served)
+    return proxy_result_pb(served.outcome,
+                           common_pb2.CACHED if served.cached else common_pb2.COMPUTED)
+
+
+def composite_result_pb(outcome: CompositeOutcome) -> common_pb2.ProxyResult:
+    name = outcome.settings.name
+    members_key = registry.get_composite(name).members_key
+    result = common_pb2.ProxyResult(
+        name=name, unit=outcome.unit, transform=outcome.transform,
+        provenance=common_pb2.COMPUTED,
+        settings=common_pb2.ProxySettings(extra={members_key: ",".join(outcome.settings.names)}),
+        compute_seconds=outcome.seconds, flags=list(outcome.flags))
+    if outcome.error is not None:
+        result.status.code = outcome.error.code.value[0]
+        result.status.message = f"{name}: {outcome.error.message}"
+    else:
+        result.value = outcome.value
+        result.components.update(outcome.percentiles)
+    return result
+
+
+def proxy_info_pb(proxy: Proxy) -> scoring_pb2.ProxyInfo:
+    """A computed proxy's ListProxies entry."""
+    return scoring_pb2.ProxyInfo(
+        name=proxy.name, description=proxy.description, unit=proxy.unit,
+        transform=proxy.transform, needs_data=proxy.needs_data,
+        needs_labels=proxy.needs_labels, reference=proxy.reference,
+        defaults=settings_to_pb(engine.resolve_settings(proxy, None)))
+
+
+def composite_info_pb(composite: Composite) -> scoring_pb2.ProxyInfo:
+    """A composite's ListProxies entry: it needs data (or labels) where a default member does."""
+    members = [registry.get_proxy(name) for name in composite.default_members]
+    return scoring_pb2.ProxyInfo(
+        name=composite.name, description=composite.description, unit=composite.unit,
+        transform=composite.transform, needs_data=any(m.needs_data for m in members),
+        needs_labels=any(m.needs_labels for m in members), reference=composite.reference,
+        defaults=common_pb2.ProxySettings(
+            extra={composite.members_key: ",".join(composite.default_members)}))

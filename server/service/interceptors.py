@@ -28,7 +28,7 @@ from typing import Any, Optional
 import grpc
 
 from edgescore.logs import REQUEST_ID, REQUEST_ID_METADATA_KEY
-from edgescore.server.service.metrics import Metrics
+from edgescore.server.metrics import Metrics
 
 access_log = logging.getLogger("edgescore.server.access")
 log = logging.getLogger(__name__)

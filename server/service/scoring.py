@@ -22,13 +22,20 @@ from edgescore.server.compute.units import ArchRef
 from edgescore.server.errors import InvalidArgument
 from edgescore.server.fleet.latency import LatencyService, Target
 from edgescore.server.fleet.measurement import resolve_measurement
+from edgescore.server.metrics import Metrics
 from edgescore.server.proxies import datasets, engine, registry
-from edgescore.server.service import ensemble, objective
-from edgescore.server.service.convert import override_from_pb, settings_to_pb
-from edgescore.server.service.metrics import Metrics
-from edgescore.server.service.populations import Populations
-from edgescore.server.service.proxy_cache import ProxyCache
-from edgescore.server.service.proxy_values import ProxyValues
+from edgescore.server.proxies.base import Composite
+from edgescore.server.scoring import composite, request_objective
+from edgescore.server.scoring.percentiles import Populations
+from edgescore.server.scoring.proxy_cache import ProxyCache
+from edgescore.server.scoring.proxy_values import ProxyValues
+from edgescore.server.scoring.studies import Studies
+from edgescore.server.service.convert import (
+    composite_info_pb,
+    override_from_pb,
+    proxy_info_pb,
+    served_result_pb,
+)
 from edgescore.server.service.rpc import client_of, item_status, unary
 from edgescore.server.spaces import registry as spaces
 from edgescore.server.spaces.base import ParsedArch, SearchSpace
@@ -64,8 +71,8 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         self._latency = latency
         self._sizes = SizeCheck(limits or Limits())
         self._metrics = metrics
-        self._values = ProxyValues(plane, cache, metrics, device)
-        self._studies = objective.Studies()
+        self._values = ProxyValues(plane, cache, metrics, device, populations)
+        self._studies = Studies()
         self._populations = populations
         self._stream_window = stream_window
 
@@ -87,8 +94,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
             priority=request.priority)) for target in checked.targets]
         try:
             proxies = await self._values.results(arch, checked.ref, checked.calls,
-                                                 checked.registered, use_store, caller,
-                                                 self._ensemble)
+                                                 checked.registered, use_store, caller)
             measured = [await task for task in latencies]
         finally:
             for task in latencies:
@@ -97,14 +103,14 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
             request_id=request.request_id or uuid.uuid4().hex, space=arch.space,
             canonical_arch=arch.canonical, arch_hash=arch.arch_hash,
             server_version=edgescore.__version__)
-        result.proxies.extend(proxies)
+        result.proxies.extend(served_result_pb(p) for p in proxies)
         for latency in measured:
             outcome = "ok" if latency.status.code == 0 else "error"
             self._metrics.measurements.labels(latency.device_class, outcome).inc()
             result.latencies.append(latency)
         if request.objective.WhichOneof("kind"):
             combined = await asyncio.to_thread(
-                objective.evaluate, request, result, self._studies, stream_study, arch=arch,
+                request_objective.evaluate, request, result, self._studies, stream_study, arch=arch,
                 settings={name: settings for name, _, settings in checked.calls},
                 populations=self._populations)
             if combined is not None:
@@ -122,7 +128,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
                                         request.arch.num_classes, request.arch.input_resolution)
         spec = spaces.spec_value(getattr(request.arch, which))  # as the workers parse it
         self._sizes.check(space, arch)
-        objective.validate(request)
+        request_objective.validate(request)
         calls, registered = self._proxy_calls(request, arch)
         targets = self._latency_targets(request, arch)
         timeout = request.latency_timeout_seconds or self._latency.default_timeout
@@ -132,10 +138,6 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
                                   f"{cap:.0f} s (0 means the server default)")
         ref = ArchRef(arch.space, spec, request.arch.num_classes, request.arch.input_resolution)
         return _Checked(space, arch, ref, calls, targets, timeout, registered)
-
-    def _ensemble(self, arch: ParsedArch, settings: ensemble.EnsembleSettings,
-                  members: list[common_pb2.ProxyResult]) -> common_pb2.ProxyResult:
-        return ensemble.result(arch, settings, members, self._populations)
 
     def _proxy_calls(self, request: scoring_pb2.ScoreRequest, arch: ParsedArch
                      ) -> tuple[list, tuple]:
@@ -154,11 +156,11 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
             override = override_from_pb(p.settings, request.proxy_defaults)
             # Validate now: a bad setting must fail the request before latency jobs are queued.
             field = f"proxies[{p.name}].settings"
-            if p.name == ensemble.NAME:
-                settings = ensemble.resolve(override, field)
+            proxy = registry.get(p.name)  # NotFound for unknown names, before work
+            if isinstance(proxy, Composite):
+                settings = composite.resolve(proxy, override, field)
                 checked = [resolved for _, _, resolved in settings.members]
             else:
-                proxy = registry.get_proxy(p.name)  # NotFound for unknown names, before work
                 settings = engine.resolve_settings(proxy, override, field)
                 checked = [settings]
             for resolved in checked:
@@ -251,13 +253,8 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
     async def ListProxies(self, request: scoring_pb2.ListProxiesRequest,
                           context: grpc.aio.ServicerContext) -> scoring_pb2.ListProxiesResponse:
         response = scoring_pb2.ListProxiesResponse()
-        for proxy in registry.all_proxies():
-            response.proxies.append(scoring_pb2.ProxyInfo(
-                name=proxy.name, description=proxy.description, unit=proxy.unit,
-                transform=proxy.transform, needs_data=proxy.needs_data,
-                needs_labels=proxy.needs_labels, reference=proxy.reference,
-                defaults=settings_to_pb(engine.resolve_settings(proxy, None))))
-        response.proxies.append(ensemble.info())
+        response.proxies.extend(proxy_info_pb(p) for p in registry.all_proxies())
+        response.proxies.extend(composite_info_pb(c) for c in registry.all_composites())
         return response
 
     @unary

@@ -1,11 +1,12 @@
-"""Reference populations for rank normalisation: each proxy's values over a seeded random sample
+"""Percentiles against reference populations: each proxy's values over a seeded random sample
 of the space (computed once per proxy and settings, kept in the store with the other proxy
 values), and each device class's measured latencies (from the store).
 
 Raw proxy values live on incomparable scales; a percentile in the space's population does not, so
-the objective that weighs several proxies and latencies (`weighted_rank`) ranks with these and
-reports the percentiles it used. The first request that needs a population pays for computing
-it (`size` archs of that proxy); later ones, and restarts, read it back.
+the objectives that need a scale-free value (`mnas`, `weighted_rank`) and the composite proxies
+rank with these, and report the percentiles they used. The first request that needs a
+population pays for computing it (`size` archs of that proxy); later ones, and restarts, read it
+back.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from edgescore.server.compute.units import ArchRef, ProxyUnit
 from edgescore.server.errors import FailedPrecondition
 from edgescore.server.proxies.base import ResolvedSettings, SettingsOverride
 from edgescore.server.proxies.engine import ProxyOutcome
+from edgescore.server.scoring import composite
+from edgescore.server.scoring.composite import CompositeSettings
 from edgescore.server.scoring.population import ReferencePopulation, Sampler, nb201_sampler
+from edgescore.server.scoring.proxy_cache import ProxyCache
 from edgescore.server.scoring.ranks import percentile
 from edgescore.server.scoring.workload import Settings, workload
-from edgescore.server.service.ensemble import EnsembleSettings
-from edgescore.server.service.proxy_cache import ProxyCache
 from edgescore.server.spaces import registry as spaces
 from edgescore.server.spaces.base import ParsedArch
 from edgescore.server.store import Store
@@ -87,7 +89,7 @@ class Populations:
         self._run, self.parallel = run, parallel
         self._proxies: dict[tuple, ReferencePopulation] = {}
         self._latencies: dict[tuple[str, str], _Latencies] = {}
-        self._lock = threading.RLock()  # an ensemble's population builds its members'
+        self._lock = threading.RLock()  # a composite's population builds its members'
 
     def proxy_percentile(self, arch: ParsedArch, proxy: str, settings: ResolvedSettings,
                          value: float) -> float:
@@ -98,39 +100,32 @@ class Populations:
             raise FailedPrecondition(f"no reference population for space '{arch.space}' yet")
         return self._population(arch, proxy, settings, sampler).percentile(value)
 
-    def ensemble(self, arch: ParsedArch, settings: EnsembleSettings,
-                 values: dict[str, float]) -> tuple[float, dict[str, float]]:
-        """The ensemble's value for an arch whose members have `values`, and each member's
-        percentile."""
-        pct = {name: self.proxy_percentile(arch, name, resolved, values[name])
-               for name, _, resolved in settings.members}
-        return float(np.mean(list(pct.values()))), pct
-
     def _population(self, arch: ParsedArch, proxy: str,
-                    settings: ResolvedSettings | EnsembleSettings,
+                    settings: ResolvedSettings | CompositeSettings,
                     sampler: Sampler) -> ReferencePopulation:
         key = (arch.space, proxy, repr(dataclasses.astuple(settings)), arch.num_classes,
                arch.input_resolution)
         with self._lock:
             population = self._proxies.get(key)
             if population is None:
-                make = (self._ensemble_population if isinstance(settings, EnsembleSettings)
+                make = (self._composite_population if isinstance(settings, CompositeSettings)
                         else self._proxy_population)
                 population = self._proxies[key] = make(arch, proxy, settings, sampler)
         return population
 
-    def _ensemble_population(self, arch: ParsedArch, proxy: str, settings: EnsembleSettings,
-                             sampler: Sampler) -> ReferencePopulation:
-        """The ensemble over the same sample, from its members' populations (their values come
-        from the store or from the members' own first computation)."""
-        members = [self._population(arch, name, resolved, sampler)
-                   for name, _, resolved in settings.members]
+    def _composite_population(self, arch: ParsedArch, proxy: str, settings: CompositeSettings,
+                              sampler: Sampler) -> ReferencePopulation:
+        """The composite over the same sample, from its members' populations (their values
+        come from the store or from the members' own first computation)."""
+        members = {name: self._population(arch, name, resolved, sampler)
+                   for name, _, resolved in settings.members}
 
         def compute(spec: str) -> float:
-            found = [m.value_of(spec) for m in members]
-            if any(math.isnan(v) for v in found):
+            found = {name: m.value_of(spec) for name, m in members.items()}
+            if any(math.isnan(v) for v in found.values()):
                 return math.nan  # left out of the population, as a failed member value is
-            return float(np.mean([m.percentile(v) for m, v in zip(members, found)]))
+            return composite.combine(settings, found,
+                                     lambda name, _, value: members[name].percentile(value))[0]
 
         return ReferencePopulation(compute, sampler, size=self.size, seed=self.seed)
 

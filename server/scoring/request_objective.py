@@ -3,39 +3,29 @@
 `constraint` and `mnas` judge one candidate by itself; mnas's quality term is the proxy's
 percentile in the space's reference population (`raw_proxy`: the value itself), and
 `report_percentiles` adds that percentile to constraint and pareto results. `pareto` ranks it
-among the candidates of a study: a named study (`ParetoObjective.study`) collects every
-candidate scored under that name on this server; without a name the batch is the request
+among the candidates of a study (`studies.py`): a named study (`ParetoObjective.study`) collects
+every candidate scored under that name on this server; without a name the batch is the request
 itself (rank 1), and each ScoreStream is a study of its own. `weighted_rank` is the weighted
-mean of percentiles: each proxy's in the space's reference population (`populations.py`), each
+mean of percentiles: each proxy's in the space's reference population (`percentiles.py`), each
 latency's among the class's stored measurements (faster is higher); its result lists the
 percentiles it used.
 """
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import math
-import threading
-from collections import OrderedDict
 from typing import Optional
 
 import grpc
 
-from edgescore.server.errors import (
-    InvalidArgument,
-    ResourceExhausted,
-    ServerError,
-    Unimplemented,
-)
+from edgescore.server.errors import InvalidArgument, ServerError, Unimplemented
 from edgescore.server.scoring import objectives
-from edgescore.server.service.populations import Populations
+from edgescore.server.scoring.percentiles import Populations
+from edgescore.server.scoring.studies import MAX_STUDY_NAME, Studies
 from edgescore.server.spaces.base import ParsedArch
 from edgescore.v1 import common_pb2, scoring_pb2
 
-MAX_STUDIES = 1_000
-MAX_STUDY_POINTS = 200_000
-MAX_STUDY_NAME = 200
 # |w| beyond this makes (latency / target) ** w overflow for ordinary latencies; MnasNet's
 # soft exponent is -0.07 and its hard one -1.
 MAX_MNAS_EXPONENT = 100.0
@@ -96,82 +86,8 @@ def validate(request: scoring_pb2.ScoreRequest) -> None:
             need_device(name, "latency_weights")
 
 
-def front_ranks(points: list[tuple[float, float]]) -> list[int]:
-    """Non-dominated sorting of (score up, latency down) points in O(n log n): 1 = first front.
-    Processed by score descending (then latency ascending), a point's dominators come before it;
-    it joins the first front whose lowest latency so far is above its own (an identical point
-    joins its twin's front: equal points do not dominate each other)."""
-    order = sorted(range(len(points)), key=lambda i: (-points[i][0], points[i][1]))
-    best: list[float] = []  # per front, the lowest latency of its points so far (ascending)
-    ranks = [0] * len(points)
-    previous: Optional[int] = None
-    for i in order:
-        if previous is not None and points[previous] == points[i]:
-            ranks[i] = ranks[previous]
-        else:
-            front = bisect.bisect_right(best, points[i][1])
-            if front == len(best):
-                best.append(points[i][1])
-            else:
-                best[front] = min(best[front], points[i][1])
-            ranks[i] = front + 1
-        previous = i
-    return ranks
-
-
-class Studies:
-    """Named collections of (proxy, latency) points, in memory, bounded. A study is kept per
-    (name, proxy, device class): points of another proxy or board are on other scales, so one
-    name used with several of them holds several fronts, never a mixed one."""
-
-    def __init__(self) -> None:
-        self._points: OrderedDict[tuple[str, str, str], list[tuple[float, float]]] = \
-            OrderedDict()
-        self._lock = threading.Lock()
-
-    def add_and_rank(self, name: str, point: tuple[float, float], proxy: str = "",
-                     device_class: str = "") -> int:
-        key = (name, proxy, device_class)
-        with self._lock:
-            points = self._points.setdefault(key, [])
-            if len(points) >= MAX_STUDY_POINTS:
-                raise ResourceExhausted(f"study '{name}' holds {MAX_STUDY_POINTS} candidates, "
-                                        "the most one study may hold")
-            points.append(point)
-            self._points.move_to_end(key)
-            while len(self._points) > MAX_STUDIES:
-                self._points.popitem(last=False)
-            snapshot = list(points)
-        return front_ranks(snapshot)[-1]
-
-
 def _weights(o: common_pb2.WeightedRankObjective) -> dict[str, float]:
-    """Every weight under the name its percentile is reported by ("latency:<class>")."""
-    return {**o.proxy_weights, **{f"latency:{d}": w for d, w in o.latency_weights.items()}}
-
-
-def _weighted_rank(o: common_pb2.WeightedRankObjective, arch: ParsedArch,
-                   candidate: objectives.Candidate, settings: dict,
-                   populations: Populations,
-                   measurement: dict[str, common_pb2.MeasurementSettings]
-                   ) -> objectives.Outcome:
-    missing = objectives._missing(candidate, list(o.proxy_weights), list(o.latency_weights))
-    if missing:
-        return objectives.Outcome(value=math.nan, error=missing)
-    pct: dict[str, float] = {}
-    try:
-        for name in o.proxy_weights:
-            pct[name] = populations.proxy_percentile(arch, name, settings[name],
-                                                     candidate.proxies[name])
-        for device in o.latency_weights:
-            pct[f"latency:{device}"] = populations.latency_percentile(
-                device, arch, candidate.latency_ms[device], measurement[device])
-    except ServerError as exc:
-        return objectives.Outcome(value=math.nan, error=exc.message, percentiles=pct)
-    weights = _weights(o)
-    total = sum(abs(w) for w in weights.values())
-    value = sum(w * pct[name] for name, w in weights.items()) / total
-    return objectives.Outcome(value=value, percentiles=pct)
+    return objectives.weighted_rank_weights(o.proxy_weights, o.latency_weights)
 
 
 def evaluate(request: scoring_pb2.ScoreRequest, result: scoring_pb2.ScoreResult,
@@ -210,8 +126,12 @@ def evaluate(request: scoring_pb2.ScoreRequest, result: scoring_pb2.ScoreResult,
         (out,) = objectives.mnas([candidate], o.proxy, o.device_class, o.target_latency_ms,
                                  w=o.w or None)
     elif kind == "weighted_rank":
-        out = _weighted_rank(o, arch, candidate, settings, populations,
-                             {lat.device_class: lat.settings for lat in measured})
+        measurement = {lat.device_class: lat.settings for lat in measured}
+        out = objectives.weighted_rank(
+            candidate, o.proxy_weights, o.latency_weights,
+            lambda name, value: populations.proxy_percentile(arch, name, settings[name], value),
+            lambda device, ms: populations.latency_percentile(device, arch, ms,
+                                                              measurement[device]))
     else:
         (out,) = objectives.pareto([candidate], o.proxy, o.device_class)
         study = o.study or stream_study
@@ -228,7 +148,7 @@ def evaluate(request: scoring_pb2.ScoreRequest, result: scoring_pb2.ScoreResult,
 def _proxy_percentile(proxy: str, arch: ParsedArch, candidate: objectives.Candidate,
                       settings: dict, populations: Populations) -> tuple[dict[str, float], str]:
     """({proxy: percentile}, "") or ({}, why not)."""
-    missing = objectives._missing(candidate, [proxy], [])
+    missing = objectives.missing(candidate, [proxy], [])
     if missing:
         return {}, missing
     try:

@@ -1,5 +1,7 @@
 """A request's proxy values: stored ones are served (CACHED), the others computed on the compute
 plane; one (arch, proxy, settings) is computed once however many requests want it at a time.
+A composite's members are computed with the other proxies (once, where a member is also
+requested with the same settings), and the composite from them.
 
 The proxies a request still needs are one unit of work (they share the network build and the
 passes). A request that needs a value already in flight waits on that flight instead; when every
@@ -12,27 +14,25 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Optional, Union
 
 from edgescore.server.compute.fairness import QueueFull
 from edgescore.server.compute.flights import Flight, Flights
 from edgescore.server.compute.plane import Caller, ComputePlane
 from edgescore.server.compute.units import ArchRef, ProxyUnit
 from edgescore.server.errors import ServerError, Unavailable
+from edgescore.server.metrics import Metrics
 from edgescore.server.proxies.engine import ProxyOutcome
 from edgescore.server.proxies.registry import get_proxy
-from edgescore.server.service import ensemble
-from edgescore.server.service.convert import proxy_result_pb
-from edgescore.server.service.metrics import Metrics
-from edgescore.server.service.proxy_cache import ProxyCache
+from edgescore.server.scoring import composite
+from edgescore.server.scoring.composite import CompositeOutcome, CompositeSettings
+from edgescore.server.scoring.percentiles import Populations
+from edgescore.server.scoring.proxy_cache import ProxyCache, Served
 from edgescore.server.spaces.base import ParsedArch
-from edgescore.v1 import common_pb2
 
 log = logging.getLogger(__name__)
 
-Call = tuple  # (name, override, resolved settings)
-EnsembleResult = Callable[[ParsedArch, Any, list], common_pb2.ProxyResult]
+Call = tuple  # (name, override, resolved settings or CompositeSettings)
 
 
 def _call_key(name: str, settings: object) -> tuple[str, str]:
@@ -51,34 +51,43 @@ def _failed(name: str, settings: Any, error: ServerError) -> ProxyOutcome:
 
 class ProxyValues:
     def __init__(self, plane: ComputePlane, cache: ProxyCache, metrics: Metrics,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", populations: Optional[Populations] = None) -> None:
         self._plane, self._cache, self._metrics, self._device = plane, cache, metrics, device
+        self._populations = populations
         self._flights = Flights()
 
     async def results(self, arch: ParsedArch, ref: ArchRef, calls: list[Call],
-                      registered: tuple, use_store: bool, caller: Caller,
-                      ensemble_result: EnsembleResult) -> list[common_pb2.ProxyResult]:
-        """One result per call, in order; an ensemble's members are computed with the other
-        proxies (once, where a member is also requested with the same settings)."""
+                      registered: tuple, use_store: bool, caller: Caller
+                      ) -> list[Union[Served, CompositeOutcome]]:
+        """One answer per call, in order."""
         needed: dict[tuple, Call] = {}
         for name, override, settings in calls:
-            members = settings.members if name == ensemble.NAME else [(name, override, settings)]
+            members = (settings.members if isinstance(settings, CompositeSettings)
+                       else [(name, override, settings)])
             for member in members:
                 needed.setdefault(_call_key(member[0], member[2]), member)
         done = dict(zip(needed, await self._values(arch, ref, list(needed.values()), registered,
                                                    use_store, caller)))
         out = []
         for name, _, settings in calls:
-            if name == ensemble.NAME:
+            if isinstance(settings, CompositeSettings):
                 members = [done[_call_key(n, resolved)] for n, _, resolved in settings.members]
-                out.append(await asyncio.to_thread(ensemble_result, arch, settings, members))
+                out.append(await asyncio.to_thread(self._composite, arch, settings, members))
             else:
                 out.append(done[_call_key(name, settings)])
         return out
 
+    def _composite(self, arch: ParsedArch, settings: CompositeSettings,
+                   members: list[Served]) -> CompositeOutcome:
+        """Off the event loop: a population's first use computes it."""
+        populations = self._populations
+        if populations is None:
+            return composite.outcome(settings, members, None)
+        return composite.outcome(settings, members, lambda name, resolved, value:
+                                 populations.proxy_percentile(arch, name, resolved, value))
+
     async def _values(self, arch: ParsedArch, ref: ArchRef, calls: list[Call],
-                      registered: tuple, use_store: bool, caller: Caller
-                      ) -> list[common_pb2.ProxyResult]:
+                      registered: tuple, use_store: bool, caller: Caller) -> list[Served]:
         keys = [self._cache.key(arch, name, settings).digest for name, _, settings in calls]
         cached = await asyncio.to_thread(self._lookup, arch, calls) if use_store else {}
         waits: dict[int, Flight] = {}
@@ -102,8 +111,8 @@ class ProxyValues:
         outcomes: dict[str, ProxyOutcome] = {}
         for found in await asyncio.gather(*(self._flights.wait(f) for f in distinct.values())):
             outcomes.update(found)
-        return [proxy_result_pb(cached[i], common_pb2.CACHED) if i in cached
-                else proxy_result_pb(outcomes[keys[i]]) for i in range(len(calls))]
+        return [Served(cached[i], True) if i in cached else Served(outcomes[keys[i]], False)
+                for i in range(len(calls))]
 
     def _lookup(self, arch: ParsedArch, calls: list[Call]) -> dict[int, ProxyOutcome]:
         found = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from dataclasses import dataclass
 from typing import Optional
 
 from edgescore.server.compute.units import TORCH_THREADS
@@ -20,6 +21,14 @@ from edgescore.server.spaces.base import ParsedArch
 from edgescore.server.store import ProxyKey, Store
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Served:
+    """A proxy's outcome as a request gets it: computed for it, or read from the store."""
+
+    outcome: ProxyOutcome
+    cached: bool
 
 
 class ProxyCache:
