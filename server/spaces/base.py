@@ -35,6 +35,9 @@ class SearchSpace(ABC):
     # Names of the networks `build` can make for one arch (first: the space's own). A proxy whose
     # reference used another model of the space asks for it by name (engine: extra "network").
     network_variants: tuple[str, ...] = ("default",)
+    # The torch-free grammar that parses, samples and mutates the space's specs; None for a space
+    # that parses on its own and cannot be sampled (ONNX uploads).
+    grammar: Optional[Grammar] = None
 
     @abstractmethod
     def parse(self, spec: Any, num_classes: int = 0, input_resolution: int = 0) -> ParsedArch:
