@@ -15,3 +15,8 @@ class SpecError(ValueError):
     def __reduce__(self) -> tuple:
         # Exception's default pickling passes only the message back to __init__.
         return type(self), (self.field, self.detail)
+
+
+def quote(token: str, limit: int = 60) -> str:
+    """A bad token as an error message shows it: cut short, since a spec may be long."""
+    return repr(token if len(token) <= limit else token[:limit] + "...")

@@ -14,8 +14,8 @@ from typing import Any
 
 from edgescore.grammar import nb201
 from edgescore.grammar.base import Grammar, ParsedArch, other_choice
-from edgescore.grammar.errors import SpecError
-from edgescore.grammar.shapes import check_shape, quote, shape_fields
+from edgescore.grammar.errors import SpecError, quote
+from edgescore.grammar.shapes import check_shape, shape_fields
 
 FIELD = "arch.nats_sss"
 CANDIDATES = (8, 16, 24, 32, 40, 48, 56, 64)  # xautodl get_search_spaces("sss", "nats-bench")

@@ -14,8 +14,8 @@ import random
 from typing import Any
 
 from edgescore.grammar.base import Grammar, ParsedArch
-from edgescore.grammar.errors import SpecError
-from edgescore.grammar.shapes import check_shape, quote, shape_fields
+from edgescore.grammar.errors import SpecError, quote
+from edgescore.grammar.shapes import check_shape, shape_fields
 
 FIELD = "arch.nb101"
 INPUT, OUTPUT = "input", "output"

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from edgescore.grammar.base import Grammar, ParsedArch, other_choice
-from edgescore.grammar.errors import SpecError
-from edgescore.grammar.shapes import check_shape, quote, shape_fields
+from edgescore.grammar.errors import SpecError, quote
+from edgescore.grammar.shapes import check_shape, shape_fields
 
 FIELD = "arch.nb201"
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")

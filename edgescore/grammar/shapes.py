@@ -10,11 +10,6 @@ NUM_CLASSES_RANGE = (1, 100_000)
 RESOLUTION_RANGE = (8, 1024)  # two stride-2 blocks need at least 2x2 left at the end
 
 
-def quote(token: str, limit: int = 60) -> str:
-    """A bad token for an error message, cut short (a spec may be long)."""
-    return repr(token if len(token) <= limit else token[:limit] + "...")
-
-
 def _check_range(field: str, value: Any, default: int, bounds: tuple[int, int]) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise SpecError(field, f"expected an integer, got {type(value).__name__}")

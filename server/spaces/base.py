@@ -26,6 +26,9 @@ def spec_errors_as_invalid_argument() -> Iterator[None]:
 
 
 class SearchSpace(ABC):
+    """Parses a space's specs to ParsedArch and builds their torch networks; the optional hooks
+    at the end have defaults that mean "nothing special about this space"."""
+
     name: str
     description: str
     example: str
@@ -54,8 +57,6 @@ class SearchSpace(ABC):
         """A network with the same outputs and dead parts removed (latency is measured on this):
         a copy of `network`, by default a fresh build."""
 
-    # Optional hooks: the defaults say "nothing special about this space".
-
     def largest(self, num_classes: int, input_resolution: int) -> Optional[ParsedArch]:
         """The arch with the most parameters and MACs, when known: if it fits the size caps,
         every arch of that class count and resolution does."""
@@ -77,9 +78,8 @@ class GrammarSpace(SearchSpace):
 
     def __init__(self, grammar: Grammar) -> None:
         self.grammar = grammar
-        self.name, self.description, self.example = grammar.name, grammar.description, \
-            grammar.example
-        self.fields = grammar.fields
+        self.name, self.description = grammar.name, grammar.description
+        self.example, self.fields = grammar.example, grammar.fields
         self.default_num_classes = grammar.default_num_classes
         self.default_input_resolution = grammar.default_input_resolution
 
