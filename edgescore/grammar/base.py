@@ -7,7 +7,11 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional, TypeVar
+
+from edgescore.grammar.errors import SpecError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,21 @@ def arch_hash(space: str, canonical: str) -> str:
 def other_choice(rng: random.Random, choices: Sequence[Any], current: Any) -> Any:
     """A random choice other than `current`: a mutation's new value always differs."""
     return rng.choice([choice for choice in choices if choice != current])
+
+
+def pick_change(rng: random.Random, parent: T, candidates: list[T],
+                check: Callable[[T], T]) -> Optional[T]:
+    """A random one of `candidates`, as `check` returns it, that `check` accepts (SpecError:
+    rejected) and that differs from `parent`; None when none does."""
+    rng.shuffle(candidates)
+    for candidate in candidates:
+        try:
+            checked = check(candidate)
+        except SpecError:
+            continue
+        if checked != parent:
+            return checked
+    return None
 
 
 class Grammar(ABC):

@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass, replace
 from typing import Any
 
-from edgescore.grammar.base import Grammar, ParsedArch, other_choice
+from edgescore.grammar.base import Grammar, ParsedArch, other_choice, pick_change
 from edgescore.grammar.checks import (
     FLOAT_DIGITS,
     NUM_CLASSES_RANGE,
@@ -234,16 +234,11 @@ class MacroGrammar(Grammar):
         """One random local change: another stem width, or in one stage another kernel or
         expansion (from the sampling choices), depth +-1, width +-8, or SE toggled."""
         arch = parse_spec(spec)
-        candidates = _mutations(arch, rng)
-        rng.shuffle(candidates)
-        for candidate in candidates:
-            try:
-                mutated = parse_spec(candidate.to_spec())  # re-check caps (depth, width)
-            except SpecError:
-                continue
-            if mutated != arch:
-                return mutated.to_spec()
-        raise AssertionError("unreachable: toggling SE always gives another valid spec")
+        # Parsed again: a change may break a cap (depth, width).
+        mutated = pick_change(rng, arch, _mutations(arch, rng), lambda c: parse_spec(c.to_spec()))
+        if mutated is None:
+            raise AssertionError("unreachable: toggling SE always gives another valid spec")
+        return mutated.to_spec()
 
 
 GRAMMAR = MacroGrammar()

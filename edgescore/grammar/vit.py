@@ -8,7 +8,7 @@ import random
 from dataclasses import dataclass, replace
 from typing import Any
 
-from edgescore.grammar.base import Grammar, ParsedArch, other_choice
+from edgescore.grammar.base import Grammar, ParsedArch, other_choice, pick_change
 from edgescore.grammar.checks import (
     canonical_json,
     check_classes,
@@ -184,16 +184,11 @@ class VitGrammar(Grammar):
         """One random local change: embed_dim or one layer's heads or MLP ratio redrawn from the
         sampling choices (a different value), or depth +-1 (adding a layer drawn likewise)."""
         arch = parse_spec(spec)
-        candidates = _mutations(arch, rng)
-        rng.shuffle(candidates)
-        for candidate in candidates:
-            try:
-                mutated = parse_spec(candidate.to_spec())  # re-check caps
-            except SpecError:
-                continue
-            if mutated != arch:
-                return mutated.to_spec()
-        raise AssertionError("unreachable: another head count is always a valid change")
+        # Parsed again: a change may break a cap (depth, width).
+        mutated = pick_change(rng, arch, _mutations(arch, rng), lambda c: parse_spec(c.to_spec()))
+        if mutated is None:
+            raise AssertionError("unreachable: another head count is always a valid change")
+        return mutated.to_spec()
 
 
 GRAMMAR = VitGrammar()
