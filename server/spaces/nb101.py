@@ -26,9 +26,6 @@ BN_MOMENTUM = 1 - 0.997  # TF's BN decay 0.997 in PyTorch's convention
 NETWORK_VARIANTS = ("default",)
 
 
-# ---- network ---------------------------------------------------------------------------------
-
-
 class ConvBnRelu(nn.Sequential):
     """base_ops.conv_bn_relu: 'same' conv without bias, BN (gamma and beta trainable), ReLU."""
 
