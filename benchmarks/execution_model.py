@@ -36,7 +36,7 @@ from pathlib import Path
 from edgescore.client import NO_RETRY, EdgescoreError
 from edgescore.client.launcher import LocalStack
 from edgescore.client.requests import score_request
-from edgescore.client.search_spaces import Nb201Sampler
+from edgescore.grammar.nb201 import Nb201Grammar
 from edgescore.server.proxies.base import SettingsOverride
 
 PROXIES = ["params", "flops", "synflow", "naswot"]
@@ -45,7 +45,7 @@ RAY = str(Path(sys.executable).with_name("ray"))
 
 def archs(n: int, seed: int) -> list[str]:
     """`n` NB201 cells, distinct while n <= 15,625 (the space's size), then repeating."""
-    rng, sampler = random.Random(seed), Nb201Sampler()
+    rng, sampler = random.Random(seed), Nb201Grammar()
     found: dict[str, None] = {}
     while len(found) < min(n, 15_625):
         found.setdefault(sampler.sample(rng))

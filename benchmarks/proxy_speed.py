@@ -24,10 +24,11 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
+from edgescore.grammar.nb201 import NUM_NODES, OPS
 from edgescore.server.proxies import data, engine, registry
 from edgescore.server.proxies.base import SettingsOverride
 from edgescore.server.spaces.base import ParsedArch
-from edgescore.server.spaces.nb201 import NUM_NODES, OPS, SPACE
+from edgescore.server.spaces.nb201 import SPACE
 
 TARGET_RATIO = 8.0
 

@@ -17,7 +17,7 @@ import random
 import time
 
 from edgescore.client.launcher import LocalStack
-from edgescore.client.search_spaces import Nb201Sampler
+from edgescore.grammar.nb201 import Nb201Grammar
 
 
 def main() -> None:
@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--archs", type=int, default=300)
     parser.add_argument("--in-flight", type=int, default=8)
     args = parser.parse_args()
-    rng, sampler = random.Random(0), Nb201Sampler()
+    rng, sampler = random.Random(0), Nb201Grammar()
     archs = sorted({sampler.sample(rng) for _ in range(args.archs * 3)})[:args.archs]
     with LocalStack(agents={}) as stack, stack.client(timeout=600) as client:
         rates = {}

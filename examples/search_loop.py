@@ -7,7 +7,7 @@ import argparse
 import random
 
 from edgescore.client import Client
-from edgescore.client.search_spaces import Nb201Sampler
+from edgescore.client.search_spaces import sampler_for
 from edgescore.v1 import common_pb2
 
 p = argparse.ArgumentParser()
@@ -17,7 +17,7 @@ p.add_argument("--latency-ms", type=float, default=20.0)
 p.add_argument("--budget", type=int, default=200)
 args = p.parse_args()
 
-rng, sampler = random.Random(0), Nb201Sampler()
+rng, sampler = random.Random(0), sampler_for("nb201")
 candidates = (sampler.sample(rng) for _ in range(args.budget))
 budget = common_pb2.Objective(constraint=common_pb2.ConstraintObjective(
     proxy="synflow", latency_budget_ms={args.device: args.latency_ms}))

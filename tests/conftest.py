@@ -17,7 +17,7 @@ import torch
 from hypothesis import settings
 from torch import nn
 
-from edgescore.server.spaces.base import ParsedArch
+from edgescore.server.spaces.base import ParsedArch, SearchSpace
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 NB201_ACCURACY = SHARED / "data" / "nb201" / "accuracy_dev.csv"
@@ -36,8 +36,9 @@ torch.set_num_threads(1)
 QUICK_MEASUREMENT = {"warmup_runs": 2, "min_runs": 10, "min_seconds": 0.05, "max_seconds": 10.0}
 
 
-class ToySpace:
-    """A search space of one hand-made network, for proxy tests on tiny nets."""
+class ToySpace(SearchSpace):
+    """A search space of one hand-made network, for proxy tests on tiny nets (no specs: tests
+    make its archs by hand, and nothing exports them)."""
 
     name = "toy"
 
@@ -45,9 +46,15 @@ class ToySpace:
         self.factory = factory
         self.builds = 0
 
+    def parse(self, spec: object, num_classes: int = 0, input_resolution: int = 0) -> ParsedArch:
+        raise NotImplementedError
+
     def build(self, arch: ParsedArch) -> nn.Module:
         self.builds += 1
         return self.factory()
+
+    def build_exportable(self, arch: ParsedArch, network: nn.Module | None = None) -> nn.Module:
+        raise NotImplementedError
 
 
 def nb201_rows() -> list[dict[str, str]]:

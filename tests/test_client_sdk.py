@@ -12,14 +12,15 @@ from conftest import QUICK_MEASUREMENT
 
 from edgescore.client import AsyncClient, Client, EdgescoreError, RetryPolicy, to_dataframe
 from edgescore.client.launcher import LocalStack
-from edgescore.client.search_spaces import NatsSssSampler, Nb201Sampler
+from edgescore.grammar.nats_sss import NatsSssGrammar
+from edgescore.grammar.nb201 import Nb201Grammar
 from edgescore.v1 import common_pb2
 
 pytestmark = pytest.mark.slow
 
 # Cells whose 1->2 edge is not `none`: no isomorphic twin, so the server's canonical form is the
 # string itself and results can be matched to inputs by it.
-ALL_NB201 = sorted(a for a in {Nb201Sampler().sample(__import__("random").Random(i))
+ALL_NB201 = sorted(a for a in {Nb201Grammar().sample(__import__("random").Random(i))
                                for i in range(4000)} if "|none~1|+" not in a.split("+", 1)[1])
 
 
@@ -169,7 +170,7 @@ def test_specs_of_every_space_go_through_the_sdk(stack) -> None:
     import random
 
     with Client(stack.target) as client:
-        nats = client.score(NatsSssSampler().sample(random.Random(0)), ["params"],
+        nats = client.score(NatsSssGrammar().sample(random.Random(0)), ["params"],
                             space="nats_sss")
         nb101 = client.score({"adjacency": [[0, 1, 1, 0], [0, 0, 0, 1], [0, 0, 0, 1],
                                             [0, 0, 0, 0]],

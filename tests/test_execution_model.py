@@ -21,7 +21,7 @@ from test_agent_watchdog import loop_model, tiny_upload
 from edgescore.client import NO_RETRY, EdgescoreError
 from edgescore.client.launcher import LocalStack
 from edgescore.client.requests import score_request
-from edgescore.client.search_spaces import Nb201Sampler
+from edgescore.grammar.nb201 import Nb201Grammar
 from edgescore.v1 import agent_pb2, agent_pb2_grpc, common_pb2, scoring_pb2, scoring_pb2_grpc
 
 pytestmark = pytest.mark.slow
@@ -35,7 +35,7 @@ HEAVY = {"repeats": 100, "batch_size": 128}
 def archs(n: int, seed: int = 0) -> list[str]:
     import random
 
-    rng, sampler = random.Random(seed), Nb201Sampler()
+    rng, sampler = random.Random(seed), Nb201Grammar()
     return sorted({sampler.sample(rng) for _ in range(n * 3)})[:n]
 
 

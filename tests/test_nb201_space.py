@@ -10,8 +10,9 @@ import pytest
 import torch
 from torch import nn
 
+from edgescore.grammar.nb201 import live_edges, live_payload
 from edgescore.server.errors import InvalidArgument
-from edgescore.server.spaces.nb201 import SPACE, live_edges, live_payload
+from edgescore.server.spaces.nb201 import SPACE
 
 CSV_PATH = Path(__file__).resolve().parents[2] / "shared/data/nb201/accuracy_dev.csv"
 

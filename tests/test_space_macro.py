@@ -14,8 +14,9 @@ import torch
 from conftest import assert_onnx_matches_torch
 from torch import nn
 
+from edgescore.grammar.macro import MOBILENET_V2
 from edgescore.server.errors import InvalidArgument
-from edgescore.server.spaces.macro import MOBILENET_V2, SPACE, MacroNetwork
+from edgescore.server.spaces.macro import SPACE, MacroNetwork
 
 # A small arch exercising every block kind: no expand conv, SE, residual, stride 2, kernel 7.
 SMALL: dict[str, Any] = {

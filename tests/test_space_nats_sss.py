@@ -22,8 +22,9 @@ import torch
 from conftest import assert_onnx_matches_torch, randomize_batchnorm
 from torch import nn
 
+from edgescore.grammar.nats_sss import CANDIDATES
 from edgescore.server.errors import InvalidArgument
-from edgescore.server.spaces.nats_sss import CANDIDATES, SPACE, ShapeTinyNetwork, SkipProjection
+from edgescore.server.spaces.nats_sss import SPACE, ShapeTinyNetwork, SkipProjection
 
 
 def n_params(module: nn.Module) -> int:

@@ -11,8 +11,9 @@ import pytest
 import torch
 from conftest import assert_onnx_matches_torch
 
+from edgescore.grammar.vit import AUTOFORMER_TINY
 from edgescore.server.errors import InvalidArgument
-from edgescore.server.spaces.vit import AUTOFORMER_TINY, SPACE, VisionTransformer
+from edgescore.server.spaces.vit import SPACE, VisionTransformer
 
 # Per-layer heads that do not divide embed_dim (the attention is heads x 64 wide) and MLP ratios.
 SMALL: dict[str, Any] = {"embed_dim": 40, "depth": 2, "num_heads": [4, 3],

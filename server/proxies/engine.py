@@ -147,7 +147,7 @@ class _Networks:
         build it; otherwise ("") the space's own (e.g. TE-NAS's small networks, which the proxy
         builds itself, or a zero-cost-nas model the space does not have)."""
         wanted = settings.extra.get("network", "")
-        variants = getattr(self.space, "network_variants", ())
+        variants = self.space.network_variants
         # The first variant is the space's own network: "" shares it with every other proxy.
         return wanted if wanted in variants[1:] else ""
 
@@ -343,10 +343,9 @@ def iter_proxies(space: SearchSpace, arch: ParsedArch,
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
     networks = _Networks(space, arch, dev)
-    static = getattr(space, "static_proxy", None)
     # A space may know a proxy without building a network (ONNX: #Params, FLOPs from the graph).
     known = {proxy.name: value for proxy, _ in plan
-             if static is not None and (value := static(arch, proxy.name)) is not None}
+             if (value := space.static_proxy(arch, proxy.name)) is not None}
     passes = _Passes(networks, _planned_pass_uses(
         [(p, s) for p, s in plan if p.name not in known], networks))
     for proxy, settings in plan:

@@ -16,18 +16,17 @@ from typing import Union
 
 import torch
 
-from ..proxies.flops import count_macs
-from ..spaces.base import ParsedArch
-from ..spaces.nb201 import (
-    CELLS_PER_STAGE,
+from edgescore.grammar.nb201 import (
     OPS,
     OUTPUT_NODE,
-    SPACE,
-    STEM_CHANNELS,
     live_edges,
     reachable_from_input,
     reaches_output,
 )
+
+from ..proxies.flops import count_macs
+from ..spaces.base import ParsedArch
+from ..spaces.nb201 import CELLS_PER_STAGE, SPACE, STEM_CHANNELS
 
 LIVE_OPS = tuple(op for op in OPS if op != "none")
 BYTES_PER_ELEMENT = 4  # float32 activations

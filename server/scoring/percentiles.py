@@ -33,7 +33,7 @@ from edgescore.server.scoring.proxy_cache import ProxyCache
 from edgescore.server.scoring.ranks import percentile
 from edgescore.server.scoring.workload import Settings, workload
 from edgescore.server.spaces import registry as spaces
-from edgescore.server.spaces.base import ParsedArch
+from edgescore.server.spaces.base import ParsedArch, SearchSpace
 from edgescore.server.store import Store
 
 SAMPLERS: dict[str, Sampler] = {"nb201": nb201_sampler}
@@ -45,15 +45,14 @@ def run_in_process(unit: ProxyUnit, emit: Callable[[ProxyOutcome], None]) -> Non
     units.execute(unit, emit, lambda: None)
 
 
-def space_sampler(space: object) -> Optional[Sampler]:
-    """A population sampler for a space: nb201's own enumeration, else the space's `sample`
+def space_sampler(space: SearchSpace) -> Optional[Sampler]:
+    """A population sampler for a space: nb201's own enumeration, else its grammar's `sample`
     (seeded; specs as text: strings as they are, dict specs as JSON), distinct archs only."""
-    name = getattr(space, "name", "")
-    if name in SAMPLERS:
-        return SAMPLERS[name]
-    sample = getattr(space, "sample", None)
-    if sample is None:
+    if space.name in SAMPLERS:
+        return SAMPLERS[space.name]
+    if space.grammar is None:
         return None
+    sample = space.grammar.sample
 
     def sampler(n: int, seed: int) -> list[str]:
         rng, found, seen = random.Random(seed), [], set()

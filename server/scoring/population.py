@@ -12,8 +12,10 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from ..spaces.base import arch_hash
-from ..spaces.nb201 import OPS, canonical_payload, canonical_string, parse_arch_string
+from edgescore.grammar.base import arch_hash
+from edgescore.grammar.nb201 import SIZE as NB201_SIZE
+from edgescore.grammar.nb201 import canonical_payload, canonical_string, cell_at, parse_arch_string
+
 from ..store import ProxyKey, Store
 from .ranks import percentile_sorted
 
@@ -21,29 +23,13 @@ log = logging.getLogger(__name__)
 
 Sampler = Callable[[int, int], Sequence[str]]  # (n, seed) -> arch specs
 
-NB201_EDGES = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))  # (source, target) in string order
-NB201_SIZE = len(OPS) ** len(NB201_EDGES)
-
-
-def nb201_string(index: int) -> str:
-    """The index-th cell in a fixed enumeration (base-5 digits over the six edges in string
-    order). Not NAS-Bench-201's own index: only used to sample the space uniformly."""
-    ops = []
-    for _ in NB201_EDGES:
-        index, digit = divmod(index, len(OPS))
-        ops.append(OPS[digit])
-    nodes = [[f"{ops[k]}~{j}" for k, (j, i) in enumerate(NB201_EDGES) if i == target]
-             for target in (1, 2, 3)]
-    return "+".join("|" + "|".join(node) + "|" for node in nodes)
-
-
 def nb201_sampler(n: int, seed: int) -> list[str]:
     """`n` NB201 cells drawn uniformly (every edge's op uniform) with `seed`, one per isomorphism
     class: two spellings of one cell share a stored value, and would weigh it twice."""
     rng = np.random.default_rng(seed)
     found, seen = [], set()
     for index in rng.permutation(NB201_SIZE):
-        spec = nb201_string(int(index))
+        spec = cell_at(int(index))
         canonical = canonical_string(canonical_payload(parse_arch_string(spec)))
         if canonical not in seen:
             seen.add(canonical)

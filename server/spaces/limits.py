@@ -65,16 +65,14 @@ class SizeCheck:
         if arch.input_resolution > self.limits.max_input_resolution:
             raise _over("input resolution", arch.input_resolution,
                         self.limits.max_input_resolution)
-        own = getattr(space, "check_size", None)
-        if own is not None:  # e.g. ONNX: bytes, graph nodes and initializers of the upload
-            own(arch, self.limits)
+        if space.check_size(arch, self.limits):  # e.g. ONNX: bytes, graph nodes, initializers
             return
-        largest = getattr(space, "largest", None)
+        largest = space.largest(arch.num_classes, arch.input_resolution)
         if largest is not None:
             # A space whose biggest network is known (NB201: every edge a 3x3 conv): when that
             # one fits, every arch of the same classes and resolution does, and this one need
             # not be built at all (the check is most of a cheap request's cost otherwise).
-            bound = self._size(space, largest(arch.num_classes, arch.input_resolution))
+            bound = self._size(space, largest)
             if bound.params <= self.limits.max_params and bound.macs <= self.limits.max_macs:
                 return
         size = self._size(space, arch)

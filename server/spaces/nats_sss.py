@@ -1,8 +1,7 @@
-"""NATS-Bench size search space (SSS): channel strings and their CIFAR network.
+"""NATS-Bench size search space (SSS): the CIFAR network of five channel counts
+(edgescore.grammar.nats_sss parses "c0:c1:c2:c3:c4").
 
-An architecture is five channel counts "c0:c1:c2:c3:c4", each one of 8, 16, ..., 64 (8^5 = 32,768
-architectures). Every architecture uses the same cell, the best one of the topology space, and
-differs only in widths. The network reproduces xautodl's `DynamicShapeTinyNet` (what NATS-Bench's
+The network reproduces xautodl's `DynamicShapeTinyNet` (what NATS-Bench's
 `get_cell_based_tiny_net` builds for the config name "infer.shape.tiny") layer for layer, so
 parameter counts match the benchmark's `get_cost_info(...)["params"]`.
 
@@ -17,85 +16,20 @@ outputs c_i. The stem outputs c0 too, so the first cell maps c0 -> c0; the class
 from __future__ import annotations
 
 import copy
-import random
-import re
 from collections import OrderedDict
-from typing import Any
 
 import torch
 from torch import nn
 
-from ..errors import InvalidArgument
-from . import nb201
-from .base import ParsedArch
+from edgescore.grammar import nats_sss
+from edgescore.grammar.base import ParsedArch
+from edgescore.grammar.nats_sss import CELL, Channels
+from edgescore.grammar.nb201 import OUTPUT_NODE, Payload
+from edgescore.server.spaces import nb201
+from edgescore.server.spaces.base import GrammarSpace
 
-FIELD = "arch.nats_sss"
-CANDIDATES = (8, 16, 24, 32, 40, 48, 56, 64)  # xautodl get_search_spaces("sss", "nats-bench")
-NUM_LAYERS = 5
-# The fixed cell (xautodl exps/NATS-Bench/main-sss.py: the TSS arch with the best CIFAR-100
-# validation accuracy, index 9930).
-GENOTYPE = (
-    "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
-)
-CELL = nb201.parse_arch_string(GENOTYPE)
 REDUCTION_LAYERS = (1, 3)  # the residual blocks; the other layers are cells
-NUM_CLASSES_RANGE = nb201.NUM_CLASSES_RANGE
-# Each stride-2 block adds an avg-pooled shortcut (floor) to a strided conv (ceil): the two agree
-# only on even sizes, so the input must be divisible by 4.
-RESOLUTION_RANGE = (8, 1024)
-RESOLUTION_MULTIPLE = 4
-MAX_SPEC_CHARS = 1_000
 NETWORK_VARIANTS = ("default",)
-
-Channels = tuple[int, ...]  # always NUM_LAYERS entries from CANDIDATES
-
-_TOKEN_RE = re.compile(r"[0-9]{1,4}")
-
-
-def _bad(message: str) -> InvalidArgument:
-    return InvalidArgument(FIELD, message)
-
-
-def _check_channel(index: int, value: int) -> int:
-    if value not in CANDIDATES:
-        shown = value if abs(value) < 10**6 else "a huge number"  # str() of a huge int raises
-        raise _bad(f"channel {index} is {shown}; each must be one of "
-                   f"{', '.join(map(str, CANDIDATES))}")
-    return value
-
-
-def parse_channels(spec: Any) -> Channels:
-    """Validate "c0:c1:c2:c3:c4" or a list of five ints (JSON arrays arrive as lists)."""
-    if isinstance(spec, str):
-        if len(spec) > MAX_SPEC_CHARS:
-            raise _bad(f"string is {len(spec)} characters, at most {MAX_SPEC_CHARS}")
-        tokens = spec.split(":")
-        if len(tokens) != NUM_LAYERS:
-            raise _bad(f"expected {NUM_LAYERS} channel counts separated by ':' (e.g. "
-                       f"{SPACE.example}), got {len(tokens)} in {nb201._quote(spec)}")
-        values = []
-        for index, token in enumerate(tokens):
-            if not _TOKEN_RE.fullmatch(token):
-                raise _bad(f"channel {index} {nb201._quote(token)} is not a plain integer")
-            values.append(_check_channel(index, int(token)))
-        return tuple(values)
-    if isinstance(spec, (list, tuple)):
-        if len(spec) != NUM_LAYERS:  # before looking inside: bounds the work on huge lists
-            raise _bad(f"expected {NUM_LAYERS} channel counts, got a list of {len(spec)}")
-        for index, value in enumerate(spec):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise _bad(f"channel {index} is a {type(value).__name__}, expected an integer")
-            _check_channel(index, value)
-        return tuple(spec)
-    raise _bad(f"expected a string 'c0:c1:c2:c3:c4' or a list of 5 integers, "
-               f"got {type(spec).__name__}")
-
-
-def canonical_string(channels: Channels) -> str:
-    return ":".join(str(c) for c in channels)
-
-
-# ---- network ---------------------------------------------------------------------------------
 
 
 class SkipProjection(nn.Sequential):
@@ -124,7 +58,7 @@ class ShapeCell(nn.Module):
     1)): edges leaving node 0 map c_in -> c_out, all other edges c_out -> c_out. nb201.InferCell
     has one width only, hence this class."""
 
-    def __init__(self, payload: nb201.Payload, c_in: int, c_out: int) -> None:
+    def __init__(self, payload: Payload, c_in: int, c_out: int) -> None:
         super().__init__()
         self.edge_list: list[tuple[int, int]] = []  # (source, target), sorted by target
         self.edges = nn.ModuleDict()
@@ -140,7 +74,7 @@ class ShapeCell(nn.Module):
         for j, i in self.edge_list:  # by target, so every source is complete before it is read
             out = self.edges[f"{j}_to_{i}"](nodes[j])
             nodes[i] = nodes[i] + out if i in nodes else out
-        return nodes[nb201.OUTPUT_NODE]
+        return nodes[OUTPUT_NODE]
 
 
 class ShapeTinyNetwork(nb201.CellNetwork):
@@ -164,41 +98,10 @@ class ShapeTinyNetwork(nb201.CellNetwork):
         self.add_head(c_prev, num_classes)
 
 
-class NatsSssSpace:
-    """The SearchSpace for NATS-Bench's size search space (32,768 architectures)."""
+class NatsSssSpace(GrammarSpace):
+    """NATS-Bench's size search space (32,768 architectures) and its CIFAR network."""
 
-    name = "nats_sss"
-    description = (
-        "NATS-Bench SSS: widths of the 5 layers (cell, residual block, cell, residual block, cell) "
-        "of the CIFAR network with the fixed best TSS cell"
-    )
-    example = "64:64:64:64:64"
-    fields = {
-        "format": "c0:c1:c2:c3:c4 (or a list of 5 integers); c0 is the stem and first cell "
-                  "width, c1/c3 the residual blocks, c2/c4 the second and third cell",
-        "channels": ", ".join(map(str, CANDIDATES)),
-        **nb201.shape_fields(RESOLUTION_MULTIPLE, RESOLUTION_RANGE),
-    }
-    default_num_classes = 10
-    default_input_resolution = 32
     network_variants = NETWORK_VARIANTS
-
-    def parse(self, spec: Any, num_classes: int = 0, input_resolution: int = 0) -> ParsedArch:
-        channels = parse_channels(spec)
-        classes, resolution = nb201.check_shape(num_classes, input_resolution,
-                                                RESOLUTION_MULTIPLE, RESOLUTION_RANGE)
-        return ParsedArch(
-            space=self.name,
-            canonical=canonical_string(channels),
-            num_classes=classes,
-            input_resolution=resolution,
-            payload=channels,
-        )
-
-    def largest(self, num_classes: int, input_resolution: int) -> ParsedArch:
-        """Every layer at the widest choice: the most parameters and MACs of the space."""
-        widest = ":".join([str(CANDIDATES[-1])] * NUM_LAYERS)
-        return self.parse(widest, num_classes, input_resolution)
 
     def build(self, arch: ParsedArch, variant: str = "") -> nn.Module:
         if variant not in ("", *NETWORK_VARIANTS):
@@ -215,17 +118,5 @@ class NatsSssSpace:
             raise TypeError(f"expected a ShapeTinyNetwork, got {type(network).__name__}")
         return copy.deepcopy(network)
 
-    def sample(self, rng: random.Random) -> str:
-        """Uniform over the 32,768 architectures (xautodl regularized_ea.py random_size_func)."""
-        return canonical_string(tuple(rng.choice(CANDIDATES) for _ in range(NUM_LAYERS)))
 
-    def mutate(self, spec: Any, rng: random.Random) -> str:
-        """One layer's width resampled (xautodl regularized_ea.py mutate_size_func), from the
-        other seven values so that the child always differs from its parent."""
-        channels = list(parse_channels(spec))
-        layer = rng.randrange(NUM_LAYERS)
-        channels[layer] = rng.choice([c for c in CANDIDATES if c != channels[layer]])
-        return canonical_string(tuple(channels))
-
-
-SPACE = NatsSssSpace()
+SPACE = NatsSssSpace(nats_sss.GRAMMAR)

@@ -23,7 +23,7 @@ from onnx import TensorProto, shape_inference
 from torch import nn
 
 from edgescore.server.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
-from edgescore.server.spaces.base import ParsedArch
+from edgescore.server.spaces.base import ParsedArch, SearchSpace
 
 FIELD = "arch.onnx"
 STANDARD_DOMAINS = ("", "ai.onnx")
@@ -205,7 +205,7 @@ def convert(payload: OnnxPayload) -> nn.Module:
                                  f"{type(exc).__name__}: {str(exc)[:200]}") from None
 
 
-class OnnxSpace:
+class OnnxSpace(SearchSpace):
     name = "onnx"
     description = ("Any network uploaded as ONNX bytes: latency measured on it as is, proxies on "
                    "a torch module converted from it (onnx2torch) with its own weights")
@@ -244,7 +244,8 @@ class OnnxSpace:
                           num_classes=classes, input_resolution=resolution,
                           payload=OnnxPayload(data, model, name))
 
-    def check_size(self, arch: ParsedArch, limits: Any) -> None:
+    def check_size(self, arch: ParsedArch, limits: Any) -> bool:
+        """Bytes, graph nodes and parameters of the upload, counted from the graph itself."""
         model = arch.payload.model
         nodes = sum(len(g.node) for g in _graphs(model.graph))
         for what, figure, cap in (("ONNX bytes", len(arch.payload.data), limits.max_onnx_bytes),
@@ -254,6 +255,7 @@ class OnnxSpace:
             if figure > cap:
                 raise ResourceExhausted(f"arch: {what} {figure:,} exceeds the server's cap "
                                         f"of {cap:,}")
+        return True
 
     def static_proxy(self, arch: ParsedArch, proxy: str) -> Optional[float]:
         """#Params and FLOPs from the graph itself (they need no conversion)."""

@@ -1,5 +1,5 @@
-"""Checks shared by the dict-spec spaces (macro, vit): every bad value becomes InvalidArgument
-naming its field, with a short description of the value (never a huge repr)."""
+"""Checks shared by the dict-spec spaces (macro, vit): every bad value becomes a SpecError naming
+its field, with a short description of the value (never a huge repr)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
-from ..errors import InvalidArgument
+from edgescore.grammar.errors import SpecError
 
 FLOAT_DIGITS = 4  # floats are rounded to this many decimals so that float32 noise hashes alike
 NUM_CLASSES_RANGE = (1, 100_000)
@@ -27,8 +27,8 @@ def show(value: Any, limit: int = 60) -> str:
     return f"a value of type {type(value).__name__}"
 
 
-def _type_error(field: str, expected: str, value: Any) -> InvalidArgument:
-    return InvalidArgument(field, f"expected {expected}, got {show(value)}")
+def _type_error(field: str, expected: str, value: Any) -> SpecError:
+    return SpecError(field, f"expected {expected}, got {show(value)}")
 
 
 def check_int(field: str, value: Any, default: Optional[int], bounds: tuple[int, int]) -> int:
@@ -40,7 +40,7 @@ def check_int(field: str, value: Any, default: Optional[int], bounds: tuple[int,
     low, high = bounds
     if not low <= value <= high:
         zero = " (0 means the default)" if default is not None else ""
-        raise InvalidArgument(field, f"{show(value)} is outside {low}..{high}{zero}")
+        raise SpecError(field, f"{show(value)} is outside {low}..{high}{zero}")
     return value
 
 
@@ -50,7 +50,7 @@ def check_float(field: str, value: Any, default: Optional[float], bounds: tuple[
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _type_error(field, "a number", value)
     if isinstance(value, float) and not math.isfinite(value):
-        raise InvalidArgument(field, f"{show(value)} is not a finite number")
+        raise SpecError(field, f"{show(value)} is not a finite number")
     if value == 0 and default is not None:
         return default
     low, high = bounds
@@ -58,7 +58,7 @@ def check_float(field: str, value: Any, default: Optional[float], bounds: tuple[
     number = round(float(value), FLOAT_DIGITS) if abs(value) <= high else math.inf
     if not (low < number if low_open else low <= number) or number > high:
         interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
-        raise InvalidArgument(field, f"{show(value)} is outside {interval}")
+        raise SpecError(field, f"{show(value)} is outside {interval}")
     return number
 
 
@@ -70,7 +70,7 @@ def check_choice(field: str, value: Any, default: int, choices: Sequence[int]) -
         return default
     if value not in choices:
         listed = ", ".join(map(str, choices))
-        raise InvalidArgument(field, f"{show(value)} is not one of {listed} (0 means {default})")
+        raise SpecError(field, f"{show(value)} is not one of {listed} (0 means {default})")
     return value
 
 
@@ -85,7 +85,7 @@ def check_list(field: str, value: Any, max_len: int) -> Sequence[Any]:
     if not isinstance(value, (list, tuple)):
         raise _type_error(field, "a list", value)
     if len(value) > max_len:
-        raise InvalidArgument(field, f"{len(value)} entries, at most {max_len}")
+        raise SpecError(field, f"{len(value)} entries, at most {max_len}")
     return value
 
 
@@ -95,7 +95,7 @@ def check_keys(field: str, value: Any, known: Sequence[str]) -> Mapping[str, Any
         raise _type_error(field, "an object with fields " + ", ".join(known), value)
     unknown = [key for key in value if key not in known]
     if unknown:
-        raise InvalidArgument(
+        raise SpecError(
             field, f"unknown field {show(unknown[0])}; known fields: {', '.join(known)}"
         )
     return value
