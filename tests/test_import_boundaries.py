@@ -33,10 +33,7 @@ ALLOWED: dict[str, set[str]] = {
     "cli": {SHARED, "client", "device_agent", "server", "evaluation", "cli"},
 }
 # (importer, imported) edges that break a boundary today, each to be removed with its import.
-KNOWN_EXCEPTIONS = {
-    # removed by the grammar package (C)
-    ("edgescore.client.search_spaces", "edgescore.server.spaces.registry"),
-}
+KNOWN_EXCEPTIONS: set[tuple[str, str]] = set()
 
 
 def package_folders() -> dict[str, Path]:
