@@ -38,6 +38,7 @@ from edgescore.evaluation.records import SPACE, EvalConfig, EvalRun
 from edgescore.server.errors import ServerError
 from edgescore.server.proxies import engine, registry
 from edgescore.server.proxies.base import SettingsOverride
+from edgescore.server.proxies.settings import resolve_settings
 from edgescore.server.spaces import registry as spaces
 
 # -- the proxies' settings ---------------------------------------------------------------------
@@ -52,7 +53,7 @@ def resolve_proxies(names: Optional[Sequence[str]], seed: int) -> dict[str, dict
     for name in chosen:
         try:
             proxy = registry.get_proxy(name)
-            settings = engine.resolve_settings(proxy, SettingsOverride(seed=seed))
+            settings = resolve_settings(proxy, SettingsOverride(seed=seed))
         except ServerError as exc:
             raise EvalError(exc.message) from None
         resolved[name] = dataclasses.asdict(settings)

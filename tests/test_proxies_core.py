@@ -367,11 +367,11 @@ def test_nb201_all_core_proxies():
 
 def test_equal_extra_settings_resolve_equal_in_any_key_order() -> None:
     """Call dedupe and population keys use the repr: key order must not make two settings."""
-    from edgescore.server.proxies import engine
+    from edgescore.server.proxies.settings import resolve_settings
 
     proxy = get_proxy("ntk_cond")
-    one = engine.resolve_settings(proxy, SettingsOverride(extra={"network": "full",
+    one = resolve_settings(proxy, SettingsOverride(extra={"network": "full",
                                                                  "params": "all"}), "s")
-    other = engine.resolve_settings(proxy, SettingsOverride(extra={"params": "all",
+    other = resolve_settings(proxy, SettingsOverride(extra={"params": "all",
                                                                    "network": "full"}), "s")
     assert one == other and repr(one) == repr(other)

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Optional
 
 from edgescore.server.errors import FailedPrecondition, InvalidArgument, ServerError
-from edgescore.server.proxies import engine, registry
+from edgescore.server.proxies import registry
 from edgescore.server.proxies.base import Composite, ResolvedSettings, SettingsOverride
+from edgescore.server.proxies.settings import resolve_settings
 from edgescore.server.scoring.proxy_cache import Served
 
 # (member name, member settings, the value) -> the value's percentile in its reference population
@@ -73,7 +74,7 @@ def resolve(composite: Composite, override: SettingsOverride, field: str) -> Com
     for proxy in proxies:
         own = dataclasses.replace(override, extra={k: v for k, v in extra.items()
                                                    if k in proxy.extra_choices} or None)
-        members.append((proxy.name, own, engine.resolve_settings(proxy, own, field)))
+        members.append((proxy.name, own, resolve_settings(proxy, own, field)))
     return CompositeSettings(composite.name, tuple(members))
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Union
 
 from edgescore.server.errors import InvalidArgument
-from edgescore.server.proxies import engine, registry
+from edgescore.server.proxies import registry
 from edgescore.server.proxies.base import Composite, Proxy, ResolvedSettings, SettingsOverride
 from edgescore.server.proxies.engine import ProxyOutcome
+from edgescore.server.proxies.settings import resolve_settings
 from edgescore.server.scoring.composite import CompositeOutcome
 from edgescore.server.scoring.proxy_cache import Served
 from edgescore.v1 import common_pb2, scoring_pb2
@@ -111,7 +112,7 @@ def proxy_info_pb(proxy: Proxy) -> scoring_pb2.ProxyInfo:
         name=proxy.name, description=proxy.description, unit=proxy.unit,
         transform=proxy.transform, needs_data=proxy.needs_data,
         needs_labels=proxy.needs_labels, reference=proxy.reference,
-        defaults=settings_to_pb(engine.resolve_settings(proxy, None)))
+        defaults=settings_to_pb(resolve_settings(proxy, None)))
 
 
 def composite_info_pb(composite: Composite) -> scoring_pb2.ProxyInfo:

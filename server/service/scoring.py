@@ -23,8 +23,9 @@ from edgescore.server.errors import InvalidArgument
 from edgescore.server.fleet.latency import LatencyService, Target
 from edgescore.server.fleet.measurement import resolve_measurement
 from edgescore.server.metrics import Metrics
-from edgescore.server.proxies import datasets, engine, registry
+from edgescore.server.proxies import datasets, registry
 from edgescore.server.proxies.base import Composite
+from edgescore.server.proxies.settings import resolve_settings
 from edgescore.server.scoring import composite, request_objective
 from edgescore.server.scoring.percentiles import Populations
 from edgescore.server.scoring.proxy_cache import ProxyCache
@@ -161,7 +162,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
                 settings = composite.resolve(proxy, override, field)
                 checked = [resolved for _, _, resolved in settings.members]
             else:
-                settings = engine.resolve_settings(proxy, override, field)
+                settings = resolve_settings(proxy, override, field)
                 checked = [settings]
             for resolved in checked:
                 if resolved.data_kind == "registered":
