@@ -8,9 +8,7 @@ from typing import Any, Optional
 
 import click
 
-
-def _split(value: str) -> list[str]:
-    return [v.strip() for v in (value or "").split(",") if v.strip()]
+from edgescore.client.cli_options import split_list
 
 
 class _Usage(click.ClickException):
@@ -67,7 +65,7 @@ def eval_proxies(space: str, dataset: str, archs: int, seed: int, proxies: str, 
     except ImportError as exc:
         raise _server_code("proxies", exc) from None
     config = EvalConfig(
-        space=space, dataset=dataset, archs=archs, seed=seed, proxies=_split(proxies) or None,
+        space=space, dataset=dataset, archs=archs, seed=seed, proxies=split_list(proxies) or None,
         workers=workers, out=out, device=device, csv=csv, anchors=anchors, naslib=naslib,
         within_naslib=within_naslib, progress=not no_progress)
     try:
@@ -113,9 +111,9 @@ def hw_study(proxies_csv: Optional[Path], hw_csv: Optional[Path], devices: str, 
                      "(hw_nas_bench_c10_dev.csv)")
     config = study.StudyConfig(
         proxies_csv=proxies_csv, hw_csv=hw_csv, out=out,
-        devices=_split(devices) or study.DEVICES,
+        devices=split_list(devices) or study.DEVICES,
         quantiles=_quantiles(quantiles) or study.QUANTILES,
-        proxies=_split(proxies) or None, ensemble=_split(ensemble), offline=offline,
+        proxies=split_list(proxies) or None, ensemble=split_list(ensemble), offline=offline,
         archs=archs)
     try:
         study.run_study(config)
@@ -127,7 +125,7 @@ def hw_study(proxies_csv: Optional[Path], hw_csv: Optional[Path], devices: str, 
 def _quantiles(text: str) -> list[float]:
     """--quantiles "25,50,75": percentages strictly between 0 and 100."""
     try:
-        values = [float(q) for q in _split(text)]
+        values = [float(q) for q in split_list(text)]
     except ValueError:
         raise click.BadParameter(f"expected comma-separated numbers, got {text!r}",
                                  param_hint="'--quantiles'") from None
