@@ -1,193 +1,39 @@
 """The agent's side of AgentService.Connect: register, heartbeat, run jobs, reconnect.
 
-One connection attempt is a _Session: a fresh channel, one bidi call whose request iterator drains
-a queue.Queue (so heartbeats, results and failures are sent from other threads), a ticker thread
-(heartbeats, registration timeout, stop), and a worker thread that runs jobs one at a time. Jobs
-are measured in a child process under a watchdog (isolation.ProcessRunner), kept across sessions.
+One connection attempt is a session.Session on a fresh channel. Jobs are measured in a child
+process under a watchdog (isolation.ProcessRunner), kept across sessions.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import random
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import grpc
 
 from edgescore import TOKEN_METADATA_KEY
 from edgescore.transport import CHANNEL_OPTIONS
-from edgescore.v1 import agent_pb2, agent_pb2_grpc, common_pb2, fleet_pb2
+from edgescore.v1 import agent_pb2, agent_pb2_grpc, fleet_pb2
 
 from .capabilities import collect_capabilities
 from .isolation import ProcessRunner
 from .metrics import AgentMetrics
 from .protocol import EXIT_OK, EXIT_UNAUTHENTICATED
-from .thermal import read_env
-from .worker import CANCELLED_DETAIL, WorkerOptions
+from .session import Session
+from .worker import WorkerOptions
 
 log = logging.getLogger(__name__)
 
 # A wrong or missing token will not fix itself by retrying.
 FATAL_CODES = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
-_TICK_S = 0.1
 
 
 def backoff_delay(attempt: int, initial: float = 0.5, cap: float = 30.0) -> float:
     """Delay before reconnect `attempt` (0-based): initial·2^attempt, capped, ±20 % jitter."""
     base = min(cap, initial * (2 ** min(attempt, 30)))
     return base * random.uniform(0.8, 1.2)
-
-
-class _Session:
-    """State of one connection attempt; closed exactly once by AgentConnection."""
-
-    def __init__(self, conn: AgentConnection) -> None:
-        self.conn = conn
-        self.out_q: queue.Queue = queue.Queue()
-        self.jobs: queue.Queue = queue.Queue()
-        self.done = threading.Event()
-        self.lock = threading.Lock()
-        self.call = None
-        self.registered = False
-        self.register_timed_out = False
-        self.interval = conn.heartbeat_fallback
-        self.current_job = ""
-        self.current_cancel: threading.Event | None = None
-        self.cancelled: set[str] = set()
-
-    def send(self, msg: agent_pb2.AgentMessage) -> None:
-        if not self.done.is_set():
-            self.out_q.put(msg)
-
-    def requests(self) -> Iterator[agent_pb2.AgentMessage]:
-        while True:
-            msg = self.out_q.get()
-            if msg is None:  # sentinel from close(): lets gRPC's sender thread finish
-                return
-            yield msg
-
-    def handle(self, msg: agent_pb2.ServerMessage) -> None:
-        kind = msg.WhichOneof("msg")
-        if kind == "registered":
-            reg = msg.registered
-            if reg.agent_id:
-                self.conn.agent_id = reg.agent_id
-            if reg.heartbeat_interval_seconds > 0:
-                self.interval = reg.heartbeat_interval_seconds
-            self.registered = True
-            self.conn.metrics.set_connected(True)
-            log.info(
-                "registered as %s (server %s), heartbeat every %.1fs",
-                self.conn.agent_id,
-                reg.server_version or "?",
-                self.interval,
-            )
-        elif kind == "job":
-            if not self.registered:
-                log.warning("job %s arrived before Registered", msg.job.job_id)
-            log.info("job %s received (%d bytes)", msg.job.job_id, len(msg.job.artifact.data))
-            self.jobs.put(msg.job)
-        elif kind == "cancel":
-            job_id = msg.cancel.job_id
-            with self.lock:
-                self.cancelled.add(job_id)
-                if self.current_job == job_id and self.current_cancel is not None:
-                    self.current_cancel.set()
-            log.info("job %s cancelled by server", job_id)
-
-    def worker(self) -> None:
-        while True:
-            job = self.jobs.get()
-            if job is None:
-                return
-            cancel = threading.Event()
-            with self.lock:
-                if self.done.is_set():
-                    return
-                self.current_job, self.current_cancel = job.job_id, cancel
-                if job.job_id in self.cancelled:
-                    cancel.set()
-            if cancel.is_set():
-                reply = agent_pb2.AgentMessage(
-                    failure=agent_pb2.JobFailure(
-                        job_id=job.job_id,
-                        kind=common_pb2.FAILURE_KIND_UNSPECIFIED,
-                        detail=CANCELLED_DETAIL,
-                    )
-                )
-            else:
-                # The lock spans sessions: a job abandoned by a dropped stream finishes its current
-                # run before the next session's job starts timing, so runs never overlap.
-                with self.conn.measure_lock:
-                    started = time.monotonic()
-                    reply = self.conn.runner(job, cancel, self.conn.worker_options)
-                seconds = time.monotonic() - started
-                _log_reply(reply, seconds)
-                self.conn.metrics.observe_job(reply, seconds)
-            with self.lock:
-                self.current_job, self.current_cancel = "", None
-            self.send(reply)
-
-    def ticker(self) -> None:
-        deadline = time.monotonic() + self.conn.register_timeout
-        next_beat = None
-        while not self.done.wait(_TICK_S):
-            if self.conn.stop_event.is_set():
-                self.call.cancel()
-                return
-            now = time.monotonic()
-            if not self.registered:
-                if now > deadline:
-                    log.warning("no Registered within %.0fs", self.conn.register_timeout)
-                    self.register_timed_out = True
-                    self.call.cancel()
-                    return
-                continue
-            if next_beat is None:
-                next_beat = now + self.interval
-            elif now >= next_beat:
-                busy = self.current_job
-                # No vcgencmd fork while a job is being timed.
-                env = read_env(query_vcgencmd=not busy)
-                self.conn.metrics.set_cpu_temp(env.cpu_temp_celsius)
-                self.send(
-                    agent_pb2.AgentMessage(heartbeat=agent_pb2.Heartbeat(busy_job_id=busy, env=env))
-                )
-                next_beat = now + self.interval
-
-    def close(self) -> None:
-        self.conn.metrics.set_connected(False)
-        with self.lock:
-            self.done.set()
-            if self.current_cancel is not None:
-                self.current_cancel.set()  # the server re-queues it; stop timing promptly
-        self.out_q.put(None)
-        self.jobs.put(None)
-        if self.call is not None:
-            self.call.cancel()
-
-
-def _log_reply(reply: agent_pb2.AgentMessage, seconds: float) -> None:
-    if reply.HasField("result"):
-        res = reply.result
-        log.info(
-            "job %s done in %.1fs: n=%d median %.3f ms",
-            res.job_id,
-            seconds,
-            res.stats.n,
-            res.stats.median_ms,
-        )
-    else:
-        fail = reply.failure
-        log.warning(
-            "job %s failed (%s): %s",
-            fail.job_id,
-            common_pb2.FailureKind.Name(fail.kind),
-            fail.detail,
-        )
 
 
 class AgentConnection:
@@ -277,7 +123,7 @@ class AgentConnection:
 
     def _serve_once(self) -> tuple[bool, grpc.StatusCode | None, str]:
         """One connection attempt: (registered?, final status code or None if closed OK, detail)."""
-        session = _Session(self)
+        session = Session(self)
         metadata = [(TOKEN_METADATA_KEY, self.token)] if self.token else None
         if self.credentials is not None:
             channel = grpc.secure_channel(self.server, self.credentials, self.channel_options)
