@@ -18,7 +18,8 @@ from edgescore.server.compute.units import ArchRef
 from edgescore.server.errors import InvalidArgument, NotFound, ServerError, Unavailable
 from edgescore.server.fleet.exports import Exports
 from edgescore.server.fleet.fleet import Fleet
-from edgescore.server.fleet.jobs import JobBoard, LocalJobs
+from edgescore.server.fleet.jobs import JobBoard
+from edgescore.server.fleet.local_jobs import LocalJobs
 from edgescore.server.fleet.measurement import Target, resolve_measurement
 from edgescore.server.fleet.outcomes import (
     Failed,
