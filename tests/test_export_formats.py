@@ -30,8 +30,8 @@ from edgescore.server.export.result import (
 )
 from edgescore.server.fleet.exports import Exports
 from edgescore.server.fleet.fleet import Fleet
-from edgescore.server.fleet.latency import LatencyService, Target
-from edgescore.server.fleet.measurement import resolve_measurement
+from edgescore.server.fleet.latency import LatencyService
+from edgescore.server.fleet.measurement import Target, resolve_measurement
 from edgescore.server.spaces.nb201 import SPACE
 from edgescore.v1 import agent_pb2, common_pb2, fleet_pb2
 

@@ -184,8 +184,8 @@ def test_unfinished_jobs_are_resumed_after_every_restart_not_only_the_first() ->
     from edgescore.server.export.exporter import Exporter
     from edgescore.server.fleet.exports import Exports
     from edgescore.server.fleet.fleet import Fleet
-    from edgescore.server.fleet.latency import LatencyService, Target
-    from edgescore.server.fleet.measurement import resolve_measurement
+    from edgescore.server.fleet.latency import LatencyService
+    from edgescore.server.fleet.measurement import Target, resolve_measurement
     from edgescore.server.spaces.nb201 import SPACE
     from edgescore.server.store import open_store
     from edgescore.v1 import agent_pb2, common_pb2

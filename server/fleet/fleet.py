@@ -19,12 +19,13 @@ import logging
 import threading
 import time
 import uuid
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 
 from edgescore.server.fleet.sessions import (
     AgentSession,
     JobOutcome,
+    JobQueue,
     PendingJob,
     answers_by_architecture,
     job_format,
@@ -54,7 +55,7 @@ class Fleet:
         self.max_attempts = max_attempts
         self._lock = threading.RLock()
         self._agents: dict[str, AgentSession] = {}
-        self._queues: dict[str, deque[PendingJob]] = {}
+        self._queues: dict[str, JobQueue] = {}
         self._known_classes: set[str] = set()
         self._done: Counter[str] = Counter()
         self._ids = itertools.count(1)
@@ -79,7 +80,7 @@ class Fleet:
                 session.outbox.bind(loop)
             self._agents[agent_id] = session
             self._known_classes.add(device_class)
-            self._queues.setdefault(device_class, deque())
+            self._queues.setdefault(device_class, JobQueue())
             log.info("agent %s registered (class %s, host %s)", agent_id, device_class,
                      capabilities.hostname)
             self._dispatch(device_class)
@@ -124,7 +125,7 @@ class Fleet:
             job.job_id = self.new_job_id()
         pending = PendingJob(job, device_class, priority=priority, max_attempts=max_attempts)
         with self._lock:
-            self._enqueue(pending)
+            self._queues.setdefault(device_class, JobQueue()).add(pending)
             self._fail_unrunnable(device_class)
             self._dispatch(device_class)
         return pending
@@ -132,22 +133,13 @@ class Fleet:
     def new_job_id(self) -> str:
         return f"job-{next(self._ids)}-{uuid.uuid4().hex[:8]}"
 
-    def _enqueue(self, pending: PendingJob) -> None:
-        q = self._queues.setdefault(pending.device_class, deque())
-        # Behind every job of the same or a higher priority: FIFO within a priority.
-        at = next((i for i, other in enumerate(q) if other.priority < pending.priority), len(q))
-        q.insert(at, pending)
-
     def raise_priority(self, pending: PendingJob, priority: int) -> None:
-        """A request of a higher priority joined this queued job: it moves up to that priority
-        (behind the jobs already there). A job already running, or of a higher priority, stays."""
+        """A request of a higher priority joined this job (`JobQueue.raise_priority`; a job
+        already running stays as it is)."""
         with self._lock:
             q = self._queues.get(pending.device_class)
-            if priority <= pending.priority or q is None or pending not in q:
-                return
-            q.remove(pending)
-            pending.priority = priority
-            self._enqueue(pending)
+            if q is not None:
+                q.raise_priority(pending, priority)
 
     def cancel(self, pending: PendingJob, reason: str = "cancelled") -> None:
         """Forget a job nobody waits for any more: out of its queue, or stopped on the board
@@ -200,8 +192,7 @@ class Fleet:
         if not online or not q:
             return  # no agent yet (or a reconnect under way): the job waits, as before
         formats = frozenset().union(*(a.formats for a in online))
-        for pending in [p for p in q if job_format(p.job) not in formats]:
-            q.remove(pending)
+        for pending in q.take_unrunnable(formats):
             if not pending.future.done():
                 pending.future.set_result(JobOutcome(
                     pending.job.job_id, failure_kind=common_pb2.UNSUPPORTED_FORMAT,

@@ -7,10 +7,14 @@ detached from how it was measured (docs/measurement.md explains each one).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+
+from google.protobuf import json_format
 
 from edgescore.server.errors import InvalidArgument
 from edgescore.server.export.result import FORMAT_NAMES, PRECISION_NAMES
 from edgescore.server.spaces.base import ParsedArch
+from edgescore.server.store import canonical_json
 from edgescore.v1 import common_pb2
 
 # Server-side defaults of the measurement protocol (docs/measurement.md explains them).
@@ -27,6 +31,20 @@ MAX_SECONDS_CAP = 600.0
 # samples_ms (and its stored copy) under 80 KB. max_seconds still ends the timed runs first.
 MAX_WARMUP_RUNS = 1_000
 MAX_MIN_RUNS = 10_000
+
+
+@dataclass(frozen=True)
+class Target:
+    """One device class a request wants a latency on, with its resolved measurement settings."""
+
+    device_class: str
+    settings: common_pb2.MeasurementSettings
+
+
+def settings_json(settings: common_pb2.MeasurementSettings) -> str:
+    """The settings as stored measurements and shared jobs are keyed by."""
+    return canonical_json(json_format.MessageToDict(settings, preserving_proto_field_name=True))
+
 
 def resolve_measurement(
     settings: common_pb2.MeasurementSettings, arch: ParsedArch, field: str

@@ -1,11 +1,12 @@
 """What the fleet schedules with: an agent's session (its outbox and what it runs), a pending job,
-and what a job ends with."""
+a device class's queue of them, and what a job ends with."""
 
 from __future__ import annotations
 
 import asyncio
 import queue
 import time
+from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -55,6 +56,33 @@ def job_format(job: agent_pb2.Job) -> str:
     """The artifact format name agents list in RuntimeInfo.formats ("onnx", "tflite")."""
     fmt = job.artifact.format or job.settings.format or common_pb2.ONNX
     return _FORMAT_NAMES.get(fmt, common_pb2.ArtifactFormat.Name(fmt).lower())
+
+
+class JobQueue(deque):
+    """A device class's jobs waiting for an agent: a higher priority first, FIFO among equals
+    (the fleet puts a lost agent's job back at the head)."""
+
+    def add(self, pending: PendingJob) -> None:
+        """Behind every job of the same or a higher priority."""
+        at = next((i for i, other in enumerate(self) if other.priority < pending.priority),
+                  len(self))
+        self.insert(at, pending)
+
+    def raise_priority(self, pending: PendingJob, priority: int) -> None:
+        """A request of a higher priority joined this queued job: it moves up to that priority
+        (behind the jobs already there). A job not queued here, or of a higher priority, stays."""
+        if priority <= pending.priority or pending not in self:
+            return
+        self.remove(pending)
+        pending.priority = priority
+        self.add(pending)
+
+    def take_unrunnable(self, formats: frozenset[str]) -> list[PendingJob]:
+        """Take out the jobs whose artifact format is not among `formats`."""
+        found = [p for p in self if job_format(p.job) not in formats]
+        for pending in found:
+            self.remove(pending)
+        return found
 
 
 class Outbox(queue.Queue):

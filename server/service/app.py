@@ -18,8 +18,9 @@ from edgescore.server.compute.plane import Backend, Caller, ComputePlane
 from edgescore.server.config import ServerConfig
 from edgescore.server.fleet.exports import Exports
 from edgescore.server.fleet.fleet import Fleet
-from edgescore.server.fleet.jobs import JobBoard, LocalJobs
+from edgescore.server.fleet.jobs import JobBoard
 from edgescore.server.fleet.latency import LatencyService
+from edgescore.server.fleet.local_jobs import LocalJobs
 from edgescore.server.fleet.shared_jobs import SharedJobs
 from edgescore.server.metrics import Metrics
 from edgescore.server.proxies import datasets

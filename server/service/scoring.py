@@ -20,8 +20,8 @@ import edgescore
 from edgescore.server.compute.plane import Caller, ComputePlane
 from edgescore.server.compute.units import ArchRef
 from edgescore.server.errors import InvalidArgument
-from edgescore.server.fleet.latency import LatencyService, Target
-from edgescore.server.fleet.measurement import resolve_measurement
+from edgescore.server.fleet.latency import LatencyService
+from edgescore.server.fleet.measurement import Target
 from edgescore.server.metrics import Metrics
 from edgescore.server.proxies import datasets, registry
 from edgescore.server.proxies.base import Composite
@@ -177,13 +177,8 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
                          ) -> list[Target]:
         if len(request.devices) > MAX_DEVICES_PER_REQUEST:
             raise InvalidArgument("devices", f"at most {MAX_DEVICES_PER_REQUEST} device targets")
-        targets = []
-        for i, d in enumerate(request.devices):
-            self._latency.check_device_class(d.device_class, f"devices[{i}].device_class",
-                                             request.allow_predicted, arch.space)
-            settings = resolve_measurement(d.settings, arch, f"devices[{i}].settings")
-            targets.append(Target(d.device_class, settings))
-        return targets
+        return [self._latency.target(d, arch, f"devices[{i}]", request.allow_predicted)
+                for i, d in enumerate(request.devices)]
 
     # -- RPCs -------------------------------------------------------------------------------
 
