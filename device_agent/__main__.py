@@ -1,5 +1,5 @@
 """`python -m edgescore.device_agent`."""
 
-from .main import main
+from edgescore.device_agent.main import main
 
 raise SystemExit(main())

@@ -14,15 +14,14 @@ from collections.abc import Callable, Mapping, Sequence
 import grpc
 
 from edgescore import TOKEN_METADATA_KEY
+from edgescore.device_agent.capabilities import collect_capabilities
+from edgescore.device_agent.isolation import ProcessRunner
+from edgescore.device_agent.metrics import AgentMetrics
+from edgescore.device_agent.protocol import EXIT_OK, EXIT_UNAUTHENTICATED
+from edgescore.device_agent.session import Session
+from edgescore.device_agent.worker import WorkerOptions
 from edgescore.transport import CHANNEL_OPTIONS
 from edgescore.v1 import agent_pb2, agent_pb2_grpc, fleet_pb2
-
-from .capabilities import collect_capabilities
-from .isolation import ProcessRunner
-from .metrics import AgentMetrics
-from .protocol import EXIT_OK, EXIT_UNAUTHENTICATED
-from .session import Session
-from .worker import WorkerOptions
 
 log = logging.getLogger(__name__)
 

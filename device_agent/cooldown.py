@@ -15,9 +15,8 @@ import os
 import time
 from typing import Callable
 
+from edgescore.device_agent.thermal import cpu_temp_celsius, is_throttled
 from edgescore.v1 import common_pb2
-
-from .thermal import cpu_temp_celsius, is_throttled
 
 CPUFREQ_POLICY_GLOB = "/sys/devices/system/cpu/cpufreq/policy*"
 FREQ_TOLERANCE = 0.9  # clock steps and sampling jitter: 10 % below max before we call it throttled

@@ -21,10 +21,8 @@ import threading
 import time
 from multiprocessing.connection import Connection, wait
 
-from edgescore.v1 import agent_pb2, common_pb2
-
-from .limits import job_limit
-from .worker import (
+from edgescore.device_agent.limits import job_limit
+from edgescore.device_agent.worker import (
     CANCELLED_DETAIL,
     WorkerOptions,
     check_artifact,
@@ -32,6 +30,7 @@ from .worker import (
     measure_function,
     measure_job,
 )
+from edgescore.v1 import agent_pb2, common_pb2
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +280,7 @@ def _import_runtimes() -> None:
         try:
             measure_function(fmt)
             if fmt == common_pb2.TFLITE:
-                from .tflite_runner import load_interpreter_module
+                from edgescore.device_agent.tflite_runner import load_interpreter_module
 
                 load_interpreter_module()  # the interpreter module itself is imported lazily
         except Exception:  # noqa: BLE001 - that format's jobs will say UNSUPPORTED_FORMAT

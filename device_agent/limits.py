@@ -17,9 +17,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from edgescore.device_agent.protocol import effective_settings
 from edgescore.v1 import agent_pb2
-
-from .protocol import effective_settings
 
 # Parsing and optimising a large graph (ONNX graph optimisations, the XNNPACK delegate) takes
 # tens of seconds on a Raspberry Pi for a model near the server's 200 MiB cap.

@@ -10,13 +10,12 @@ import threading
 from collections.abc import Sequence
 
 from edgescore import __version__
+from edgescore.device_agent.config import AgentConfig, build_parser, default_work_dir, load_config
+from edgescore.device_agent.connection import AgentConnection, channel_credentials
+from edgescore.device_agent.metrics import AgentMetrics
+from edgescore.device_agent.replay import ReplayTable
+from edgescore.device_agent.worker import WorkerOptions
 from edgescore.logs import configure as configure_logging
-
-from .config import AgentConfig, build_parser, default_work_dir, load_config
-from .connection import AgentConnection, channel_credentials
-from .metrics import AgentMetrics
-from .replay import ReplayTable
-from .worker import WorkerOptions
 
 __all__ = ["build_parser", "main"]
 

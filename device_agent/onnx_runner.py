@@ -9,10 +9,14 @@ from typing import Callable
 import numpy as np
 import onnxruntime as ort
 
+from edgescore.device_agent.protocol import effective_settings
+from edgescore.device_agent.timing import (
+    MeasurementAborted,
+    finish_stats,
+    reset_peak_rss,
+    time_runs,
+)
 from edgescore.v1 import common_pb2
-
-from .protocol import effective_settings
-from .timing import MeasurementAborted, finish_stats, reset_peak_rss, time_runs
 
 __all__ = ["MeasurementAborted", "measure_onnx"]
 

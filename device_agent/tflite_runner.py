@@ -15,10 +15,14 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edgescore.device_agent.protocol import effective_settings
+from edgescore.device_agent.timing import (
+    MeasurementAborted,
+    finish_stats,
+    reset_peak_rss,
+    time_runs,
+)
 from edgescore.v1 import common_pb2
-
-from .protocol import effective_settings
-from .timing import MeasurementAborted, finish_stats, reset_peak_rss, time_runs
 
 __all__ = ["MeasurementAborted", "load_interpreter_module", "measure_tflite"]
 

@@ -10,9 +10,8 @@ import sys
 import time
 from typing import Callable
 
+from edgescore.device_agent.stats import summarize
 from edgescore.v1 import common_pb2
-
-from .stats import summarize
 
 
 class MeasurementAborted(RuntimeError):

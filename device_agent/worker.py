@@ -8,13 +8,12 @@ import threading
 import time
 from dataclasses import dataclass
 
+from edgescore.device_agent.cooldown import ClockSampler, finish_trace, wait_for_cooldown
+from edgescore.device_agent.limits import DEFAULT_MAX_JOB_SECONDS
+from edgescore.device_agent.protocol import effective_settings
+from edgescore.device_agent.thermal import read_env
+from edgescore.device_agent.timing import MeasurementAborted
 from edgescore.v1 import agent_pb2, common_pb2
-
-from .cooldown import ClockSampler, finish_trace, wait_for_cooldown
-from .limits import DEFAULT_MAX_JOB_SECONDS
-from .protocol import effective_settings
-from .thermal import read_env
-from .timing import MeasurementAborted
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +41,11 @@ def measure_function(fmt: int):
     """The measure function for an artifact format, imported lazily so that a broken runtime
     install fails its jobs, not the agent. None for a format this agent cannot time."""
     if fmt == common_pb2.ONNX:
-        from .onnx_runner import measure_onnx
+        from edgescore.device_agent.onnx_runner import measure_onnx
 
         return measure_onnx
     if fmt == common_pb2.TFLITE:
-        from .tflite_runner import measure_tflite
+        from edgescore.device_agent.tflite_runner import measure_tflite
 
         return measure_tflite
     return None

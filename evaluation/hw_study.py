@@ -24,8 +24,8 @@ from typing import Optional
 
 import numpy as np
 
-from .per_arch import FIXED_COLUMNS, TAIL_COLUMNS
-from .stats import kendall_tau, rankdata
+from edgescore.evaluation.per_arch import FIXED_COLUMNS, TAIL_COLUMNS
+from edgescore.evaluation.stats import kendall_tau, rankdata
 
 DEVICES = ("raspi4", "pixel3", "edgegpu", "edgetpu", "eyeriss", "fpga")
 QUANTILES = (25.0, 50.0, 75.0)

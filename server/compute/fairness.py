@@ -14,7 +14,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any, Generic, Optional, TypeVar
 
-from ..errors import ResourceExhausted
+from edgescore.server.errors import ResourceExhausted
 
 T = TypeVar("T")
 

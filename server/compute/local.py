@@ -16,8 +16,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, Optional
 
-from ..errors import ResourceExhausted, ServerError
-from .units import Unit
+from edgescore.server.compute.units import Unit
+from edgescore.server.errors import ResourceExhausted, ServerError
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class LocalWorker:
         loop = asyncio.get_running_loop()
         self._messages = asyncio.Queue()
         parent, child = self._ctx.Pipe()
-        from . import worker
+        from edgescore.server.compute import worker
 
         process = self._ctx.Process(target=worker.main, args=(child, self._abandon,
                                                                self._log_level),

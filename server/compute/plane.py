@@ -18,9 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional, Protocol
 
-from ..errors import DeadlineExceeded, ServerError, Unavailable
-from .fairness import Entry, FairQueue, QueueFull
-from .units import ProxyUnit, Unit
+from edgescore.server.compute.fairness import Entry, FairQueue, QueueFull
+from edgescore.server.compute.units import ProxyUnit, Unit
+from edgescore.server.errors import DeadlineExceeded, ServerError, Unavailable
 
 log = logging.getLogger(__name__)
 

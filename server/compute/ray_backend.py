@@ -16,9 +16,9 @@ import logging
 from collections.abc import Callable
 from typing import Any, Optional
 
-from ..errors import ResourceExhausted, ServerError
-from . import units
-from .units import Unit
+from edgescore.server.compute import units
+from edgescore.server.compute.units import Unit
+from edgescore.server.errors import ResourceExhausted, ServerError
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
-from ..proxies.base import SettingsOverride
-from ..proxies.datasets import RegisteredDataset
+from edgescore.server.proxies.base import SettingsOverride
+from edgescore.server.proxies.datasets import RegisteredDataset
 
 # Every computation runs on one torch thread: values then do not depend on the machine's core
 # count (several proxies round differently with more threads), and one thread per worker process
@@ -76,16 +76,16 @@ def execute(unit: Unit, emit: Emit, checkpoint: Callable[[], None]) -> Any:
     """Run `unit`: a ProxyUnit emits each ProxyOutcome as it is computed (so work done before a
     cap or a cancellation is kept) and returns None; an ExportUnit returns its ExportResult.
     Request errors (ServerError) and `WorkAbandoned` propagate."""
-    from ..spaces import registry as spaces
+    from edgescore.server.spaces import registry as spaces
 
     space = spaces.get_space(unit.arch.space)
     arch = space.parse(unit.arch.spec, unit.arch.num_classes, unit.arch.input_resolution)
     if isinstance(unit, ExportUnit):
-        from ..export.exporter import Exporter
+        from edgescore.server.export.exporter import Exporter
 
         checkpoint()
         return Exporter().export(arch, unit.fmt, unit.precision, unit.batch_size, unit.fp32)
-    from ..proxies import datasets, engine
+    from edgescore.server.proxies import datasets, engine
 
     for entry in unit.datasets:
         datasets.STORE.put(entry)

@@ -16,12 +16,13 @@ import pickle
 from multiprocessing.connection import Connection
 from typing import Any
 
+from edgescore.server.compute import units
+
 # Imported here, not on first use: a forkserver preloads this module, so every worker it forks
 # starts with torch and the proxies already imported.
-from ..errors import ServerError, WorkAbandoned
-from ..proxies import engine  # noqa: F401 - preloaded for forked workers
-from ..spaces import registry  # noqa: F401 - preloaded for forked workers
-from . import units
+from edgescore.server.errors import ServerError, WorkAbandoned
+from edgescore.server.proxies import engine  # noqa: F401 - preloaded for forked workers
+from edgescore.server.spaces import registry  # noqa: F401 - preloaded for forked workers
 
 log = logging.getLogger("edgescore.server.compute.worker")
 

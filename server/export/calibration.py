@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from ..errors import ServerError
+from edgescore.server.errors import ServerError
 
 CALIBRATION_IMAGES = 32  # enough for stable min/max ranges; ORT calibration costs ~50 ms an image
 PARITY_IMAGES = 64       # enough for a top-1 agreement figure with 1/64 resolution
@@ -22,7 +22,7 @@ SEED = 0
 
 @functools.lru_cache(maxsize=8)
 def _pool(image_shape: tuple[int, ...], count: int) -> np.ndarray:
-    from ..proxies.data import CIFAR10_SIZE, calibration_batch
+    from edgescore.server.proxies.data import CIFAR10_SIZE, calibration_batch
 
     try:
         batch = calibration_batch("cifar10", min(count, CIFAR10_SIZE), SEED, image_shape, 10)

@@ -13,14 +13,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from edgescore.v1 import common_pb2
-
-from ..global_rng import GLOBAL_RNG_LOCK
-from ..spaces import registry as spaces
-from ..spaces.base import ParsedArch
-from . import calibration, onnx_int8, parity, tflite_int8
-from .onnx_export import export_onnx
-from .result import (
+from edgescore.server.export import calibration, onnx_int8, parity, tflite_int8
+from edgescore.server.export.onnx_export import export_onnx
+from edgescore.server.export.result import (
     DYNAMIC_RANGE_INT8,
     FORMAT_NAMES,
     FP32,
@@ -31,7 +26,11 @@ from .result import (
     ParityReport,
     classify,
 )
-from .tflite_export import export_tflite
+from edgescore.server.export.tflite_export import export_tflite
+from edgescore.server.global_rng import GLOBAL_RNG_LOCK
+from edgescore.server.spaces import registry as spaces
+from edgescore.server.spaces.base import ParsedArch
+from edgescore.v1 import common_pb2
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgescore.server.export.result import ExportError, ParityReport
 from edgescore.v1 import common_pb2
-
-from .result import ExportError, ParityReport
 
 FP32_ATOL = 1e-4
 FP32_RTOL = 1e-3

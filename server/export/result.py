@@ -10,9 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from edgescore.server.errors import FailedPrecondition
 from edgescore.v1 import common_pb2
-
-from ..errors import FailedPrecondition
 
 # Quantization kinds an artifact can have (also what LatencyResult.quantization says).
 FP32 = "fp32"

@@ -15,10 +15,10 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..errors import FailedPrecondition
-from ..spaces import nb201
-from ..spaces.base import ParsedArch
-from . import _seeded
+from edgescore.server.errors import FailedPrecondition
+from edgescore.server.proxies import _seeded
+from edgescore.server.spaces import nb201
+from edgescore.server.spaces.base import ParsedArch
 
 NETWORK_CHOICES = ("tenas", "full")  # extra["network"]: TE-NAS's small network, or as built
 NTK_CHANNELS, NTK_CELLS = 3, 1  # model_config: C=3, N=1

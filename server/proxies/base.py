@@ -9,8 +9,8 @@ from typing import Any, Callable, Optional
 import torch
 from torch import nn
 
-from ..spaces.base import ParsedArch
-from . import data
+from edgescore.server.proxies import data
+from edgescore.server.spaces.base import ParsedArch
 
 DATA_KINDS = ("synthetic", "cifar10", "registered")
 INITS = ("default", "kaiming", "xavier", "normal")

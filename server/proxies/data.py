@@ -16,8 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import InvalidArgument
-from . import datasets
+from edgescore.server.errors import InvalidArgument
+from edgescore.server.proxies import datasets
 
 NPZ_NAME = "cifar10_train_sample1000.npz"
 CIFAR10_SIZE = 1000  # images in the bundled sample

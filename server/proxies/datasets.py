@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import InvalidArgument, NotFound, ResourceExhausted
+from edgescore.server.errors import InvalidArgument, NotFound, ResourceExhausted
 
 DEFAULT_MAX_DATASET_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_STORE_BYTES = 512 * 1024 * 1024

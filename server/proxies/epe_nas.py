@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 
-from .base import Proxy, ProxyInput
-from .jacob_cov import K, check_finite
-from .passes import JACOBIAN, JacobianCorrelations
+from edgescore.server.proxies.base import Proxy, ProxyInput
+from edgescore.server.proxies.jacob_cov import K, check_finite
+from edgescore.server.proxies.passes import JACOBIAN, JacobianCorrelations
 
 MANY_CLASSES = 100  # above this the paper's rule A replaces rule B
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .base import ZERO_COST_NAS_NETWORKS, Proxy
-from .passes import GRADIENTS, summed_over_layers
+from edgescore.server.proxies.base import ZERO_COST_NAS_NETWORKS, Proxy
+from edgescore.server.proxies.passes import GRADIENTS, summed_over_layers
 
 compute = summed_over_layers("fisher")
 

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .base import Proxy, ProxyInput
+from edgescore.server.proxies.base import Proxy, ProxyInput
 
 
 def count_macs(network: nn.Module, input_shape: tuple[int, ...],

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import NumericalFailure
-from .base import Proxy, ProxyInput
+from edgescore.server.errors import NumericalFailure
+from edgescore.server.proxies.base import Proxy, ProxyInput
 
 # extra["reduction"]: "sum" over weights (grad_conflict.py, the paper's Spearman experiments) or
 # "mean" (naswot-code/gradsign.py's nanmean, its Kendall experiments): sum / number of weights.

@@ -8,9 +8,9 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..errors import NumericalFailure
-from .base import ZERO_COST_NAS_NETWORKS, Proxy, ProxyInput
-from .passes import chunk_loss, run_in_chunks, scored_layers
+from edgescore.server.errors import NumericalFailure
+from edgescore.server.proxies.base import ZERO_COST_NAS_NETWORKS, Proxy, ProxyInput
+from edgescore.server.proxies.passes import chunk_loss, run_in_chunks, scored_layers
 
 
 def grasp_score(inp: ProxyInput, network: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import NumericalFailure
-from .base import ZERO_COST_NAS_NETWORKS, Proxy, ProxyInput
-from .passes import JACOBIAN, JacobianCorrelations
+from edgescore.server.errors import NumericalFailure
+from edgescore.server.proxies.base import ZERO_COST_NAS_NETWORKS, Proxy, ProxyInput
+from edgescore.server.proxies.passes import JACOBIAN, JacobianCorrelations
 
 K = 1e-5  # the reference's shift, keeping log and 1/v finite for (near-)zero eigenvalues
 

@@ -6,8 +6,8 @@ import math
 
 import torch
 
-from .base import ZERO_COST_NAS_NETWORKS, Proxy, ProxyInput
-from .passes import scored_layers
+from edgescore.server.proxies.base import ZERO_COST_NAS_NETWORKS, Proxy, ProxyInput
+from edgescore.server.proxies.passes import scored_layers
 
 
 def compute(inp: ProxyInput) -> float:

@@ -6,9 +6,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import NumericalFailure
-from . import _seeded, _tenas
-from .base import Proxy, ProxyInput
+from edgescore.server.errors import NumericalFailure
+from edgescore.server.proxies import _seeded, _tenas
+from edgescore.server.proxies.base import Proxy, ProxyInput
 
 # TE-NAS: Linear_Region_Collector(input_size=(1000, 1, 3, 3), sample_batch=3): three batches of
 # 1000 one-channel 3x3 crops (RandomCrop(3) then RandChannel(1)).

@@ -6,8 +6,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import NumericalFailure
-from .base import Proxy, ProxyInput
+from edgescore.server.errors import NumericalFailure
+from edgescore.server.proxies.base import Proxy, ProxyInput
 
 # Below this many units per sample, float32 sums of 0/1 products are exact integers.
 _EXACT_FLOAT32 = 2**24

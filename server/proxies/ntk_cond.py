@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import NumericalFailure
-from . import _tenas
-from .base import Proxy, ProxyInput
+from edgescore.server.errors import NumericalFailure
+from edgescore.server.proxies import _tenas
+from edgescore.server.proxies.base import Proxy, ProxyInput
 
 # extra["params"]: whose gradients make the NTK features.
 #  "weights": parameters whose name contains "weight" (the reference's filter: conv, BN and linear

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Proxy, ProxyInput
+from edgescore.server.proxies.base import Proxy, ProxyInput
 
 
 def count_trainable(inp: ProxyInput) -> float:

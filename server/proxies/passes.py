@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import ProxyInput, SharedPass
+from edgescore.server.proxies.base import ProxyInput, SharedPass
 
 BATCH_SPLIT_FLAG = "batch_split"
 

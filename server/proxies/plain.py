@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from .base import ZERO_COST_NAS_NETWORKS, Proxy, ProxyInput
-from .passes import GRADIENTS, LayerGradStats
+from edgescore.server.proxies.base import ZERO_COST_NAS_NETWORKS, Proxy, ProxyInput
+from edgescore.server.proxies.passes import GRADIENTS, LayerGradStats
 
 
 def compute(inp: ProxyInput) -> float:

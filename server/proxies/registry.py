@@ -11,8 +11,8 @@ import importlib
 import pkgutil
 from typing import Union
 
-from ..errors import NotFound
-from .base import Composite, Proxy
+from edgescore.server.errors import NotFound
+from edgescore.server.proxies.base import Composite, Proxy
 
 # Infrastructure modules of the package: never proxies, and importing `engine` from here would
 # only create a cycle.

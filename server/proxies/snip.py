@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .base import ZERO_COST_NAS_NETWORKS, Proxy
-from .passes import GRADIENTS, summed_over_layers
+from edgescore.server.proxies.base import ZERO_COST_NAS_NETWORKS, Proxy
+from edgescore.server.proxies.passes import GRADIENTS, summed_over_layers
 
 # The reference multiplies each weight by a mask of ones and takes |dL/dmask|; at mask = 1
 # that gradient is W * dL/dW element for element, which the shared pass already has.

@@ -7,8 +7,8 @@ import math
 import torch
 from torch import nn
 
-from ..errors import NumericalFailure
-from .base import ZERO_COST_NAS_NETWORKS, Proxy, ProxyInput
+from edgescore.server.errors import NumericalFailure
+from edgescore.server.proxies.base import ZERO_COST_NAS_NETWORKS, Proxy, ProxyInput
 
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 

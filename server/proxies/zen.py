@@ -8,9 +8,9 @@ import math
 import torch
 from torch import nn
 
-from ..errors import FailedPrecondition, InvalidArgument, NumericalFailure
-from . import _seeded
-from .base import Proxy, ProxyInput
+from edgescore.server.errors import FailedPrecondition, InvalidArgument, NumericalFailure
+from edgescore.server.proxies import _seeded
+from edgescore.server.proxies.base import Proxy, ProxyInput
 
 DEFAULT_GAMMA = "0.01"  # compute_zen_score.py --mixup_gamma / evolution_search.py --gamma
 

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InvalidArgument, NumericalFailure
-from .base import Proxy, ProxyInput
+from edgescore.server.errors import InvalidArgument, NumericalFailure
+from edgescore.server.proxies.base import Proxy, ProxyInput
 
 # evolution_search.py --maxbatch 2: the gradients of two batches.
 BATCH_CHOICES = ("2", "3", "4", "5", "6", "8", "10", "16")

@@ -23,10 +23,9 @@ from edgescore.grammar.nb201 import (
     reachable_from_input,
     reaches_output,
 )
-
-from ..proxies.flops import count_macs
-from ..spaces.base import ParsedArch
-from ..spaces.nb201 import CELLS_PER_STAGE, SPACE, STEM_CHANNELS
+from edgescore.server.proxies.flops import count_macs
+from edgescore.server.spaces.base import ParsedArch
+from edgescore.server.spaces.nb201 import CELLS_PER_STAGE, SPACE, STEM_CHANNELS
 
 LIVE_OPS = tuple(op for op in OPS if op != "none")
 BYTES_PER_ELEMENT = 4  # float32 activations

@@ -15,9 +15,8 @@ import numpy as np
 from edgescore.grammar.base import arch_hash
 from edgescore.grammar.nb201 import SIZE as NB201_SIZE
 from edgescore.grammar.nb201 import canonical_payload, canonical_string, cell_at, parse_arch_string
-
-from ..store import ProxyKey, Store
-from .ranks import percentile_sorted
+from edgescore.server.scoring.ranks import percentile_sorted
+from edgescore.server.store import ProxyKey, Store
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 from sklearn.ensemble import GradientBoostingRegressor
 
-from ..errors import ServerError
-from .ranks import spearman
-from .workload import Settings, workload
+from edgescore.server.errors import ServerError
+from edgescore.server.scoring.ranks import spearman
+from edgescore.server.scoring.workload import Settings, workload
 
 Features = Mapping[str, float]
 Featurizer = Callable[[str, str], Features]  # (space, arch spec) -> features
@@ -27,7 +27,7 @@ Featurizer = Callable[[str, str], Features]  # (space, arch spec) -> features
 
 def default_featurize(space: str, arch: str) -> Features:
     if space == "nb201":
-        from .features import nb201_features
+        from edgescore.server.scoring.features import nb201_features
 
         return nb201_features(arch)
     raise KeyError(f"no latency features for space {space!r}")

@@ -15,7 +15,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from .predictor import accuracy_report
+from edgescore.server.scoring.predictor import accuracy_report
 
 
 def load(path: str, device: str, archs: int, seed: int) -> tuple[list[str], list[float]]:

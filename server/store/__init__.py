@@ -9,9 +9,9 @@
 
 from __future__ import annotations
 
-from .backends import default_sqlite_path
-from .migrations import LATEST_VERSION, MIGRATIONS, Migration
-from .records import (
+from edgescore.server.store.backends import default_sqlite_path
+from edgescore.server.store.migrations import LATEST_VERSION, MIGRATIONS, Migration
+from edgescore.server.store.records import (
     JOB_STATES,
     AgentRecord,
     JobRecord,
@@ -21,7 +21,7 @@ from .records import (
     ProxyRecord,
     canonical_json,
 )
-from .store import Store, open_store
+from edgescore.server.store.store import Store, open_store
 
 __all__ = [
     "JOB_STATES", "LATEST_VERSION", "MIGRATIONS", "AgentRecord", "JobRecord", "MeasurementKey",

@@ -14,9 +14,14 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from .backends import PostgresBackend, SqliteBackend, connect, default_sqlite_path
-from .migrations import MIGRATIONS, VERSION_TABLE, Migration
-from .records import (
+from edgescore.server.store.backends import (
+    PostgresBackend,
+    SqliteBackend,
+    connect,
+    default_sqlite_path,
+)
+from edgescore.server.store.migrations import MIGRATIONS, VERSION_TABLE, Migration
+from edgescore.server.store.records import (
     JOB_STATES,
     AgentRecord,
     JobRecord,
