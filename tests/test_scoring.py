@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from edgescore.grammar.base import arch_hash
 from edgescore.server.errors import FailedPrecondition
 from edgescore.server.proxies.base import SettingsOverride
 from edgescore.server.proxies.engine import ProxyOutcome
@@ -22,13 +23,12 @@ from edgescore.server.scoring.objectives import (
 from edgescore.server.scoring.population import (
     ReferencePopulation,
     nb201_sampler,
-    store_key_for,
 )
 from edgescore.server.scoring.proxy_cache import Served
 from edgescore.server.scoring.ranks import percentile, rankdata, spearman
 from edgescore.server.scoring.studies import Studies, front_ranks
 from edgescore.server.spaces.nb201 import SPACE
-from edgescore.server.store import open_store
+from edgescore.server.store import ProxyKey, open_store
 from edgescore.v1 import common_pb2, scoring_pb2
 
 
@@ -257,7 +257,9 @@ def test_reference_population_computes_once_and_caches_in_store(tmp_path) -> Non
         return conv_count(arch)
 
     with open_store(tmp_path / "s.db") as store:
-        key_for = store_key_for("nb201", "convs", {"seed": 0})
+        def key_for(arch: str) -> ProxyKey:
+            return ProxyKey.make(arch_hash("nb201", arch), "nb201", "convs", {"seed": 0})
+
         population = ReferencePopulation(compute, size=200, seed=1, store=store, key_for=key_for)
         values = population.values()
         assert len(calls) == 200 and list(values) == sorted(values)

@@ -28,7 +28,12 @@ from edgescore.server.proxies.base import ResolvedSettings, SettingsOverride
 from edgescore.server.proxies.engine import ProxyOutcome
 from edgescore.server.scoring import composite
 from edgescore.server.scoring.composite import CompositeSettings
-from edgescore.server.scoring.population import ReferencePopulation, Sampler, nb201_sampler
+from edgescore.server.scoring.population import (
+    ReferencePopulation,
+    Sampler,
+    first_distinct,
+    nb201_sampler,
+)
 from edgescore.server.scoring.proxy_cache import ProxyCache
 from edgescore.server.scoring.ranks import percentile
 from edgescore.server.scoring.workload import Settings, workload
@@ -55,15 +60,10 @@ def space_sampler(space: SearchSpace) -> Optional[Sampler]:
     sample = space.grammar.sample
 
     def sampler(n: int, seed: int) -> list[str]:
-        rng, found, seen = random.Random(seed), [], set()
-        for _ in range(n * 20):  # small spaces may hold fewer than n distinct archs
-            text = _spec_text(sample(rng))
-            if text not in seen:
-                seen.add(text)
-                found.append(text)
-                if len(found) == n:
-                    break
-        return found
+        rng = random.Random(seed)
+        # 20 draws per arch: small spaces may hold fewer than n distinct archs.
+        drawn = (_spec_text(sample(rng)) for _ in range(n * 20))
+        return first_distinct(drawn, lambda text: text, n)
 
     return sampler
 

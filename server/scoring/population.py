@@ -6,13 +6,12 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional
 
 import numpy as np
 
-from edgescore.grammar.base import arch_hash
 from edgescore.grammar.nb201 import SIZE as NB201_SIZE
 from edgescore.grammar.nb201 import canonical_payload, canonical_string, cell_at, parse_arch_string
 from edgescore.server.scoring.ranks import percentile_sorted
@@ -22,30 +21,26 @@ log = logging.getLogger(__name__)
 
 Sampler = Callable[[int, int], Sequence[str]]  # (n, seed) -> arch specs
 
-def nb201_sampler(n: int, seed: int) -> list[str]:
-    """`n` NB201 cells drawn uniformly (every edge's op uniform) with `seed`, one per isomorphism
-    class: two spellings of one cell share a stored value, and would weigh it twice."""
-    rng = np.random.default_rng(seed)
+def first_distinct(specs: Iterable[Any], key: Callable[[Any], str], n: int) -> list[Any]:
+    """The first `n` of `specs` whose `key` was not seen before (fewer if they run out)."""
     found, seen = [], set()
-    for index in rng.permutation(NB201_SIZE):
-        spec = cell_at(int(index))
-        canonical = canonical_string(canonical_payload(parse_arch_string(spec)))
-        if canonical not in seen:
-            seen.add(canonical)
+    for spec in specs:
+        k = key(spec)
+        if k not in seen:
+            seen.add(k)
             found.append(spec)
             if len(found) == n:
                 break
     return found
 
 
-def store_key_for(space: str, proxy: str, settings: Any = None, *,
-                  code_version: Optional[str] = None) -> Callable[[str], ProxyKey]:
-    """Keys under which a population's values are cached: the proxy-result key of each arch
-    (so a population shares its cache with ordinary Score requests of the same settings)."""
-    def key_for(arch: str) -> ProxyKey:
-        extra = {} if code_version is None else {"code_version": code_version}
-        return ProxyKey.make(arch_hash(space, arch), space, proxy, settings, **extra)
-    return key_for
+def nb201_sampler(n: int, seed: int) -> list[str]:
+    """`n` NB201 cells drawn uniformly (every edge's op uniform) with `seed`, one per isomorphism
+    class: two spellings of one cell share a stored value, and would weigh it twice."""
+    rng = np.random.default_rng(seed)
+    cells = (cell_at(int(index)) for index in rng.permutation(NB201_SIZE))
+    return first_distinct(
+        cells, lambda spec: canonical_string(canonical_payload(parse_arch_string(spec))), n)
 
 
 class ReferencePopulation:
@@ -62,7 +57,7 @@ class ReferencePopulation:
                  size: int = 500, seed: int = 0, store: Optional[Store] = None,
                  key_for: Optional[Callable[[str], ProxyKey]] = None, parallel: int = 1) -> None:
         if store is not None and key_for is None:
-            raise ValueError("caching in a store needs key_for (see store_key_for)")
+            raise ValueError("caching in a store needs key_for (e.g. ProxyCache.key)")
         self._compute, self._sampler = compute, sampler
         self.parallel = max(1, parallel)  # members computed at once (each call blocks)
         self.size, self.seed = size, seed
