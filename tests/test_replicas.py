@@ -80,7 +80,8 @@ def test_identical_requests_at_two_replicas_share_one_job(db_url: str) -> None:
             t.join(120)
     assert len(results) == 3
     latencies = [r.latencies["pi"] for r in results]
-    assert all(lat.ok and lat.provenance == "MEASURED" for lat in latencies)
+    assert all(lat.ok and lat.provenance == "MEASURED" for lat in latencies), [
+        (lat.provenance, lat.code, lat.message) for lat in latencies]
     rows = job_rows(db_url)
     assert len({lat.job_id for lat in latencies}) == 1, (latencies, rows)  # one job, 3 requests
     assert len(rows) == 1, rows
