@@ -38,6 +38,7 @@ class AgentConfig:
     cooldown_max_wait: float = 300.0  # cap of the optional cooldown wait, seconds
     cooldown_poll: float = 2.0
     max_job_seconds: float = DEFAULT_MAX_JOB_SECONDS  # watchdog cap of any one job (limits.py)
+    max_threads: int = 0              # a job's settings.threads cap; 0: 4 x this board's cores
     replay: str = ""                  # "hw-nas-bench": answer from a table instead of timing
     csv: str = ""                     # the replay table
     device: str = ""                  # the replayed board (raspi4, pixel3, edgegpu, ...)
@@ -64,6 +65,7 @@ _HELP = {
     "cooldown_max_wait": "longest wait (s) for a job's cooldown_below_celsius",
     "cooldown_poll": "temperature polling period (s) while cooling down",
     "max_job_seconds": "longest any one job may run (s) before its measurement process is killed",
+    "max_threads": "refuse jobs asking for more runtime threads; 0 = 4 x this board's cores",
     "replay": "'hw-nas-bench': answer NB201 jobs with HW-NAS-Bench's measured latencies",
     "csv": "the replay table (hw_nas_bench_c10_dev.csv or the official examples file)",
     "device": "replayed board: raspi4, pixel3, edgegpu, edgetpu, eyeriss, fpga",
@@ -115,6 +117,8 @@ def load_config(argv: list | None = None) -> AgentConfig:
         parser.error(f"--log-format: {exc}")
     if not config.max_job_seconds > 0:
         parser.error(f"--max-job-seconds: must be > 0, got {config.max_job_seconds!r}")
+    if config.max_threads < 0:
+        parser.error(f"--max-threads: must be >= 0, got {config.max_threads}")
     if bool(config.tls_cert) != bool(config.tls_key):
         parser.error("--tls-cert and --tls-key go together")
     return config
