@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from edgescore import TOKEN_METADATA_KEY
 from edgescore.client import Client, EdgescoreError
+from edgescore.client.launcher import LocalStack
 from edgescore.device_agent import config as agent_config
 from edgescore.server import config as server_config
 
@@ -197,9 +198,4 @@ def test_real_server_and_agent_keep_tokens_and_metrics_private(tmp_path, clean_e
             assert health.status == health_pb2.HealthCheckResponse.SERVING
     finally:
         for proc in reversed(procs):
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            LocalStack.terminate(proc, timeout=30)
