@@ -3,9 +3,11 @@
 Input rows: `arch` (the spec: an NB201 / NATS-SSS string, or a JSON object for the dict spaces),
 optional `id` (default: the row's line number in the file) and `space` (default: the command's).
 Output rows are appended and flushed as results arrive, so a stopped batch resumes where it
-stopped. A row is done when the server answered it (its `canonical` column is filled, even if a
-proxy or a device failed in it); a row whose whole request failed (e.g. UNAVAILABLE) is scored
-again. On resume the output is rewritten (atomically) with its header and its done rows only, so
+stopped. A row is done when the server answered it (its `canonical` column is filled) and none of
+its items failed for a passing reason: a row whose whole request failed (e.g. UNAVAILABLE), or one
+whose proxy or device failed with a TRANSIENT code (a board that timed out or went away), is
+scored again; a permanent item failure (a degenerate cell, an unsupported op) is an answer and
+stays. On resume the output is rewritten (atomically) with its header and its done rows only, so
 a retried spec never has two rows, and a row cut short by a killed batch is dropped. An output
 written with other columns (other proxies or devices) is refused, not mixed with this layout.
 """
@@ -17,6 +19,7 @@ import io
 import json
 import math
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -26,6 +29,14 @@ from typing import Any, Callable, Optional
 
 from edgescore.client.api import Client
 from edgescore.client.results import BatchItem
+
+# Item codes that say "not now" rather than "no": the same request may well succeed on a rerun.
+# A per-item RESOURCE_EXHAUSTED is a size or memory cap (an answer); the compute queue's retryable
+# one fails the whole request, which is scored again anyway.
+TRANSIENT = ("DEADLINE_EXCEEDED", "UNAVAILABLE", "ABORTED", "CANCELLED")
+# One item's failure in the `error` column, as row_of writes it: "<item>: <CODE>: <message>",
+# items joined by "; ".
+_TRANSIENT_ITEM = re.compile(r"(?:^|; )[^:;]+: (?:" + "|".join(TRANSIENT) + "): ")
 
 
 class BatchError(ValueError):
@@ -110,8 +121,10 @@ def _done_rows(out: Path) -> tuple[Optional[list[str]], list[list[str]]]:
     if "id" not in header or "canonical" not in header:
         return header, []
     at_id, at_canonical = header.index("id"), header.index("canonical")
+    at_error = header.index("error") if "error" in header else None
     for record in records[1:]:
         if (len(record) == len(header) and record[at_canonical]
+                and not (at_error is not None and _TRANSIENT_ITEM.search(record[at_error]))
                 and record[at_id] not in seen):
             seen.add(record[at_id])
             kept.append(record)
@@ -119,7 +132,7 @@ def _done_rows(out: Path) -> tuple[Optional[list[str]], list[list[str]]]:
 
 
 def done_ids(out: Path) -> set[str]:
-    """Ids of the rows of `out` the server answered (its `canonical` is filled)."""
+    """Ids of the rows of `out` that are done (see the module)."""
     header, kept = _done_rows(out)
     return set() if header is None or not kept else {r[header.index("id")] for r in kept}
 

@@ -100,7 +100,7 @@ def score(obj: Context, arch: Optional[str], space: str, spec: Optional[Path],
 @click.argument("specs", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="CSV to append results to (resumable: rows the server answered are kept, "
-                   "failed ones retried)")
+                   "failed ones and transient item failures retried)")
 @click.option("--space", default="nb201", show_default=True, help="for rows without 'space'")
 @click.option("--proxies", default="params,flops,synflow,naswot", show_default=True)
 @click.option("--device", default="", help="device classes, comma-separated")

@@ -11,7 +11,13 @@ import argparse
 import os
 from dataclasses import dataclass, field
 
-from edgescore.config import add_setting_flags, env_name, load_settings, parse_pairs
+from edgescore.config import (
+    add_setting_flags,
+    env_name,
+    load_settings,
+    parse_pairs,
+    read_secret_files,
+)
 from edgescore.device_agent.limits import DEFAULT_MAX_JOB_SECONDS
 from edgescore.logs import check_format
 
@@ -24,6 +30,7 @@ class AgentConfig:
     server: str = "127.0.0.1:50051"
     device_class: str = "local-cpu"
     token: str = ""                   # fleet token; empty = none
+    token_file: str = ""              # or read it from this file (kept out of ps)
     tags: dict = field(default_factory=dict)
     heartbeat_interval: float = 5.0   # used until the server's Registered sets its own
     log_level: str = "INFO"
@@ -34,10 +41,11 @@ class AgentConfig:
     tls_server_name: str = ""         # expected name in the server cert, when dialling by IP
     work_dir: str = ""                # empty: $XDG_CACHE_HOME/edgescore-agent or ~/.cache/...
     metrics_port: int = -1            # -1 disabled, 0 picks a free port
-    metrics_address: str = "0.0.0.0"
+    metrics_address: str = "127.0.0.1"  # /metrics has no authentication
     cooldown_max_wait: float = 300.0  # cap of the optional cooldown wait, seconds
     cooldown_poll: float = 2.0
     max_job_seconds: float = DEFAULT_MAX_JOB_SECONDS  # watchdog cap of any one job (limits.py)
+    max_threads: int = 0              # a job's settings.threads cap; 0: 4 x this board's cores
     replay: str = ""                  # "hw-nas-bench": answer from a table instead of timing
     csv: str = ""                     # the replay table
     device: str = ""                  # the replayed board (raspi4, pixel3, edgegpu, ...)
@@ -50,7 +58,8 @@ class AgentConfig:
 _HELP = {
     "server": "server HOST:PORT",
     "device_class": "device class this agent serves",
-    "token": "fleet token",
+    "token": "fleet token (visible in ps: prefer --token-file or the environment)",
+    "token_file": "file holding the fleet token (surrounding whitespace stripped)",
     "heartbeat_interval": "heartbeat period (s) until the server sets one",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
     "log_format": "text, or json: one JSON object per line (ts, level, logger, message)",
@@ -60,10 +69,12 @@ _HELP = {
     "tls_server_name": "name to verify in the server certificate instead of the host dialled",
     "work_dir": "the only folder the agent may write to (TMPDIR points there)",
     "metrics_port": "serve Prometheus /metrics on this port; 0 picks one, -1 disables",
-    "metrics_address": "bind address of /metrics",
+    "metrics_address": "bind address of /metrics (no authentication: 0.0.0.0 only where the "
+                       "network is trusted)",
     "cooldown_max_wait": "longest wait (s) for a job's cooldown_below_celsius",
     "cooldown_poll": "temperature polling period (s) while cooling down",
     "max_job_seconds": "longest any one job may run (s) before its measurement process is killed",
+    "max_threads": "refuse jobs asking for more runtime threads; 0 = 4 x this board's cores",
     "replay": "'hw-nas-bench': answer NB201 jobs with HW-NAS-Bench's measured latencies",
     "csv": "the replay table (hw_nas_bench_c10_dev.csv or the official examples file)",
     "device": "replayed board: raspi4, pixel3, edgegpu, edgetpu, eyeriss, fpga",
@@ -106,6 +117,7 @@ def load_config(argv: list | None = None) -> AgentConfig:
     """Parse argv (None = sys.argv) and merge the layers; exits with usage on bad input."""
     parser = build_parser()
     config = load_settings(AgentConfig, parser, ENV_PREFIX, argv)
+    read_secret_files(parser, config, ENV_PREFIX, ("token",))
     config.log_level = config.log_level.upper()
     if config.log_level not in LOG_LEVELS:
         parser.error(f"--log-level: {config.log_level!r} is not DEBUG, INFO, WARNING or ERROR")
@@ -115,6 +127,8 @@ def load_config(argv: list | None = None) -> AgentConfig:
         parser.error(f"--log-format: {exc}")
     if not config.max_job_seconds > 0:
         parser.error(f"--max-job-seconds: must be > 0, got {config.max_job_seconds!r}")
+    if config.max_threads < 0:
+        parser.error(f"--max-threads: must be >= 0, got {config.max_threads}")
     if bool(config.tls_cert) != bool(config.tls_key):
         parser.error("--tls-cert and --tls-key go together")
     return config

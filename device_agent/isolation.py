@@ -21,7 +21,7 @@ import threading
 import time
 from multiprocessing.connection import Connection, wait
 
-from edgescore.device_agent.limits import job_limit
+from edgescore.device_agent.limits import job_limit, settings_refusal
 from edgescore.device_agent.worker import (
     CANCELLED_DETAIL,
     WorkerOptions,
@@ -34,6 +34,9 @@ from edgescore.v1 import agent_pb2, common_pb2
 
 log = logging.getLogger(__name__)
 
+# The contract has no failure kind of its own for settings over the agent's caps; the nearest is
+# "this agent cannot run the job as asked", which the server answers FAILED_PRECONDITION.
+SETTINGS_REFUSED = common_pb2.UNSUPPORTED_FORMAT
 START_TIMEOUT_S = 120.0  # a Pi 3 imports numpy + onnxruntime + LiteRT in tens of seconds
 STOP_GRACE_S = 1.0       # past the limit: time for the child's own between-runs stop to answer
 TERM_GRACE_S = 2.0       # SIGTERM, then SIGKILL
@@ -181,6 +184,9 @@ class ProcessRunner:
         corrupt = check_artifact(job)  # in the agent: a corrupt artifact never reaches a child
         if corrupt is not None:
             return corrupt
+        refusal = settings_refusal(job.settings, opts.max_threads, opts.max_job_seconds)
+        if refusal is not None:  # before any runtime sees them: the board stays the agent's
+            return failure(job.job_id, SETTINGS_REFUSED, refusal)
         limit = job_limit(job, opts.cooldown_max_wait, opts.max_job_seconds)
         try:
             child = self._ready_child(job.job_id, cancel)

@@ -108,7 +108,7 @@ def _run(config: AgentConfig, stop: threading.Event) -> int:
         tls_server_name=config.tls_server_name,
         metrics=metrics,
         worker_options=WorkerOptions(config.cooldown_max_wait, config.cooldown_poll,
-                                     config.max_job_seconds),
+                                     config.max_job_seconds, config.max_threads),
         **replay,
     )
     try:

@@ -28,6 +28,7 @@ class WorkerOptions:
     cooldown_poll: float = 2.0
     # The watchdog's absolute cap of one job (limits.job_limit); run_job alone does not use it.
     max_job_seconds: float = DEFAULT_MAX_JOB_SECONDS
+    max_threads: int = 0  # settings.threads cap (limits.settings_refusal); 0: 4 x the cores
 
 
 def failure(job_id: str, kind: int, detail: str) -> agent_pb2.AgentMessage:

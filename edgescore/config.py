@@ -10,6 +10,8 @@ defaults) and an environment prefix of their own; this module gives both the sam
   The unprefixed names of earlier releases (`EDGESCORE_METRICS_PORT`) are still read where the
   new one is unset, with a one-line warning naming the new one; they go in the next release.
 - flags: `--name-with-dashes`; given flags win.
+- secrets: a setting `<name>` with a `<name>_file` companion (the tokens) can be read from a file
+  instead (`read_secret_files`), so it shows neither in `ps` nor in /proc/PID/cmdline.
 - values become the type of the field's default. A float must be finite (`inf` and `nan` are
   refused), an int whole; null, a list or a table is refused for a scalar setting. A table-valued
   setting (the agent's tags) merges key by key across the layers, from a table or "k=v,k2=v2" text.
@@ -184,3 +186,24 @@ def load_settings(schema: type[T], parser: argparse.ArgumentParser, env_prefix: 
         else:
             values[name] = value
     return schema(**values)
+
+
+def read_secret_files(parser: argparse.ArgumentParser, config: Any, env_prefix: str,
+                      names: tuple[str, ...]) -> None:
+    """For each setting in `names` whose `<name>_file` is set, read it (stripped) into `name`.
+    Usage error (exit 2) when both are given, or the file is unreadable or empty."""
+    for name in names:
+        path = getattr(config, name + "_file")
+        if not path:
+            continue
+        given, as_file = flag_name(name), flag_name(name + "_file")
+        if getattr(config, name):
+            parser.error(f"{given} ({env_name(env_prefix, name)}) and {as_file} "
+                         f"({env_name(env_prefix, name + '_file')}): give one, not both")
+        try:
+            secret = Path(path).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            parser.error(f"{as_file}: cannot read {path}: {getattr(exc, 'strerror', None) or exc}")
+        if not secret:
+            parser.error(f"{as_file}: {path} is empty")
+        setattr(config, name, secret)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from edgescore.config import add_setting_flags, flag_name, load_settings
+from edgescore.config import add_setting_flags, flag_name, load_settings, read_secret_files
 from edgescore.logs import check_format
 
 ENV_PREFIX = "EDGESCORE_SERVER_"
@@ -17,11 +17,14 @@ ENV_PREFIX = "EDGESCORE_SERVER_"
 @dataclass
 class ServerConfig:
     address: str = "0.0.0.0:50051"
-    metrics_address: str = "0.0.0.0"
+    # /metrics has no authentication: loopback unless the scraper's network is trusted.
+    metrics_address: str = "127.0.0.1"
     metrics_port: int = 9464          # 0 picks a free port, -1 disables /metrics
     device: str = "cpu"               # torch device for proxies: cpu or cuda
     fleet_token: str = ""             # agents must present it when set
-    api_token: str = ""               # scoring and fleet clients must present it when set
+    fleet_token_file: str = ""        # or read it from this file (kept out of ps)
+    api_token: str = ""               # scoring, fleet and reflection clients must present it
+    api_token_file: str = ""          # or read it from this file (kept out of ps)
     heartbeat_interval: float = 5.0
     missed_heartbeats: int = 3
     latency_timeout: float = 120.0    # default per-device wait of a Score request
@@ -72,6 +75,7 @@ def load_config(argv: list[str] | None = None) -> ServerConfig:
     """Parse argv (None = sys.argv) and merge the layers; exits with usage on bad input."""
     parser = build_parser()
     config = load_settings(ServerConfig, parser, ENV_PREFIX, argv)
+    read_secret_files(parser, config, ENV_PREFIX, ("api_token", "fleet_token"))
     if config.compute not in ("local", "ray"):
         parser.error(f"--compute: 'local' or 'ray', not {config.compute!r}")
     for name in ("compute_workers", "worker_max_memory_mb"):

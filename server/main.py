@@ -33,8 +33,9 @@ async def serve(config: ServerConfig) -> int:
     if config.metrics_port >= 0:
         metrics_port = app.metrics.serve(config.metrics_port, config.metrics_address)
     host = config.address.rsplit(":", 1)[0]
-    log.info("edgescore-server listening on %s:%d (metrics port %d, device %s, compute %s)",
-             host, app.port, metrics_port, config.device, config.compute)
+    log.info("edgescore-server listening on %s:%d (metrics %s, device %s, compute %s)",
+             host, app.port, f"{config.metrics_address}:{metrics_port}" if metrics_port >= 0
+             else "off", config.device, config.compute)
     if config.port_file:
         tmp = Path(config.port_file + ".tmp")
         tmp.write_text(json.dumps({"port": app.port, "metrics_port": metrics_port}))

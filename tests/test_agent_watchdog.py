@@ -181,7 +181,7 @@ def test_child_that_dies_is_a_runtime_error_naming_the_signal(runner):
 def test_own_timeout_between_runs_keeps_the_child(runner):
     assert runner(job(TINY, "warm")).HasField("result")
     pid = runner.child_pid
-    endless = common_pb2.MeasurementSettings(warmup_runs=1, min_runs=10**9, min_seconds=500,
+    endless = common_pb2.MeasurementSettings(warmup_runs=1, min_runs=10_000, min_seconds=500,
                                              max_seconds=500)
     reply = runner(job(TINY, "slow", settings=endless, timeout=0.5))
     assert reply.failure.kind == common_pb2.TIMEOUT

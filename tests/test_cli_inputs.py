@@ -1,5 +1,6 @@
 """The CLI's inputs and exit codes: bad option values and files are usage errors (exit 2), a
-resumed batch retries the rows whose request failed (and only those), one spec protobuf cannot
+resumed batch retries the rows whose request or an item of it failed for a transient reason (and
+only those), one spec protobuf cannot
 encode fails alone, and a search that scored nothing exits 1 with its failures infeasible."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 
 from edgescore import cli
 from edgescore.client import AsyncClient, Client
-from edgescore.client.batch import BatchError, columns, read_specs
+from edgescore.client.batch import BatchError, columns, done_ids, read_specs
 from edgescore.client.launcher import LocalStack
 
 GOOD = "|nor_conv_3x3~0|+|skip_connect~0|none~1|+|avg_pool_3x3~0|none~1|avg_pool_3x3~2|"
@@ -159,6 +160,50 @@ def test_a_resumed_batch_retries_failed_requests_only(
     assert cli.main(["--server", stack.target, *batch]) == 0
     assert "resuming: 2 of 2" in capsys.readouterr().err
     assert {r["id"]: r for r in rows(out)} == second
+
+
+def test_rows_with_a_transient_item_failure_are_not_done(tmp_path: Path) -> None:
+    cols = columns(["synflow"], ["raspi4"])
+    errors = {"ok": "", "perm": "synflow: FAILED_PRECONDITION: degenerate cell",
+              "cap": "raspi4: RESOURCE_EXHAUSTED: over the memory cap",
+              "lost": "raspi4: UNAVAILABLE: agent lost",
+              "late": "synflow: FAILED_PRECONDITION: x; raspi4: DEADLINE_EXCEEDED: no answer",
+              "aborted": "raspi4: ABORTED: job taken over", "cancelled": "raspi4: CANCELLED: x",
+              "quoted": "synflow: FAILED_PRECONDITION: upstream said UNAVAILABLE: later"}
+    out = tmp_path / "out.csv"
+    with out.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, cols)
+        writer.writeheader()
+        for spec_id, error in errors.items():
+            writer.writerow({"id": spec_id, "space": "nb201", "arch": GOOD, "canonical": GOOD,
+                             "error": error})
+    assert done_ids(out) == {"ok", "perm", "cap", "quoted"}
+
+
+@pytest.mark.slow
+def test_a_resumed_batch_retries_transient_item_failures_and_keeps_permanent_ones(
+        stack: LocalStack, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    specs = write(tmp_path / "specs.csv", f"id,arch\ngood,{GOOD}\nnone,{DEGENERATE}\n")
+    out = tmp_path / "out.csv"
+    batch = ["--server", stack.target, "batch", str(specs), "--out", str(out), "--proxies",
+             "params,synflow", "--no-progress"]
+    assert cli.main(batch) == 1  # synflow fails on "none", for good
+    answered = {r["id"]: r for r in rows(out)}
+    # As if synflow of "good" had run out of time on a loaded server.
+    timed_out = {**answered["good"], "synflow": "",
+                 "error": "synflow: DEADLINE_EXCEEDED: the unit exceeded 300 s"}
+    with out.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, columns(["params", "synflow"], []))
+        writer.writeheader()
+        writer.writerows([answered["none"], timed_out])
+    capsys.readouterr()
+    assert cli.main(batch) == 0  # what this run scored ("good") succeeded
+    assert "resuming: 1 of 2" in capsys.readouterr().err
+    again = rows(out)
+    assert sorted(r["id"] for r in again) == ["good", "none"]  # replaced, not duplicated
+    by_id = {r["id"]: r for r in again}
+    assert by_id["none"] == answered["none"]
+    assert not by_id["good"]["error"] and float(by_id["good"]["synflow"]) > 0
 
 
 @pytest.mark.slow

@@ -31,6 +31,22 @@ MAX_SECONDS_CAP = 600.0
 # samples_ms (and its stored copy) under 80 KB. max_seconds still ends the timed runs first.
 MAX_WARMUP_RUNS = 1_000
 MAX_MIN_RUNS = 10_000
+# Intra-op threads: 256 is more cores than any edge board (or most servers) has; past a board's
+# cores threads only oversubscribe it, and 10**6 of them made onnxruntime allocate ~3 GB and crash.
+# The agent refuses more than its own cap (--max-threads, default 4 x its cores).
+MAX_THREADS = 256
+# Above any CPU's junction limit: a cooldown target higher than this is always met at once.
+MAX_COOLDOWN_CELSIUS = 150.0
+# Every numeric setting's upper bound; the error names the field and its cap.
+CAPS = {
+    "warmup_runs": MAX_WARMUP_RUNS,
+    "min_runs": MAX_MIN_RUNS,
+    "min_seconds": MAX_SECONDS_CAP,
+    "max_seconds": MAX_SECONDS_CAP,
+    "threads": MAX_THREADS,
+    "batch_size": MAX_BATCH,
+    "cooldown_below_celsius": MAX_COOLDOWN_CELSIUS,
+}
 
 
 @dataclass(frozen=True)
@@ -44,6 +60,10 @@ class Target:
 def settings_json(settings: common_pb2.MeasurementSettings) -> str:
     """The settings as stored measurements and shared jobs are keyed by."""
     return canonical_json(json_format.MessageToDict(settings, preserving_proto_field_name=True))
+
+
+def _text(number: float) -> str:
+    return f"{number:g}" if isinstance(number, float) else str(number)
 
 
 def resolve_measurement(
@@ -60,16 +80,12 @@ def resolve_measurement(
     for name in ("min_seconds", "max_seconds", "cooldown_below_celsius"):
         if not 0 <= getattr(s, name) < math.inf:  # NaN fails this too
             raise InvalidArgument(f"{field}.{name}", "must be a finite number >= 0")
-    for name, cap in (("warmup_runs", MAX_WARMUP_RUNS), ("min_runs", MAX_MIN_RUNS),
-                      ("max_seconds", MAX_SECONDS_CAP)):
+    for name, cap in CAPS.items():
         value = getattr(s, name)
         if value > cap:
-            raise InvalidArgument(f"{field}.{name}", f"{value:g} exceeds the cap {cap:g}"
-                                  if isinstance(value, float) else f"{value} exceeds the cap {cap}")
+            raise InvalidArgument(f"{field}.{name}", f"{_text(value)} exceeds the cap {_text(cap)}")
     if s.min_seconds > s.max_seconds:
         raise InvalidArgument(f"{field}.min_seconds", "must not exceed max_seconds")
-    if s.batch_size > MAX_BATCH:
-        raise InvalidArgument(f"{field}.batch_size", f"{s.batch_size} exceeds {MAX_BATCH}")
     if s.format == common_pb2.ARTIFACT_FORMAT_UNSPECIFIED:
         s.format = common_pb2.ONNX
     if s.precision == common_pb2.PRECISION_UNSPECIFIED:

@@ -1,7 +1,8 @@
-"""The API token: with `--api-token` set, the scoring and fleet services answer only calls that
-present it (metadata `x-edgescore-token`, as agents present the fleet token); anything else is
-UNAUTHENTICATED before a handler runs. Health and reflection stay open for probes, and the agent
-service keeps its own (fleet) token."""
+"""The API token: with `--api-token` set, the scoring and fleet services and reflection answer only
+calls that present it (metadata `x-edgescore-token`, as agents present the fleet token); anything
+else is UNAUTHENTICATED before a handler runs. Reflection lists every method and message of the
+API, so it is as private as the API itself (grpcurl passes the token with -H). Health stays open
+for load balancers' and orchestrators' probes, and the agent service keeps its own (fleet) token."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import grpc
 
 import edgescore
 
-PROTECTED = ("/edgescore.v1.ScoringService/", "/edgescore.v1.FleetService/")
+PROTECTED = ("/edgescore.v1.ScoringService/", "/edgescore.v1.FleetService/",
+             "/grpc.reflection.v1alpha.ServerReflection/", "/grpc.reflection.v1.ServerReflection/")
 
 
 def _deny(message: str) -> Callable[[Any, grpc.aio.ServicerContext], Any]:
