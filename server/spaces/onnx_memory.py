@@ -16,6 +16,7 @@ answered RESOURCE_EXHAUSTED too (`errors.reads_as_out_of_memory`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -25,6 +26,7 @@ from onnx import helper, shape_inference
 from edgescore.server.errors import ResourceExhausted, shown
 
 MB = 1024 * 1024
+_KEPT_INITIALIZER_ELEMENTS = 1024
 
 
 @dataclass(frozen=True)
@@ -34,15 +36,25 @@ class ActivationEstimate:
     largest_name: str
 
 
-def _at_batch_one(model: onnx.ModelProto) -> onnx.ModelProto:
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    initializers = {t.name for t in copy.graph.initializer}
-    for value in copy.graph.input:
+def _shapes_only(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The graph with its large initializers reduced to their type and dims (shape inference
+    reads only those; the values it propagates are small shape tensors) and a symbolic batch set
+    to 1: inference copies the model it is given, and an upload may be hundreds of MB."""
+    light = onnx.ModelProto(ir_version=model.ir_version, opset_import=model.opset_import)
+    graph = light.graph
+    for part in ("node", "input", "output", "value_info"):
+        getattr(graph, part).extend(getattr(model.graph, part))
+    for tensor in model.graph.initializer:
+        if math.prod(tensor.dims) <= _KEPT_INITIALIZER_ELEMENTS:
+            graph.initializer.append(tensor)
+        else:
+            graph.initializer.add(name=tensor.name, data_type=tensor.data_type, dims=tensor.dims)
+    initializers = {t.name for t in graph.initializer}
+    for value in graph.input:
         dims = value.type.tensor_type.shape.dim
         if value.name not in initializers and dims and not dims[0].HasField("dim_value"):
             dims[0].dim_value = 1
-    return copy
+    return light
 
 
 def _nbytes(value: onnx.ValueInfoProto) -> Optional[int]:
@@ -66,7 +78,7 @@ def _nbytes(value: onnx.ValueInfoProto) -> Optional[int]:
 def estimate(model: onnx.ModelProto) -> Optional[ActivationEstimate]:
     """The peak and the largest single tensor, in bytes; None when shape inference fails."""
     try:
-        graph = shape_inference.infer_shapes(_at_batch_one(model), data_prop=True).graph
+        graph = shape_inference.infer_shapes(_shapes_only(model), data_prop=True).graph
     except Exception:  # noqa: BLE001 - InferenceError, or a C++ error on an odd graph
         return None
     initializers = {t.name for t in graph.initializer}
