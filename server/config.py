@@ -62,6 +62,8 @@ class ServerConfig:
     max_input_resolution: int = 1024
     max_onnx_bytes: int = 200 * 1024 * 1024
     max_graph_nodes: int = 50_000
+    # ONNX uploads: tensors alive at once, estimated from the graph's shapes (spaces/onnx_memory).
+    max_activation_mb: int = 4096
 
 
 def build_parser() -> argparse.ArgumentParser:

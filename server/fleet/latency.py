@@ -15,7 +15,7 @@ from typing import Optional
 
 from edgescore.server.compute.plane import Caller
 from edgescore.server.compute.units import ArchRef
-from edgescore.server.errors import InvalidArgument, NotFound, ServerError, Unavailable
+from edgescore.server.errors import InvalidArgument, NotFound, ServerError, Unavailable, shown
 from edgescore.server.fleet.exports import Exports
 from edgescore.server.fleet.fleet import Fleet
 from edgescore.server.fleet.jobs import JobBoard
@@ -70,7 +70,7 @@ class LatencyService:
             return
         if allow_predicted and self.predictions.has_measurements(device_class, space):
             return  # measured before (e.g. before a restart): the predictor can answer
-        raise NotFound(f"{field}: unknown device class '{device_class}' (no agent has "
+        raise NotFound(f"{field}: unknown device class {shown(device_class)} (no agent has "
                        "registered it)")
 
     async def measure(self, arch: ParsedArch, ref: ArchRef, target: Target, timeout: float,

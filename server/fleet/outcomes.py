@@ -11,14 +11,15 @@ from typing import Optional, Union
 
 import grpc
 
-from edgescore.server.errors import ServerError
+from edgescore.server.errors import ServerError, bounded, reads_as_out_of_memory
 from edgescore.server.fleet.exports import Artifact
 from edgescore.server.fleet.jobs import Ticket
 from edgescore.server.fleet.measurement import Target
 from edgescore.server.fleet.sessions import JobOutcome
 from edgescore.v1 import agent_pb2, common_pb2
 
-# Failure kind → the per-item status code the client sees.
+# Failure kind → the per-item status code the client sees (the table in common.proto's error
+# model). RUNTIME_ERROR is the board's runtime refusing or failing the artifact: see `_code`.
 _FAILURE_CODES = {
     common_pb2.TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
     common_pb2.AGENT_LOST: grpc.StatusCode.UNAVAILABLE,
@@ -28,7 +29,18 @@ _FAILURE_CODES = {
     common_pb2.PARITY_FAILED: grpc.StatusCode.FAILED_PRECONDITION,
     common_pb2.EXPORT_FAILED: grpc.StatusCode.FAILED_PRECONDITION,
     common_pb2.ARTIFACT_CORRUPT: grpc.StatusCode.DATA_LOSS,
+    common_pb2.RUNTIME_ERROR: grpc.StatusCode.FAILED_PRECONDITION,
 }
+
+
+def _code(failure_kind: int, detail: str) -> grpc.StatusCode:
+    """The status of a job's failure. A runtime that ran out of memory (onnxruntime's arena, a
+    measurement process the kernel killed) is RESOURCE_EXHAUSTED; one that refused the model (a
+    graph it cannot load, a dim of 0, a shape it cannot infer) is FAILED_PRECONDITION: the
+    artifact is valid ONNX that this board's runtime cannot run. An unknown kind stays INTERNAL."""
+    if failure_kind == common_pb2.RUNTIME_ERROR and reads_as_out_of_memory(detail):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
+    return _FAILURE_CODES.get(failure_kind, grpc.StatusCode.INTERNAL)
 
 
 @dataclass(frozen=True)
@@ -93,8 +105,8 @@ def finished(pending: Pending, job: JobOutcome, device_class: str) -> Measured |
     detail = job.detail
     if job.failure_kind == common_pb2.TIMEOUT and not detail:
         detail = f"no measurement from device class '{device_class}' within the latency timeout"
-    return Failed(_FAILURE_CODES.get(job.failure_kind, grpc.StatusCode.INTERNAL), detail,
-                  job.failure_kind, pending.artifact, job_id, job.agent_id)
+    return Failed(_code(job.failure_kind, detail), bounded(detail), job.failure_kind,
+                  pending.artifact, job_id, job.agent_id)
 
 
 def to_result(target: Target, outcome: Final) -> common_pb2.LatencyResult:

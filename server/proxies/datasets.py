@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from edgescore.server.errors import InvalidArgument, NotFound, ResourceExhausted
+from edgescore.server.errors import InvalidArgument, NotFound, ResourceExhausted, shown
 
 DEFAULT_MAX_DATASET_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_STORE_BYTES = 512 * 1024 * 1024
@@ -171,7 +171,7 @@ class DatasetStore:
             if entry is not None:
                 self._items.move_to_end(dataset_id)
                 return entry
-        raise NotFound(f"{field}: unknown dataset id {dataset_id[:80]!r} (never registered, or "
+        raise NotFound(f"{field}: unknown dataset id {shown(dataset_id)} (never registered, or "
                        "dropped from the server's memory since: register it again)")
 
     def clear(self) -> None:

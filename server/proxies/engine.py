@@ -15,15 +15,11 @@ import torch
 
 from edgescore.server.errors import NumericalFailure, ResourceExhausted, ServerError
 from edgescore.server.proxies.base import Proxy, ProxyInput, ResolvedSettings, SettingsOverride
+from edgescore.server.proxies.failures import unexpected_failure
 from edgescore.server.proxies.networks import RequestNetworks, parse_device
 from edgescore.server.proxies.registry import get_proxy
 from edgescore.server.proxies.settings import resolve_settings
-from edgescore.server.proxies.shared_passes import (
-    SharedPasses,
-    SharedPassFailed,
-    planned_pass_uses,
-    short_reason,
-)
+from edgescore.server.proxies.shared_passes import SharedPasses, SharedPassFailed, planned_pass_uses
 from edgescore.server.spaces.base import ParsedArch, SearchSpace
 
 log = logging.getLogger(__name__)
@@ -79,12 +75,13 @@ def _run_one(proxy: Proxy, settings: ResolvedSettings, networks: RequestNetworks
     except ServerError as exc:
         error = exc
     except SharedPassFailed as exc:
-        error = exc.for_proxy(proxy.name, networks.device)
+        error = exc.for_proxy(proxy.name, networks.device, networks.space.networks_uploaded)
     except torch.OutOfMemoryError:
         error = ResourceExhausted(f"{proxy.name}: out of memory on {networks.device}")
     except Exception as exc:  # a proxy bug or an odd network must not take down the request
         log.warning("proxy %s failed on %s", proxy.name, networks.arch.canonical, exc_info=True)
-        error = ServerError(f"{proxy.name}: failed ({short_reason(exc)})")
+        error = unexpected_failure(exc, f"{proxy.name}: failed", networks.device,
+                                   networks.space.networks_uploaded)
     return ProxyOutcome(name=proxy.name, value=value if error is None else None, unit=proxy.unit,
                         transform=proxy.transform, settings=settings,
                         seconds=time.perf_counter() - start, error=error,

@@ -11,7 +11,7 @@ import importlib
 import pkgutil
 from typing import Union
 
-from edgescore.server.errors import NotFound
+from edgescore.server.errors import NotFound, shown
 from edgescore.server.proxies.base import Composite, Proxy
 
 # Infrastructure modules of the package: never proxies, and importing `engine` from here would
@@ -45,7 +45,7 @@ def get(name: str) -> Served:
     """Any served proxy, computed or composite."""
     served = _discover()
     if name not in served:
-        raise NotFound(f"unknown proxy '{name}'; known: {', '.join(served)}")
+        raise NotFound(f"unknown proxy {shown(name)}; known: {', '.join(served)}")
     return served[name]
 
 
@@ -53,7 +53,7 @@ def get_proxy(name: str) -> Proxy:
     """A proxy computed on a network (what the engine runs)."""
     proxies = {p.name: p for p in all_proxies()}
     if name not in proxies:
-        raise NotFound(f"unknown proxy '{name}'; known: {', '.join(proxies)}")
+        raise NotFound(f"unknown proxy {shown(name)}; known: {', '.join(proxies)}")
     return proxies[name]
 
 
@@ -61,7 +61,7 @@ def get_composite(name: str) -> Composite:
     """A composite proxy."""
     composites = {c.name: c for c in all_composites()}
     if name not in composites:
-        raise NotFound(f"unknown composite proxy '{name}'; known: {', '.join(composites)}")
+        raise NotFound(f"unknown composite proxy {shown(name)}; known: {', '.join(composites)}")
     return composites[name]
 
 

@@ -15,6 +15,7 @@ import torch
 
 from edgescore.server.errors import ResourceExhausted, ServerError
 from edgescore.server.proxies.base import Proxy, ProxyInput, ResolvedSettings, SharedPass
+from edgescore.server.proxies.failures import unexpected_failure
 from edgescore.server.proxies.networks import RequestNetworks
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class SharedPassFailed(Exception):
         super().__init__(shared.name)
         self.shared, self.error = shared, error
 
-    def for_proxy(self, proxy: str, device: torch.device) -> ServerError:
+    def for_proxy(self, proxy: str, device: torch.device, uploaded: bool = False) -> ServerError:
         where = f"{proxy}: shared pass '{self.shared.name}'"
         if isinstance(self.error, ServerError):
             out = copy.copy(self.error)  # keeps the class (status code) and fields
@@ -54,7 +55,7 @@ class SharedPassFailed(Exception):
         if isinstance(self.error, torch.OutOfMemoryError):
             return ResourceExhausted(f"{where}: out of memory on {device}, even one sample at a "
                                      "time")
-        return ServerError(f"{where} failed ({short_reason(self.error)})")
+        return unexpected_failure(self.error, f"{where} failed", device, uploaded)
 
 
 class SharedPasses:
@@ -110,8 +111,3 @@ def planned_pass_uses(plan: Sequence[tuple[Proxy, ResolvedSettings]], networks: 
                 uses[_pass_key(proxy.shared_pass, run, proxy.normalisation, variant)] += 1
     return uses
 
-
-def short_reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else ""
-    return f"{type(exc).__name__}: {first[:160]}" if first else type(exc).__name__

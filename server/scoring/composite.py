@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Optional
 
-from edgescore.server.errors import FailedPrecondition, InvalidArgument, ServerError
+from edgescore.server.errors import FailedPrecondition, InvalidArgument, ServerError, shown
 from edgescore.server.proxies import registry
 from edgescore.server.proxies.base import Composite, ResolvedSettings, SettingsOverride
 from edgescore.server.proxies.settings import resolve_settings
@@ -57,12 +57,12 @@ def resolve(composite: Composite, override: SettingsOverride, field: str) -> Com
         composite.default_members)
     if not 2 <= len(names) <= composite.max_members or len(set(names)) != len(names):
         raise InvalidArgument(f"{field}.extra[{key}]", f"needs 2 to {composite.max_members} "
-                                                       f"distinct proxy names, got {listed!r}")
+                                                       f"distinct proxy names, got {shown(listed)}")
     proxies = []
     for name in names:
         if any(c.name == name for c in registry.all_composites()):
             raise InvalidArgument(f"{field}.extra[{key}]",
-                                  f"'{name}' is a composite proxy; members are computed ones")
+                                  f"{shown(name)} is a composite proxy; members are computed ones")
         try:
             proxies.append(registry.get_proxy(name))
         except Exception as exc:  # NotFound: inside a setting it is the request's argument

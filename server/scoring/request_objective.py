@@ -19,7 +19,7 @@ from typing import Optional
 
 import grpc
 
-from edgescore.server.errors import InvalidArgument, ServerError, Unimplemented
+from edgescore.server.errors import InvalidArgument, ServerError, Unimplemented, shown
 from edgescore.server.scoring import objectives
 from edgescore.server.scoring.percentiles import Populations
 from edgescore.server.scoring.studies import MAX_STUDY_NAME, Studies
@@ -43,12 +43,13 @@ def validate(request: scoring_pb2.ScoreRequest) -> None:
 
     def need_proxy(name: str) -> None:
         if name not in proxies:
-            raise InvalidArgument(f"{field}.proxy", f"'{name}' is not among the requested proxies")
+            raise InvalidArgument(f"{field}.proxy",
+                                  f"{shown(name)} is not among the requested proxies")
 
     def need_device(name: str, where: str) -> None:
         if name not in devices:
             raise InvalidArgument(f"{field}.{where}",
-                                  f"device class '{name}' is not among the requested devices")
+                                  f"device class {shown(name)} is not among the requested devices")
 
     if kind == "constraint":
         need_proxy(o.proxy)
@@ -81,7 +82,7 @@ def validate(request: scoring_pb2.ScoreRequest) -> None:
         for name in o.proxy_weights:
             if name not in proxies:
                 raise InvalidArgument(f"{field}.proxy_weights",
-                                      f"'{name}' is not among the requested proxies")
+                                      f"{shown(name)} is not among the requested proxies")
         for name in o.latency_weights:
             need_device(name, "latency_weights")
 

@@ -19,7 +19,7 @@ import grpc
 import edgescore
 from edgescore.server.compute.plane import Caller, ComputePlane
 from edgescore.server.compute.units import ArchRef
-from edgescore.server.errors import InvalidArgument
+from edgescore.server.errors import InvalidArgument, shown
 from edgescore.server.fleet.latency import LatencyService
 from edgescore.server.fleet.measurement import Target
 from edgescore.server.metrics import Metrics
@@ -152,7 +152,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
             if not p.name:
                 raise InvalidArgument(f"proxies[{i}].name", "is empty")
             if p.name in seen:
-                raise InvalidArgument(f"proxies[{i}].name", f"'{p.name}' is requested twice")
+                raise InvalidArgument(f"proxies[{i}].name", f"{shown(p.name)} is requested twice")
             seen.add(p.name)
             override = override_from_pb(p.settings, request.proxy_defaults)
             # Validate now: a bad setting must fail the request before latency jobs are queued.

@@ -41,6 +41,9 @@ class SearchSpace(ABC):
     # The torch-free grammar that parses, samples and mutates the space's specs; None for a space
     # that parses on its own and cannot be sampled (ONNX uploads).
     grammar: Optional[Grammar] = None
+    # True where the client supplies the network itself (ONNX): a proxy that fails on it with
+    # no reason of its own failed on the client's graph (FAILED_PRECONDITION), not on our code.
+    networks_uploaded: bool = False
 
     @abstractmethod
     def parse(self, spec: Any, num_classes: int = 0, input_resolution: int = 0) -> ParsedArch:

@@ -26,6 +26,7 @@ class Limits:
     max_input_resolution: int = 1024
     max_onnx_bytes: int = 200 * 1024 * 1024
     max_graph_nodes: int = 50_000
+    max_activation_mb: int = 4096
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from torch import nn
 
 from edgescore.server.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 from edgescore.server.spaces.base import ParsedArch, SearchSpace
+from edgescore.server.spaces.onnx_memory import check_activations
 
 FIELD = "arch.onnx"
 STANDARD_DOMAINS = ("", "ai.onnx")
@@ -218,6 +219,7 @@ class OnnxSpace(SearchSpace):
     default_num_classes = 0     # read from the model
     default_input_resolution = 0
     network_variants = ("default",)
+    networks_uploaded = True
 
     def parse(self, spec: Any, num_classes: int = 0, input_resolution: int = 0) -> ParsedArch:
         if not isinstance(spec, dict) or not isinstance(spec.get("model"), (bytes, bytearray)):
@@ -245,7 +247,8 @@ class OnnxSpace(SearchSpace):
                           payload=OnnxPayload(data, model, name))
 
     def check_size(self, arch: ParsedArch, limits: Any) -> bool:
-        """Bytes, graph nodes and parameters of the upload, counted from the graph itself."""
+        """Bytes, graph nodes and parameters of the upload, counted from the graph itself, then
+        its activation memory, estimated from the graph's shapes."""
         model = arch.payload.model
         nodes = sum(len(g.node) for g in _graphs(model.graph))
         for what, figure, cap in (("ONNX bytes", len(arch.payload.data), limits.max_onnx_bytes),
@@ -255,6 +258,7 @@ class OnnxSpace(SearchSpace):
             if figure > cap:
                 raise ResourceExhausted(f"arch: {what} {figure:,} exceeds the server's cap "
                                         f"of {cap:,}")
+        check_activations(model, limits.max_activation_mb)
         return True
 
     def static_proxy(self, arch: ParsedArch, proxy: str) -> Optional[float]:

@@ -7,7 +7,7 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from edgescore.server.errors import InvalidArgument, Unimplemented
+from edgescore.server.errors import InvalidArgument, Unimplemented, shown
 from edgescore.server.spaces import macro, nats_sss, nb101, nb201, onnx_model, vit
 from edgescore.server.spaces.base import ParsedArch, SearchSpace
 from edgescore.v1 import common_pb2
@@ -30,7 +30,7 @@ def get_space(name: str) -> SearchSpace:
         return SPACES[name]
     if name in RESERVED:
         raise Unimplemented(f"arch.{name}: the {name} space is not served by this build yet")
-    raise InvalidArgument("arch", f"unknown search space '{name}'")
+    raise InvalidArgument("arch", f"unknown search space {shown(name)}")
 
 
 def default_shape(name: str) -> tuple[int, int]:
