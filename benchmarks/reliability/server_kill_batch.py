@@ -25,7 +25,7 @@ from benchmarks.reliability.runner import (
 from edgescore.client.launcher import LocalStack
 
 OWN_STACK = True
-SIZES = {"short": (8, 1), "full": (300, 3)}  # specs, server kills
+SIZES = {"short": (8, 1), "full": (200, 3)}  # specs, server kills
 RERUNS = 3  # batch runs after the first, until one exits 0
 
 

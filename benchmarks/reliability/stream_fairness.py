@@ -24,7 +24,7 @@ from edgescore.client.launcher import LocalStack
 
 OWN_STACK = False
 
-SIZES = {"short": (40, 3), "full": (2000, 20)}  # streamed items, probes (idle and under flood)
+SIZES = {"short": (40, 3), "full": (500, 20)}  # streamed items, probes (idle and under flood)
 PROXIES = ["params", "flops"]
 
 
