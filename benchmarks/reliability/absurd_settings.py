@@ -6,21 +6,9 @@ accepted is a finding (issue #14 point 2)."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from benchmarks.reliability.runner import (
-    AUTH,
-    REPLAY_BOARD,
-    Result,
-    Stubs,
-    Tally,
-    channel,
-    finish,
-    replay_archs,
-    timed,
-    tree_rss_mb,
-)
+from benchmarks.reliability import runner
 from edgescore.client.launcher import LocalStack
 from edgescore.v1 import common_pb2, scoring_pb2
 
@@ -57,7 +45,7 @@ CASES: dict[str, tuple[str, dict[str, Any], bool]] = {
 
 def request(arch: str, where: str, values: dict[str, Any]) -> scoring_pb2.ScoreRequest:
     proxy = common_pb2.ProxyRequest(name="synflow" if where == "proxy" else "params")
-    device = common_pb2.DeviceTarget(device_class=REPLAY_BOARD)
+    device = common_pb2.DeviceTarget(device_class=runner.REPLAY_BOARD)
     spec = common_pb2.ArchSpec(nb201=arch)
     target = {"measure": device.settings, "proxy": proxy.settings, "arch": spec}.get(where)
     for field, value in values.items():
@@ -78,25 +66,23 @@ def request(arch: str, where: str, values: dict[str, Any]) -> scoring_pb2.ScoreR
     return message
 
 
-def run(size: str, s: LocalStack) -> Result:
-    result, tally = Result("absurd_settings", f"{len(CASES)} settings"), Tally()
-    started = time.monotonic()
-    result.rss_before_mb = tree_rss_mb(s.server.pid)  # type: ignore[union-attr]
+def run(size: str, s: LocalStack) -> runner.Result:
+    result, tally, started = runner.begin("absurd_settings", f"{len(CASES)} settings", s)
     accepted = []
-    (arch,) = replay_archs(1, seed=5)
-    with channel(s) as chan:
-        stub = Stubs.of(chan).scoring
+    (arch,) = runner.replay_archs(1, seed=5)
+    with runner.channel(s) as chan:
+        stub = runner.Stubs.of(chan).scoring
         for name, (where, values, must_refuse) in CASES.items():
             message = request(arch, where, values)
-            reply = timed(tally, f"Score {name}",
-                          lambda r=message: stub.Score(r, timeout=120, metadata=AUTH))
+            reply = runner.timed(tally, f"Score {name}", lambda r=message: stub.Score(
+                r, timeout=120, metadata=runner.AUTH))
             if reply is None:
                 continue
             tally.result_items(reply)
             items = {"measure": reply.latencies, "proxy": reply.proxies}.get(where, [])
             if must_refuse and not (items and all(i.status.code in REFUSALS for i in items)):
                 accepted.append(name)
-    finish(result, s, tally, started)
+    runner.finish(result, s, tally, started)
     if accepted:
         result.findings.append(f"accepted (must be refused): {', '.join(accepted)}")
     return result

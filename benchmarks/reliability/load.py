@@ -4,21 +4,8 @@
 from __future__ import annotations
 
 import threading
-import time
 
-from benchmarks.reliability.runner import (
-    AUTH,
-    REPLAY_BOARD,
-    Result,
-    Stubs,
-    Tally,
-    channel,
-    finish,
-    replay_archs,
-    score_request,
-    timed,
-    tree_rss_mb,
-)
+from benchmarks.reliability import runner
 from edgescore.client.launcher import LocalStack
 
 OWN_STACK = False
@@ -27,21 +14,19 @@ OWN_STACK = False
 SIZES = {"short": (5, 10, 4), "full": (50, 100, 40)}
 
 
-def run(size: str, s: LocalStack) -> Result:
+def run(size: str, s: LocalStack) -> runner.Result:
     clients, calls, distinct = SIZES[size]
-    result, tally = Result("load", f"{clients} clients x {calls} Score"), Tally()
-    archs = replay_archs(distinct, seed=1)
-    started = time.monotonic()
-    result.rss_before_mb = tree_rss_mb(s.server.pid)  # type: ignore[union-attr]
+    result, tally, started = runner.begin("load", f"{clients} clients x {calls} Score", s)
+    archs = runner.replay_archs(distinct, seed=1)
 
     def client(index: int) -> None:
-        with channel(s) as chan:
-            stub = Stubs.of(chan).scoring
+        with runner.channel(s) as chan:
+            stub = runner.Stubs.of(chan).scoring
             for n in range(calls):
-                request = score_request(archs[(index * calls + n) % len(archs)],
-                                        ["params", "flops"], [REPLAY_BOARD])
-                reply = timed(tally, "Score",
-                              lambda r=request: stub.Score(r, timeout=120, metadata=AUTH))
+                request = runner.score_request(archs[(index * calls + n) % len(archs)],
+                                               ["params", "flops"], [runner.REPLAY_BOARD])
+                reply = runner.timed(tally, "Score", lambda r=request: stub.Score(
+                    r, timeout=120, metadata=runner.AUTH))
                 if reply is not None:
                     tally.result_items(reply)
 
@@ -50,7 +35,7 @@ def run(size: str, s: LocalStack) -> Result:
         t.start()
     for t in threads:
         t.join()
-    finish(result, s, tally, started)
+    runner.finish(result, s, tally, started)
     result.lost = clients * calls - sum(tally.codes.values())
     result.notes.append(f"{tally.codes['OK']} answered OK, {distinct} distinct archs")
     return result

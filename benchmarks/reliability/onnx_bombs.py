@@ -6,22 +6,12 @@ is server memory that grows past the bound below and stays (issue #14 points 3 a
 from __future__ import annotations
 
 import random
-import time
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from benchmarks.reliability.runner import (
-    AUTH,
-    Result,
-    Stubs,
-    Tally,
-    channel,
-    finish,
-    timed,
-    tree_rss_mb,
-)
+from benchmarks.reliability import runner
 from edgescore.client.launcher import LocalStack
 from edgescore.v1 import common_pb2, scoring_pb2
 
@@ -107,20 +97,20 @@ def cases(flips: int) -> dict[str, bytes]:
     return out
 
 
-def run(size: str, s: LocalStack) -> Result:
+def run(size: str, s: LocalStack) -> runner.Result:
     flips = SIZES[size]
-    result, tally = Result("onnx_bombs", f"{flips} bit-flipped + crafted ONNX uploads"), Tally()
-    started = time.monotonic()
-    result.rss_before_mb = tree_rss_mb(s.server.pid)  # type: ignore[union-attr]
+    result, tally, started = runner.begin(
+        "onnx_bombs", f"{flips} bit-flipped + crafted ONNX uploads", s)
     internal: list[str] = []
-    with channel(s) as chan:
-        stub = Stubs.of(chan).scoring
+    with runner.channel(s) as chan:
+        stub = runner.Stubs.of(chan).scoring
         for name, data in cases(flips).items():
             request = scoring_pb2.ScoreRequest(
                 arch=common_pb2.ArchSpec(onnx=common_pb2.OnnxModel(model=data)),
                 proxies=[common_pb2.ProxyRequest(name=p) for p in PROXIES])
-            reply = timed(tally, f"Score ONNX {name.split(' #')[0]}",
-                          lambda r=request: stub.Score(r, timeout=120, metadata=AUTH))
+            reply = runner.timed(tally, f"Score ONNX {name.split(' #')[0]}",
+                                 lambda r=request: stub.Score(r, timeout=120,
+                                                              metadata=runner.AUTH))
             if reply is None:
                 continue
             tally.result_items(reply)
@@ -128,7 +118,7 @@ def run(size: str, s: LocalStack) -> Result:
                          if p.status.code == 13]
             if name == "valid" and any(p.status.code for p in reply.proxies):
                 result.findings.append(f"the valid control model failed: {reply.proxies}")
-    finish(result, s, tally, started)
+    runner.finish(result, s, tally, started)
     if internal:
         kinds = sorted({i.split(":")[0].split(" #")[0] for i in internal})
         result.findings.append(f"per-item INTERNAL on ONNX uploads ({', '.join(kinds)}); "

@@ -17,12 +17,16 @@ def _codes(codes: dict[str, int]) -> str:
     return ", ".join(f"{c} {n}" for c, n in codes.items()) or "none"
 
 
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
 def markdown(results: list[Result], command: str, date: str) -> str:
     lines = [f"`{command}` ({date})", "", "| " + " | ".join(COLUMNS) + " |",
              "|" + "---|" * len(COLUMNS)]
     for r in results:
         cells = [r.scenario, r.size, str(r.requests), _codes(r.errors), _codes(r.item_errors),
-                 f"{r.p50_ms:g}", f"{r.p99_ms:g}", f"{r.rss_before_mb:.0f} → {r.rss_after_mb:.0f}",
+                 _ms(r.p50_ms), _ms(r.p99_ms), f"{r.rss_before_mb:.0f} → {r.rss_after_mb:.0f}",
                  str(r.lost), str(r.duplicated), str(len(r.crashes)), f"{r.seconds:g}"]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Notes:", ""]

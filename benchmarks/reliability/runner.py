@@ -45,8 +45,8 @@ class Result:
     requests: int = 0
     errors: dict[str, int] = field(default_factory=dict)       # call-level status -> count
     item_errors: dict[str, int] = field(default_factory=dict)  # per proxy / latency item
-    p50_ms: float = 0.0
-    p99_ms: float = 0.0
+    p50_ms: float | None = None  # of the unary calls; a stream's duration is no latency
+    p99_ms: float | None = None
     rss_before_mb: float = 0.0
     rss_after_mb: float = 0.0
     lost: int = 0
@@ -68,10 +68,11 @@ class Tally:
         self.failures: Counter[tuple[str, str]] = Counter()  # (label, code) of INTERNAL / UNKNOWN
         self.failure_details: dict[tuple[str, str], str] = {}
 
-    def call(self, label: str, code: str, seconds: float, details: str = "") -> None:
+    def call(self, label: str, code: str, seconds: float | None, details: str = "") -> None:
         with self._lock:
             self.codes[code] += 1
-            self.latencies.append(seconds)
+            if seconds is not None:
+                self.latencies.append(seconds)
             if code in CALL_FAILURES:
                 self.failures[label, code] += 1
                 self.failure_details.setdefault((label, code), details[:200])
@@ -96,6 +97,32 @@ class Tally:
         for (label, code), n in sorted(self.failures.items()):
             result.findings.append(f"{label}: {n} call(s) answered {code}: "
                                    f"{self.failure_details[label, code]!r}")
+
+
+def read_stream(tally: Tally, responses: Any, ids: list[str], result: Result) -> None:
+    """Read a ScoreStream to its end: its status, each item's codes, and the request ids in
+    `ids` answered never (lost) or more than once (duplicated) into `result`."""
+    seen: Counter[str] = Counter()
+    try:
+        for item in responses:
+            seen[item.request_id] += 1
+            if item.HasField("error"):
+                tally.item(code_name(item.error.code))
+            else:
+                tally.result_items(item.result)
+        tally.call("ScoreStream", "OK", None)
+    except grpc.RpcError as exc:
+        tally.call("ScoreStream", exc.code().name, None, exc.details() or "")
+    result.lost = sum(1 for i in ids if i not in seen)
+    result.duplicated = sum(n - 1 for n in seen.values() if n > 1)
+
+
+def begin(scenario: str, size: str, s: LocalStack) -> tuple[Result, Tally, float]:
+    """A scenario's result and tally, its start time, and the server's RSS before it."""
+    result = Result(scenario, size)
+    if s.server is not None:
+        result.rss_before_mb = tree_rss_mb(s.server.pid)
+    return result, Tally(), time.monotonic()
 
 
 def code_name(number: int) -> str:

@@ -11,47 +11,37 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from benchmarks.reliability.runner import (
-    REPLAY_BOARD,
-    Result,
-    Tally,
-    crashes,
-    descendants,
-    judge,
-    replay_archs,
-    stack,
-    tree_rss_mb,
-)
+from benchmarks.reliability import runner
 from edgescore.client.launcher import LocalStack
 
 OWN_STACK = True
-SIZES = {"short": (8, 1), "full": (200, 3)}  # specs, server kills
+SIZES = {"short": (8, 1), "full": (150, 3)}  # specs, server kills
 RERUNS = 3  # batch runs after the first, until one exits 0
 
 
-def run(size: str, shared: LocalStack | None = None) -> Result:
+def run(size: str, shared: LocalStack | None = None) -> runner.Result:
     specs, kills = SIZES[size]
-    result, tally = Result("server_kill_batch", f"{specs} specs, {kills} server kill(s)"), Tally()
-    with stack(replay_agents=1) as s:
-        started = time.monotonic()
-        result.rss_before_mb = tree_rss_mb(s.server.pid)  # type: ignore[union-attr]
+    with runner.stack(replay_agents=1) as s:
+        result, tally, started = runner.begin(
+            "server_kill_batch", f"{specs} specs, {kills} server kill(s)", s)
         specs_csv, out = s.log_dir / "specs.csv", s.log_dir / "out.csv"
         with specs_csv.open("w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["id", "arch"])
-            writer.writerows([f"r{i}", arch] for i, arch in enumerate(replay_archs(specs, 4)))
+            archs = runner.replay_archs(specs, seed=4)
+            writer.writerows([f"r{i}", arch] for i, arch in enumerate(archs))
         batch = [sys.executable, "-m", "edgescore.cli", "--server", s.target, "batch",
                  str(specs_csv), "--out", str(out), "--proxies", "params,flops",
-                 "--device", REPLAY_BOARD, "--no-progress", "--max-in-flight", "4"]
+                 "--device", runner.REPLAY_BOARD, "--no-progress", "--max-in-flight", "4"]
         first = subprocess.Popen(batch, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         killed_trees: list[int] = []
         runs = [_with_kills(s, first, out, specs, kills, tally, killed_trees)]
         while runs[-1] != 0 and len(runs) <= RERUNS:
             runs.append(subprocess.run(batch, capture_output=True, timeout=600).returncode)
-        result.crashes = crashes(s)
+        result.crashes = runner.crashes(s)
         tally.codes["orphans"] = len(_outliving(killed_trees))
         if s.server is not None and s.server.poll() is None:
-            result.rss_after_mb = tree_rss_mb(s.server.pid)
+            result.rss_after_mb = runner.tree_rss_mb(s.server.pid)
         rows = _rows(out)
     ids = Counter(r["id"] for r in rows)
     result.requests = specs
@@ -67,11 +57,11 @@ def run(size: str, shared: LocalStack | None = None) -> Result:
                                "outlived it")
     result.notes.append(f"batch exit codes {runs}; server killed -9 {tally.codes['kill']} time(s)")
     result.seconds = round(time.monotonic() - started, 1)
-    return judge(result)
+    return runner.judge(result)
 
 
 def _with_kills(s: LocalStack, batch: subprocess.Popen, out: Path, specs: int, kills: int,
-                tally: Tally, killed_trees: list[int]) -> int:
+                tally: runner.Tally, killed_trees: list[int]) -> int:
     """Kill the server -9 each time another share of the rows is written, restart it on the same
     port, and return the batch's exit code; `killed_trees` gets the killed servers' processes."""
     for k in range(1, kills + 1):
@@ -81,7 +71,7 @@ def _with_kills(s: LocalStack, batch: subprocess.Popen, out: Path, specs: int, k
         if batch.poll() is not None:
             break
         assert s.server is not None
-        workers = descendants(s.server.pid)
+        workers = runner.descendants(s.server.pid)
         s.server.send_signal(signal.SIGKILL)
         s.server.wait()
         tally.codes["kill"] += 1

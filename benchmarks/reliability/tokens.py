@@ -5,41 +5,28 @@ outcome is a finding: a call let through without its token, or refused with its 
 
 from __future__ import annotations
 
-import time
 from typing import Any, Callable
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from benchmarks.reliability.runner import (
-    API_TOKEN,
-    FLEET_TOKEN,
-    Result,
-    Stubs,
-    Tally,
-    channel,
-    finish,
-    replay_archs,
-    score_request,
-    timed,
-    token_metadata,
-    tree_rss_mb,
-)
+from benchmarks.reliability import runner
 from edgescore.client.launcher import LocalStack
 from edgescore.v1 import agent_pb2, agent_pb2_grpc, fleet_pb2, scoring_pb2
 
 OWN_STACK = False
-TOKENS = {"none": "", "wrong": "not-the-token", "api": API_TOKEN, "fleet": FLEET_TOKEN}
+TOKENS = {"none": "", "wrong": "not-the-token", "api": runner.API_TOKEN,
+          "fleet": runner.FLEET_TOKEN}
 OPEN = "open"  # answers every caller
 
 
 def rpcs(chan: grpc.Channel, arch: str) -> dict[str, tuple[str, Callable[[Any], Any]]]:
     """RPC name: (the token it demands, a call presenting the given metadata)."""
-    stubs, agents = Stubs.of(chan), agent_pb2_grpc.AgentServiceStub(chan)
+    stubs, agents = runner.Stubs.of(chan), agent_pb2_grpc.AgentServiceStub(chan)
     health = health_pb2_grpc.HealthStub(chan)
     reflection = reflection_pb2_grpc.ServerReflectionStub(chan)
-    score = score_request(arch, ["params"])
+    score = runner.score_request(arch, ["params"])
     register = agent_pb2.AgentMessage(register=agent_pb2.Register(
         capabilities=agent_pb2.Capabilities(device_class="token-matrix")))
     t = 60  # the first Score of a fresh server waits for its compute workers
@@ -75,23 +62,22 @@ def _invalid_is_through(method: Callable, md: Any) -> Any:
         raise
 
 
-def run(size: str, s: LocalStack) -> Result:
-    result, tally = Result("tokens", "9 RPCs x 4 tokens"), Tally()
-    started = time.monotonic()
-    result.rss_before_mb = tree_rss_mb(s.server.pid)  # type: ignore[union-attr]
+def run(size: str, s: LocalStack) -> runner.Result:
+    result, tally, started = runner.begin("tokens", "9 RPCs x 4 tokens", s)
     wrong: list[str] = []
-    (arch,) = replay_archs(1, seed=6)
-    with channel(s) as chan:
+    (arch,) = runner.replay_archs(1, seed=6)
+    with runner.channel(s) as chan:
         for name, (demands, call) in rpcs(chan, arch).items():
             for token_name, token in TOKENS.items():
                 before = tally.codes["UNAUTHENTICATED"]
-                metadata = token_metadata(token)
-                timed(tally, f"{name} ({token_name} token)", lambda c=call, md=metadata: c(md))
+                metadata = runner.token_metadata(token)
+                runner.timed(tally, f"{name} ({token_name} token)",
+                             lambda c=call, md=metadata: c(md))
                 refused = tally.codes["UNAUTHENTICATED"] > before
                 if refused != (demands not in (OPEN, token_name)):
                     wrong.append(f"{name} with {token_name} token: "
                                  f"{'refused' if refused else 'let through'}")
-    finish(result, s, tally, started)
+    runner.finish(result, s, tally, started)
     if wrong:
         result.findings.append("token matrix: " + "; ".join(wrong))
     result.notes.append("health and reflection answer without a token (by design)")
