@@ -11,7 +11,7 @@ import statistics
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -171,7 +171,7 @@ def replay_archs(n: int, seed: int = 0) -> list[str]:
     return [cells[i % len(cells)] for i in range(n)]
 
 
-def score_request(arch: str, proxies: list[str], devices: list[str] = (),  # type: ignore[assignment]
+def score_request(arch: str, proxies: Sequence[str], devices: Sequence[str] = (),
                   request_id: str = "", settings: common_pb2.MeasurementSettings | None = None,
                   ) -> scoring_pb2.ScoreRequest:
     return scoring_pb2.ScoreRequest(
@@ -181,24 +181,16 @@ def score_request(arch: str, proxies: list[str], devices: list[str] = (),  # typ
 
 
 @contextlib.contextmanager
-def stack(real_agents: int = 0, replay_agents: int = 0, server_args: list[str] | None = None,
-          token: str = "", api_token: str = "") -> Iterator[LocalStack]:
-    """A server (two compute workers, its own store) with `real_agents` local-cpu agents and
-    `replay_agents` HW-NAS-Bench agents of class raspi4 answering from the table."""
-    s = LocalStack(agents={}, server_args=["--compute-workers", "2", *(server_args or [])],
-                   token=token, api_token=api_token)
-    try:
-        s.start_server()
-        for _ in range(real_agents):
-            s.start_agent("local-cpu")
+def stack(replay_agents: int = 1, token: str = "", api_token: str = "",
+          ) -> Iterator[LocalStack]:
+    """A server (two compute workers, its own store) with `replay_agents` HW-NAS-Bench agents of
+    class raspi4, which answer NB201 jobs from the table at once."""
+    with LocalStack(agents={}, server_args=["--compute-workers", "2"], token=token,
+                    api_token=api_token) as s:
         for _ in range(replay_agents):
             start_replay_agent(s)
-        s.wait_for_agents({k: n for k, n in (("local-cpu", real_agents),
-                                             (REPLAY_BOARD, replay_agents)) if n})
+        s.wait_for_agents({REPLAY_BOARD: replay_agents})
         yield s
-    finally:
-        s.stop()
-        s._tmp.cleanup()
 
 
 def shared_stack() -> contextlib.AbstractContextManager[LocalStack]:
