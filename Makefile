@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # The CPU torch wheel may lie in a local wheel folder; pip ignores a folder that is absent.
 export PIP_FIND_LINKS ?= /opt/wheels
 
-.PHONY: venv demo test fuzz lint protos check-protos agent-install-check docker clean
+.PHONY: venv demo test fuzz reliability lint protos check-protos agent-install-check docker clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,12 @@ test: venv
 # Fresh random examples, 50 times as many, for every parser and the SDK (about 5 minutes).
 fuzz: venv
 	HYPOTHESIS_PROFILE=random EDGESCORE_FUZZ_SCALE=50 $(PY) -m pytest -q tests/test_spec_fuzz.py
+
+# The reliability campaign against real servers and agents on loopback (bounded: about 15 minutes
+# on 2 cores); its figures and findings go to reliability-report/ (docs/reliability.md has the
+# last ones). `make test` runs its short version (tests/test_reliability_short.py).
+reliability: venv
+	$(PY) -m benchmarks.reliability --out reliability-report
 
 lint: venv
 	$(VENV)/bin/ruff check .
