@@ -177,6 +177,30 @@ def test_oversized_values_answer_the_usual_status_with_a_short_message(stack, wh
     assert len(items[0].error.message) <= MAX_MESSAGE_CHARS
 
 
+UNDECODABLE = b"\xff\xff\xff"  # field 31 with a wire type protobuf does not have
+
+
+@pytest.mark.parametrize("method", ["/edgescore.v1.ScoringService/Score",
+                                    "/edgescore.v1.ScoringService/ListProxies",
+                                    "/edgescore.v1.FleetService/ListDevices"])
+def test_bytes_that_are_no_request_message_answer_invalid_argument(stack, method) -> None:
+    with grpc.insecure_channel(stack.target) as channel:
+        with pytest.raises(grpc.RpcError) as err:
+            channel.unary_unary(method)(UNDECODABLE, timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+    assert "not a valid" in err.value.details()
+
+
+def test_an_undecodable_item_of_a_request_stream_answers_invalid_argument(stack) -> None:
+    good = score_request(CELL, ["params"]).SerializeToString()
+    with grpc.insecure_channel(stack.target) as channel:
+        call = channel.stream_stream("/edgescore.v1.ScoringService/ScoreStream")
+        with pytest.raises(grpc.RpcError) as err:
+            list(call(iter([good, UNDECODABLE]), timeout=60))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+    assert "ScoreStream" in err.value.details()
+
+
 def test_activation_cap_refuses_an_expand_bomb_before_anything_runs_it(stack) -> None:
     with stack.client() as client:
         code, message = _status(client, expand_bomb(200_000_000).SerializeToString(),

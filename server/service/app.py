@@ -29,6 +29,7 @@ from edgescore.server.scoring.predictor import PredictorBank
 from edgescore.server.scoring.proxy_cache import ProxyCache
 from edgescore.server.service.agents import AgentServicer
 from edgescore.server.service.auth import TokenInterceptor
+from edgescore.server.service.decoding import DecodingInterceptor
 from edgescore.server.service.fleet_service import FleetServicer
 from edgescore.server.service.interceptors import ObservabilityInterceptor
 from edgescore.server.service.scoring import ScoringServicer
@@ -183,7 +184,8 @@ async def create_server(address: str = "127.0.0.1:0", config: ServerConfig | Non
                ("grpc.http2.max_pings_without_data", 0)]
     server = grpc.aio.server(interceptors=[ObservabilityInterceptor(metrics),
                                            *([TokenInterceptor(config.api_token)]
-                                             if config.api_token else [])], options=options)
+                                             if config.api_token else []),
+                                           DecodingInterceptor()], options=options)
     cache = ProxyCache(store, config.device)
     populations = Populations(
         store, cache, config.device, config.population_size, parallel=POPULATION_PARALLEL,
