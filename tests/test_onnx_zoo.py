@@ -211,3 +211,25 @@ def test_a_graph_without_aliases_is_converted_as_uploaded() -> None:
     model.graph.node[2].input[2] = "b"
     del model.graph.node[0]
     assert without_initializer_aliases(model) is model
+
+
+def test_a_worker_converting_upload_after_upload_keeps_a_bounded_fx_source_cache() -> None:
+    import torch.fx.graph_module as fx_module
+
+    from edgescore.server.compute import units
+    from edgescore.server.proxies.base import SettingsOverride
+    from edgescore.server.spaces.onnx_to_torch import FX_SOURCES_KEPT
+
+    calls = (("synflow", SettingsOverride(batch_size=2, repeats=1)),)
+    outcomes = []
+    for i in range(FX_SOURCES_KEPT + 8):
+        # Each upload distinct, as a search's are (another bias value, another sha256).
+        model = _conv_net_sharing_a_bias()
+        model.graph.initializer[1].CopyFrom(numpy_helper.from_array(
+            np.full((4, 4, 1, 1), 0.2 + i / 1000, np.float32), "w2"))
+        unit = units.ProxyUnit(units.ArchRef("onnx", {"model": model.SerializeToString(),
+                                                      "input_name": ""}), calls)
+        units.execute(unit, outcomes.append, lambda: None)
+    assert all(o.error is None for o in outcomes) and len(outcomes) == FX_SOURCES_KEPT + 8
+    # The newest conversions' sources, plus the copies the last unit's proxies took.
+    assert len(fx_module._loader.eval_cache) <= FX_SOURCES_KEPT + 4

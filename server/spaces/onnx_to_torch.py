@@ -7,10 +7,15 @@ initialised biases) and gives every other reader an Identity node's output inste
 is not an initializer, on which the converter fails with a KeyError. Every reader is pointed back
 at the initializer itself before converting (onnx2torch copies an initializer for each reader, so
 no two modules share a tensor).
+
+torch.fx keeps the generated source of every GraphModule it compiles, for tracebacks (30-60 KB
+for a small converted network, once more for each copy a proxy takes): a worker that converts
+upload after upload would grow without bound, so only the newest `FX_SOURCES_KEPT` are kept.
 """
 
 from __future__ import annotations
 
+import linecache
 import re
 import sys
 import types
@@ -18,6 +23,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import onnx
+import torch.fx.graph_module
 from torch import nn
 
 from edgescore.server.errors import FailedPrecondition
@@ -101,12 +107,25 @@ def _torchvision_free() -> None:
     sys.modules.update({"torchvision": package, "torchvision.ops": ops})
 
 
+FX_SOURCES_KEPT = 32
+
+
+def forget_old_fx_sources() -> None:
+    cache = getattr(getattr(torch.fx.graph_module, "_loader", None), "eval_cache", None)
+    if not isinstance(cache, dict):  # a torch whose fx keeps them elsewhere
+        return
+    for key in list(cache)[:-FX_SOURCES_KEPT]:  # insertion order: the oldest first
+        del cache[key]
+        linecache.cache.pop(key, None)
+
+
 _UNSUPPORTED = re.compile(r"operation_type='([^']+)'")
 
 
 def convert(model: onnx.ModelProto) -> nn.Module:
     """The torch module of a checked upload; FAILED_PRECONDITION when onnx2torch cannot."""
     _torchvision_free()
+    forget_old_fx_sources()
     from onnx2torch import convert as onnx_to_torch
 
     try:
