@@ -13,7 +13,6 @@ where the garbage is worth it. Elsewhere than glibc it does nothing.
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import ctypes.util
 from typing import Any, Optional
@@ -48,25 +47,3 @@ def after_upload(size: int) -> None:
     given back if the upload was large."""
     if size >= LARGE_UPLOAD_BYTES:
         release_freed_memory()
-
-
-class ReleaseSoon:
-    """A release shortly after a large upload's request is over, on an executor thread, and one
-    for any number of requests ending together: their parsed models and buffers are only freed
-    once the request's frames are gone."""
-
-    def __init__(self, delay_s: float = 0.5) -> None:
-        self.delay_s = delay_s
-        self._pending = False
-
-    def after_request(self, size: int) -> None:
-        """From the event loop, as an upload's request ends (it need not be awaited)."""
-        if size < LARGE_UPLOAD_BYTES or self._pending:
-            return
-        self._pending = True
-        loop = asyncio.get_running_loop()
-        loop.call_later(self.delay_s, self._release, loop)
-
-    def _release(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._pending = False
-        loop.run_in_executor(None, release_freed_memory)

@@ -77,7 +77,6 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         self._studies = Studies()
         self._populations = populations
         self._stream_window = stream_window
-        self._release = heap.ReleaseSoon()
 
     # -- one candidate ----------------------------------------------------------------------
 
@@ -86,14 +85,6 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         """Score one candidate; raises ServerError for request-level problems. `stream_study`:
         the Pareto study of the ScoreStream the request came in (when it names none)."""
         start = time.perf_counter()
-        try:
-            return await self._score(request, caller, stream_study, start)
-        finally:
-            if request.arch.WhichOneof("spec") == "onnx":
-                self._release.after_request(request.arch.onnx.ByteSize())
-
-    async def _score(self, request: scoring_pb2.ScoreRequest, caller: Caller,
-                     stream_study: str, start: float) -> scoring_pb2.ScoreResult:
         checked = await asyncio.to_thread(self._check_then_release, request)
         arch = checked.arch
         deadline = time.monotonic() + checked.timeout
