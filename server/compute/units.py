@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
+from edgescore.server import heap
 from edgescore.server.proxies.base import SettingsOverride
 from edgescore.server.proxies.datasets import RegisteredDataset
 
@@ -75,7 +76,15 @@ def prepare_process() -> None:
 def execute(unit: Unit, emit: Emit, checkpoint: Callable[[], None]) -> Any:
     """Run `unit`: a ProxyUnit emits each ProxyOutcome as it is computed (so work done before a
     cap or a cancellation is kept) and returns None; an ExportUnit returns its ExportResult.
-    Request errors (ServerError) and `WorkAbandoned` propagate."""
+    Request errors (ServerError) and `WorkAbandoned` propagate. The worker process lives on, so
+    what a large upload's unit freed is given back to the system (`heap`)."""
+    try:
+        return _execute(unit, emit, checkpoint)
+    finally:
+        heap.after_upload(heap.upload_bytes(unit.arch.spec))
+
+
+def _execute(unit: Unit, emit: Emit, checkpoint: Callable[[], None]) -> Any:
     from edgescore.server.spaces import registry as spaces
 
     space = spaces.get_space(unit.arch.space)

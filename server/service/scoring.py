@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import grpc
 
 import edgescore
+from edgescore.server import heap
 from edgescore.server.compute.plane import Caller, ComputePlane
 from edgescore.server.compute.units import ArchRef
 from edgescore.server.errors import InvalidArgument, shown
@@ -84,7 +85,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
         """Score one candidate; raises ServerError for request-level problems. `stream_study`:
         the Pareto study of the ScoreStream the request came in (when it names none)."""
         start = time.perf_counter()
-        checked = await asyncio.to_thread(self._check, request)
+        checked = await asyncio.to_thread(self._check_then_release, request)
         arch = checked.arch
         deadline = time.monotonic() + checked.timeout
         use_store = not request.no_cache
@@ -118,6 +119,15 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
                 result.objective.CopyFrom(combined)
         result.seconds = time.perf_counter() - start
         return result
+
+    def _check_then_release(self, request: scoring_pb2.ScoreRequest) -> _Checked:
+        """`_check`, then what checking an upload left behind (copies of the model made by the
+        parser, the checker and shape inference) given back to the system (`heap`)."""
+        try:
+            return self._check(request)
+        finally:
+            if request.arch.WhichOneof("spec") == "onnx":
+                heap.after_upload(request.arch.onnx.ByteSize())
 
     def _check(self, request: scoring_pb2.ScoreRequest) -> _Checked:
         """Every request-level check, before any work (runs on a thread: ONNX parsing and size

@@ -12,9 +12,6 @@ weights, and an op it cannot convert fails those proxies with FAILED_PRECONDITIO
 from __future__ import annotations
 
 import hashlib
-import re
-import sys
-import types
 from typing import Any, Optional
 
 import numpy as np
@@ -25,6 +22,7 @@ from torch import nn
 from edgescore.server.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 from edgescore.server.spaces.base import ParsedArch, SearchSpace
 from edgescore.server.spaces.onnx_memory import check_activations
+from edgescore.server.spaces.onnx_to_torch import convert
 
 FIELD = "arch.onnx"
 STANDARD_DOMAINS = ("", "ai.onnx")
@@ -163,49 +161,6 @@ def macs(model: onnx.ModelProto) -> int:
     return total
 
 
-def _torchvision_free() -> None:
-    """onnx2torch imports torchvision for its NMS / RoIAlign converters only. A torchvision whose
-    compiled ops do not match this torch build fails on import; the other converters must still
-    work, so those two ops then report as unsupported."""
-    if "torchvision.ops" in sys.modules and hasattr(sys.modules["torchvision.ops"], "nms"):
-        return
-    try:
-        import torchvision  # noqa: F401
-        return
-    except Exception:  # noqa: BLE001 - RuntimeError from mismatched compiled ops, ImportError
-        pass
-    for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
-        del sys.modules[name]
-
-    def unsupported(*_args: Any, **_kw: Any) -> Any:
-        raise FailedPrecondition("onnx: NonMaxSuppression / RoiAlign need torchvision, which "
-                                 "this server cannot load")
-
-    package = types.ModuleType("torchvision")
-    ops = types.ModuleType("torchvision.ops")
-    ops.nms = ops.roi_align = ops.box_convert = unsupported  # type: ignore[attr-defined]
-    package.ops = ops  # type: ignore[attr-defined]
-    sys.modules.update({"torchvision": package, "torchvision.ops": ops})
-
-
-_UNSUPPORTED = re.compile(r"operation_type='([^']+)'")
-
-
-def convert(payload: OnnxPayload) -> nn.Module:
-    _torchvision_free()
-    from onnx2torch import convert as onnx_to_torch
-
-    try:
-        return onnx_to_torch(payload.model)
-    except NotImplementedError as exc:
-        found = _UNSUPPORTED.search(str(exc))
-        op = found.group(1) if found else str(exc)[:120]
-        raise FailedPrecondition(f"onnx: the converter does not support op {op}") from None
-    except Exception as exc:  # noqa: BLE001 - any converter failure is this model's, per proxy
-        raise FailedPrecondition(f"onnx: could not convert the model to torch: "
-                                 f"{type(exc).__name__}: {str(exc)[:200]}") from None
-
-
 class OnnxSpace(SearchSpace):
     name = "onnx"
     description = ("Any network uploaded as ONNX bytes: latency measured on it as is, proxies on "
@@ -270,7 +225,7 @@ class OnnxSpace(SearchSpace):
         return None
 
     def build(self, arch: ParsedArch, variant: str = "") -> nn.Module:
-        return convert(arch.payload)
+        return convert(arch.payload.model)
 
     def build_exportable(self, arch: ParsedArch, network: nn.Module | None = None) -> nn.Module:
         raise FailedPrecondition("onnx: the uploaded model is measured as is, not re-exported")
