@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, TypeVar
 
+from edgescore.grammar.checks import canonical_json, check_classes
 from edgescore.grammar.errors import SpecError
 
 T = TypeVar("T")
@@ -99,3 +100,29 @@ class Grammar(ABC):
     def largest(self, num_classes: int, input_resolution: int) -> Optional[ParsedArch]:
         """The arch with the most parameters and MACs, where the space knows it in advance."""
         return None
+
+
+class JsonGrammar(Grammar):
+    """A space whose specs are JSON objects parsed to a payload with `to_spec()`; its canonical
+    form is that spec as sorted, compact JSON. ImageNet-sized by default."""
+
+    default_num_classes = 1000
+    default_input_resolution = 224
+
+    @abstractmethod
+    def parse_payload(self, spec: Any) -> Any:
+        """The validated payload of `spec` (SpecError naming the field otherwise)."""
+
+    @abstractmethod
+    def resolution_of(self, value: Any, payload: Any) -> int:
+        """The input resolution `value` asks for (0: the default), checked against `payload`."""
+
+    def parse(self, spec: Any, num_classes: int = 0, input_resolution: int = 0) -> ParsedArch:
+        payload = self.parse_payload(spec)
+        return ParsedArch(
+            space=self.name,
+            canonical=canonical_json(payload.to_spec()),
+            num_classes=check_classes(num_classes, self.default_num_classes),
+            input_resolution=self.resolution_of(input_resolution, payload),
+            payload=payload,
+        )

@@ -12,14 +12,13 @@ import random
 from dataclasses import dataclass, replace
 from typing import Any
 
-from edgescore.grammar.base import Grammar, ParsedArch, other_choice, pick_change
+from edgescore.grammar.base import JsonGrammar, other_choice, pick_change
 from edgescore.grammar.checks import (
     FLOAT_DIGITS,
     NUM_CLASSES_RANGE,
     canonical_json,
     check_bool,
     check_choice,
-    check_classes,
     check_float,
     check_int,
     check_keys,
@@ -178,7 +177,7 @@ def _mutations(arch: MacroArch, rng: random.Random) -> list[MacroArch]:
     return candidates
 
 
-class MacroGrammar(Grammar):
+class MacroGrammar(JsonGrammar):
     """MobileNet-style inverted-residual networks (ImageNet defaults)."""
 
     name = "macro"
@@ -205,19 +204,12 @@ class MacroGrammar(Grammar):
         "num_classes": f"{NUM_CLASSES_RANGE[0]}..{NUM_CLASSES_RANGE[1]}, 0 = 1000",
         "input_resolution": f"{RESOLUTION_RANGE[0]}..{RESOLUTION_RANGE[1]}, 0 = 224",
     }
-    default_num_classes = 1000
-    default_input_resolution = 224
+    def parse_payload(self, spec: Any) -> MacroArch:
+        return parse_spec(spec)
 
-    def parse(self, spec: Any, num_classes: int = 0, input_resolution: int = 0) -> ParsedArch:
-        payload = parse_spec(spec)
-        return ParsedArch(
-            space=self.name,
-            canonical=canonical_json(payload.to_spec()),
-            num_classes=check_classes(num_classes, self.default_num_classes),
-            input_resolution=check_int("arch.input_resolution", input_resolution,
-                                       self.default_input_resolution, RESOLUTION_RANGE),
-            payload=payload,
-        )
+    def resolution_of(self, value: Any, payload: MacroArch) -> int:
+        return check_int("arch.input_resolution", value, self.default_input_resolution,
+                         RESOLUTION_RANGE)
 
     def sample(self, rng: random.Random) -> dict[str, Any]:
         stages = [{"kernel": 3, "expansion": 1.0, "width": 16, "depth": 1, "stride": 1,

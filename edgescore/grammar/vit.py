@@ -8,10 +8,9 @@ import random
 from dataclasses import dataclass, replace
 from typing import Any
 
-from edgescore.grammar.base import Grammar, ParsedArch, other_choice, pick_change
+from edgescore.grammar.base import JsonGrammar, other_choice, pick_change
 from edgescore.grammar.checks import (
     canonical_json,
-    check_classes,
     check_float,
     check_int,
     check_keys,
@@ -134,7 +133,7 @@ def _mutations(arch: VitArch, rng: random.Random) -> list[VitArch]:
     return candidates
 
 
-class VitGrammar(Grammar):
+class VitGrammar(JsonGrammar):
     """AutoFormer-style vision transformers (ImageNet defaults)."""
 
     name = "vit"
@@ -155,19 +154,11 @@ class VitGrammar(Grammar):
         "input_resolution": f"{RESOLUTION_RANGE[0]}..{RESOLUTION_RANGE[1]}, a multiple of "
                             f"patch_size, at most {MAX_GRID} patches a side; 0 = 224",
     }
-    default_num_classes = 1000
-    default_input_resolution = 224
+    def parse_payload(self, spec: Any) -> VitArch:
+        return parse_spec(spec)
 
-    def parse(self, spec: Any, num_classes: int = 0, input_resolution: int = 0) -> ParsedArch:
-        payload = parse_spec(spec)
-        return ParsedArch(
-            space=self.name,
-            canonical=canonical_json(payload.to_spec()),
-            num_classes=check_classes(num_classes, self.default_num_classes),
-            input_resolution=check_resolution(input_resolution, self.default_input_resolution,
-                                              payload.patch_size),
-            payload=payload,
-        )
+    def resolution_of(self, value: Any, payload: VitArch) -> int:
+        return check_resolution(value, self.default_input_resolution, payload.patch_size)
 
     def sample(self, rng: random.Random) -> dict[str, Any]:
         depth = rng.choice(SAMPLE_DEPTHS)
