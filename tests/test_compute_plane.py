@@ -278,3 +278,29 @@ def test_a_server_asked_for_cuda_without_one_says_so() -> None:
                            ":memory:"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "CUDA is not available" in done.stderr
+
+
+def test_a_worker_whose_server_went_away_mid_unit_exits_quietly() -> None:
+    from edgescore.server.compute import worker
+
+    class GonePipe:  # the server side closed after handing out one unit
+        def __init__(self) -> None:
+            self.inbox = [("unit", 1, _unit([("params", SettingsOverride())]))]
+            self.sent: list = []
+
+        def send(self, message) -> None:
+            if message[0] != "ready":
+                raise BrokenPipeError(32, "Broken pipe")
+            self.sent.append(message)
+
+        def recv(self):
+            if not self.inbox:
+                raise EOFError
+            return self.inbox.pop(0)
+
+    class Abandon:
+        value = 0
+
+    pipe = GonePipe()
+    worker.main(pipe, Abandon())  # returns instead of raising BrokenPipeError
+    assert pipe.sent[0][0] == "ready" and not pipe.inbox

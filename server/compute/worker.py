@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -60,12 +61,23 @@ def main(conn: Connection, abandon: Any, log_level: str = "INFO") -> None:
             conn.send(("item", unit_id, value))
 
         try:
-            result = units.execute(unit, emit, checkpoint)
-        except WorkAbandoned:
-            conn.send(("abandoned", unit_id))
-        except BaseException as exc:  # noqa: BLE001 - one unit's failure is its own
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                raise
-            conn.send(("error", unit_id, _transferable(exc)))
-        else:
-            conn.send(("done", unit_id, result))
+            _run(conn, unit_id, unit, emit, checkpoint)
+        except (BrokenPipeError, ConnectionResetError):
+            return  # the server went away while the unit ran
+
+
+def _run(conn: Connection, unit_id: int, unit: Any, emit: Callable[[Any], None],
+         checkpoint: Callable[[], None]) -> None:
+    """Run one unit and send its outcome."""
+    try:
+        result = units.execute(unit, emit, checkpoint)
+    except WorkAbandoned:
+        conn.send(("abandoned", unit_id))
+    except (BrokenPipeError, ConnectionResetError):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - one unit's failure is its own
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        conn.send(("error", unit_id, _transferable(exc)))
+    else:
+        conn.send(("done", unit_id, result))
