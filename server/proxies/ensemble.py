@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import numpy as np
-
+from edgescore.server.proxies import _aggregate
 from edgescore.server.proxies.base import Composite
 
 DEFAULT_MEMBERS = ("synflow", "jacob_cov", "naswot")
 
-
-def _mean(percentiles: Sequence[float]) -> float:
-    return float(np.mean(percentiles))
-
-
 PROXY = Composite(
     name="ensemble",
-    combine=_mean,
+    combine=_aggregate.mean,
     unit="percentile",
     transform="mean of the members' percentiles in the space's reference population",
     description=(
