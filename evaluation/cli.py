@@ -78,24 +78,29 @@ def eval_proxies(space: str, dataset: str, archs: int, seed: int, proxies: str, 
         raise click.exceptions.Exit(130) from None
 
 
+_AGGREGATE_HELP = ("METHOD:a+b+c, repeatable: a label-free aggregation of proxies added as one "
+                   "more (METHOD mean | log_rank | geo_mean)")
+
+
 @evaluate.command("hw-study")
-@click.option("--proxies-csv", type=click.Path(path_type=Path),
-              help="per_arch.csv of `edgescore eval proxies` (default: the committed 1,000-arch "
-                   "CIFAR-10 run)")
+@click.option("--proxies-csv", type=click.Path(path_type=Path), multiple=True,
+              help="per_arch.csv of `edgescore eval proxies`, repeatable (runs over the same "
+                   "archs merge on the index; default: the committed 1,000-arch CIFAR-10 run)")
 @click.option("--hw-csv", type=click.Path(path_type=Path),
               help="hw_nas_bench_c10_dev.csv (default: ../shared/data/nb201/ of the checkout)")
 @click.option("--devices", default="", help="comma-separated (default: all six)")
 @click.option("--quantiles", default="", help="budget quantiles in % (default 25,50,75)")
 @click.option("--proxies", default="", help="comma-separated (default: every column)")
-@click.option("--ensemble", default="synflow,jacob_cov,naswot", show_default=True,
-              help="proxies rank-averaged into one more (empty: none)")
+@click.option("--aggregate", "aggregates", multiple=True, help=_AGGREGATE_HELP + " (default "
+              "mean:synflow+jacob_cov+naswot; 'none' for none)")
 @click.option("--archs", type=int, default=0, help="first N rows only (default all)")
 @click.option("--offline", is_flag=True,
               help="read latencies from the table instead of replay agents + server")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("out") / "hw-study",
               show_default=True)
-def hw_study(proxies_csv: Optional[Path], hw_csv: Optional[Path], devices: str, quantiles: str,
-             proxies: str, ensemble: str, archs: int, offline: bool, out: Path) -> None:
+def hw_study(proxies_csv: tuple[Path, ...], hw_csv: Optional[Path], devices: str,
+             quantiles: str, proxies: str, aggregates: tuple[str, ...], archs: int,
+             offline: bool, out: Path) -> None:
     """The survey's hardware-aware study on HW-NAS-Bench replay devices: for each device and
     latency budget (quantiles of its latencies) each proxy picks its best feasible arch; report
     the accuracy gap to the best feasible arch and Kendall tau inside the feasible set."""
@@ -104,22 +109,65 @@ def hw_study(proxies_csv: Optional[Path], hw_csv: Optional[Path], devices: str, 
         from edgescore.evaluation import inputs
     except ImportError as exc:
         raise _server_code("hw-study", exc) from None
-    proxies_csv = proxies_csv or inputs.default_study_proxies_csv()
+    default_csv = inputs.default_study_proxies_csv()
+    csvs = list(proxies_csv) or ([default_csv] if default_csv else [])
     hw_csv = hw_csv or inputs.default_hw_csv()
-    if proxies_csv is None or hw_csv is None:
+    if not csvs or hw_csv is None:
         raise _Usage("give --proxies-csv (from `edgescore eval proxies`) and --hw-csv "
                      "(hw_nas_bench_c10_dev.csv)")
+    chosen = (study.DEFAULT_AGGREGATES if not aggregates
+              else [] if aggregates == ("none",) else [_aggregate(a) for a in aggregates])
     config = study.StudyConfig(
-        proxies_csv=proxies_csv, hw_csv=hw_csv, out=out,
+        proxies_csvs=csvs, hw_csv=hw_csv, out=out,
         devices=split_list(devices) or study.DEVICES,
         quantiles=_quantiles(quantiles) or study.QUANTILES,
-        proxies=split_list(proxies) or None, ensemble=split_list(ensemble), offline=offline,
-        archs=archs)
+        proxies=split_list(proxies) or None, aggregates=chosen, offline=offline, archs=archs)
     try:
         study.run_study(config)
     except study.StudyError as exc:
         raise _Usage(str(exc)) from None
     click.echo((out / "study.md").read_text())
+
+
+@evaluate.command("aggregate")
+@click.option("--proxies-csv", type=click.Path(path_type=Path), multiple=True, required=True,
+              help="per_arch.csv of `edgescore eval proxies`, repeatable (merged on the index)")
+@click.option("--candidates", default="", help="comma-separated proxies to choose members "
+              "from (default: every column)")
+@click.option("--max-members", type=click.IntRange(2, 6), default=4, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="seed of the selection / report split")
+@click.option("--fixed", multiple=True, help=_AGGREGATE_HELP + ", reported beside the chosen ones")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("out") / "aggregate",
+              show_default=True)
+def aggregate(proxies_csv: tuple[Path, ...], candidates: str, max_members: int, seed: int,
+              fixed: tuple[str, ...], out: Path) -> None:
+    """Label-free aggregations (mean, log-rank, geometric mean of percentiles): the best members
+    chosen on one random half of the archs, Kendall tau and Spearman rho on the other half."""
+    try:
+        from edgescore.evaluation import aggregate as agg
+        from edgescore.evaluation.per_arch import TableError
+    except ImportError as exc:
+        raise _server_code("aggregate", exc) from None
+    try:
+        agg.run(list(proxies_csv), split_list(candidates) or None, max_members, seed,
+                [_aggregate(f) for f in fixed], out)
+    except TableError as exc:
+        raise _Usage(str(exc)) from None
+    click.echo((out / "aggregate.md").read_text())
+
+
+def _aggregate(text: str) -> tuple[str, tuple[str, ...]]:
+    """--aggregate "log_rank:a+b+c" -> ("log_rank", ("a", "b", "c"))."""
+    from edgescore.evaluation.aggregate import METHODS
+
+    method, _, listed = text.partition(":")
+    members = tuple(m.strip() for m in listed.split("+") if m.strip())
+    if method not in METHODS or len(members) < 2 or len(set(members)) != len(members):
+        raise click.BadParameter(
+            f"expected METHOD:a+b[+...] with METHOD one of {', '.join(METHODS)} and 2 or more "
+            f"distinct proxies, got {text!r}")
+    return method, members
 
 
 def _quantiles(text: str) -> list[float]:

@@ -2,10 +2,10 @@
 
 For each replayed HW-NAS-Bench device and each latency budget (the 25/50/75 % quantiles of that
 device's latencies over the archs), the feasible set is every arch at or under the budget. Each
-proxy (and #Params, FLOPs, and a rank-average ensemble) picks its top feasible arch; the study
-reports that arch's trained accuracy against the best feasible accuracy (the gap), and Kendall's
-tau between the proxy and accuracy inside the feasible set (Li et al., TPAMI 2024, section on
-hardware-aware NAS: every proxy struggles there).
+proxy (and #Params, FLOPs, and label-free aggregations of proxies) picks its top feasible arch;
+the study reports that arch's trained accuracy against the best feasible accuracy (the gap), and
+Kendall's tau between the proxy and accuracy inside the feasible set (Li et al., TPAMI 2024,
+section on hardware-aware NAS: every proxy struggles there).
 
 Proxy values come from an `edgescore eval proxies` per-arch CSV (computed once, offline);
 latencies come from replay agents through a real server and client (`via_server`, the default),
@@ -18,18 +18,19 @@ import csv
 import math
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-from edgescore.evaluation.per_arch import FIXED_COLUMNS, TAIL_COLUMNS
-from edgescore.evaluation.stats import kendall_tau, rankdata
+from edgescore.evaluation.aggregate import aggregate_column
+from edgescore.evaluation.per_arch import TableError, load_table
+from edgescore.evaluation.stats import kendall_tau
 
 DEVICES = ("raspi4", "pixel3", "edgegpu", "edgetpu", "eyeriss", "fpga")
 QUANTILES = (25.0, 50.0, 75.0)
-_NON_PROXY = {*FIXED_COLUMNS, *TAIL_COLUMNS}
+DEFAULT_AGGREGATES = (("mean", ("synflow", "jacob_cov", "naswot")),)
 
 
 class StudyError(Exception):
@@ -38,24 +39,17 @@ class StudyError(Exception):
 
 @dataclass
 class StudyConfig:
-    proxies_csv: Path
+    proxies_csvs: Sequence[Path]  # per-arch CSVs over the same archs, merged on the index
     hw_csv: Path
     out: Path
     devices: Sequence[str] = DEVICES
     quantiles: Sequence[float] = QUANTILES
     proxies: Optional[Sequence[str]] = None  # default: every proxy column of the CSV
-    ensemble: Sequence[str] = ("synflow", "jacob_cov", "naswot")
+    # label-free aggregations added as proxies of their own: (method, members)
+    aggregates: Sequence[tuple[str, tuple[str, ...]]] = DEFAULT_AGGREGATES
     offline: bool = False  # latencies from the table instead of replay agents + server
     archs: int = 0  # 0 = every row of the CSV
     log: Callable[[str], None] = print
-
-
-@dataclass
-class ProxyTable:
-    indices: list[int]
-    archs: list[str]
-    accuracy: list[float]
-    values: dict[str, list[Optional[float]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -73,55 +67,6 @@ class StudyRow:
     @property
     def gap(self) -> float:
         return self.best_accuracy - self.picked_accuracy
-
-
-def _float(text: Optional[str]) -> Optional[float]:
-    try:
-        value = float(text) if text not in (None, "") else None
-    except ValueError:
-        return None
-    return value if value is not None and math.isfinite(value) else None
-
-
-def load_proxy_table(path: Path, proxies: Optional[Sequence[str]] = None,
-                     limit: int = 0) -> ProxyTable:
-    """The per-arch CSV of `edgescore eval proxies` (index, arch, accuracy, one column per
-    proxy); empty cells are failed proxies."""
-    if not path.is_file():
-        raise StudyError(f"proxy CSV not found: {path} (make one with `edgescore eval proxies`)")
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        columns = [c for c in (reader.fieldnames or ()) if c not in _NON_PROXY]
-        rows = list(reader)
-    wanted = list(proxies) if proxies else columns
-    unknown = [p for p in wanted if p not in columns]
-    if unknown:
-        raise StudyError(f"{path} has no column for {', '.join(unknown)}; it has "
-                         f"{', '.join(columns)}")
-    if limit:
-        rows = rows[:limit]
-    table = ProxyTable([int(r["index"]) for r in rows], [r["arch"] for r in rows],
-                       [float(r["accuracy"]) for r in rows])
-    table.values = {p: [_float(r[p]) for r in rows] for p in wanted}
-    return table
-
-
-def add_ensemble(table: ProxyTable, members: Sequence[str]) -> Optional[str]:
-    """A proxy of its own: the mean rank of `members` over the archs that have all of them."""
-    members = [m for m in members if m in table.values]
-    if len(members) < 2:
-        return None
-    name = "ensemble(" + "+".join(members) + ")"
-    rows = [i for i in range(len(table.archs))
-            if all(table.values[m][i] is not None for m in members)]
-    mean = np.zeros(len(rows))
-    for m in members:
-        mean += rankdata([table.values[m][i] for i in rows])
-    column: list[Optional[float]] = [None] * len(table.archs)
-    for i, v in zip(rows, mean / len(members)):
-        column[i] = float(v)
-    table.values[name] = column
-    return name
 
 
 def table_latencies(hw_csv: Path, archs: Sequence[str], devices: Sequence[str]
@@ -273,10 +218,18 @@ def run_study(config: StudyConfig) -> list[StudyRow]:
         raise StudyError(f"unknown device(s) {', '.join(unknown)}; known: {', '.join(DEVICES)}")
     if not config.hw_csv.is_file():
         raise StudyError(f"HW-NAS-Bench table not found: {config.hw_csv}")
-    table = load_proxy_table(config.proxies_csv, config.proxies, config.archs)
-    name = add_ensemble(table, config.ensemble)
+    members = [m for _, ms in config.aggregates for m in ms]
+    wanted = list(dict.fromkeys([*config.proxies, *members])) if config.proxies else None
+    try:
+        table = load_table(config.proxies_csvs, wanted, config.archs)
+    except TableError as exc:
+        raise StudyError(str(exc)) from None
+    names = [aggregate_column(table, method, ms) for method, ms in config.aggregates]
+    if config.proxies:  # members asked for only as members are not reported on their own
+        table.values = {k: v for k, v in table.values.items() if k in config.proxies or k in names}
     config.log(f"{len(table.archs)} archs, {len(table.values)} proxies"
-               + (f" (with {name})" if name else "") + f", devices {', '.join(config.devices)}")
+               + (f" (with {', '.join(names)})" if names else "")
+               + f", devices {', '.join(config.devices)}")
     if config.offline:
         latencies = table_latencies(config.hw_csv, table.archs, config.devices)
         source = "read from the HW-NAS-Bench table"

@@ -5,6 +5,7 @@ reuses its rows."""
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,3 +84,60 @@ def write_rows(path: Path, proxies: Sequence[str], rows: Iterable[ArchRow]) -> N
         for row in rows:
             writer.writerow(row.to_csv(proxies))
     tmp.replace(path)
+
+
+class TableError(Exception):
+    """A user-facing problem with per-arch CSVs given to a study."""
+
+
+@dataclass
+class ProxyTable:
+    """Proxy values of a set of archs, one list per proxy aligned with `indices` (None: the
+    proxy failed on that arch or the CSV has no row for it)."""
+
+    indices: list[int]
+    archs: list[str]
+    accuracy: list[float]
+    values: dict[str, list[Optional[float]]] = field(default_factory=dict)
+
+
+def _float(text: Optional[str]) -> Optional[float]:
+    try:
+        value = float(text) if text not in (None, "") else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _read(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    if not path.is_file():
+        raise TableError(f"proxy CSV not found: {path} (make one with `edgescore eval proxies`)")
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        fixed = {*FIXED_COLUMNS, *TAIL_COLUMNS}
+        return [c for c in (reader.fieldnames or ()) if c not in fixed], list(reader)
+
+
+def load_table(paths: Sequence[Path], proxies: Optional[Sequence[str]] = None,
+               limit: int = 0) -> ProxyTable:
+    """Per-arch CSVs of `edgescore eval proxies` over the same archs (e.g. one run per group of
+    proxies), merged on the arch index: the archs are the first CSV's rows (its first `limit`),
+    and a proxy column is taken from the first CSV that has it."""
+    first_columns, first_rows = _read(paths[0])
+    rows = first_rows[:limit] if limit else first_rows
+    table = ProxyTable([int(r["index"]) for r in rows], [r["arch"] for r in rows],
+                       [float(r["accuracy"]) for r in rows])
+    found: dict[str, list[Optional[float]]] = {}
+    for columns, raw in [(first_columns, first_rows), *(_read(p) for p in paths[1:])]:
+        by_index = {int(r["index"]): r for r in raw}
+        for column in columns:
+            if column not in found:
+                found[column] = [_float(by_index[i][column]) if i in by_index else None
+                                 for i in table.indices]
+    wanted = list(proxies) if proxies else list(found)
+    unknown = [p for p in wanted if p not in found]
+    if unknown:
+        raise TableError(f"no column for {', '.join(unknown)} in {', '.join(map(str, paths))}; "
+                         f"they have {', '.join(found)}")
+    table.values = {p: found[p] for p in wanted}
+    return table

@@ -8,10 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import SHARED
 
-from edgescore.evaluation import hw_study
+from edgescore.evaluation import aggregate, hw_study
+from edgescore.evaluation.per_arch import ProxyTable, TableError, load_table
 
 HW_CSV = SHARED / "data" / "nb201" / "hw_nas_bench_c10_dev.csv"
 EVAL_CSV = (Path(__file__).resolve().parents[1] / "docs" / "evaluation"
@@ -35,12 +37,48 @@ def test_budget_feasible_set_pick_gap_and_tau_by_hand() -> None:
     assert edge.budget_ms == 2.0 and edge.feasible == 3 and edge.picked_index == 1
 
 
-def test_ensemble_is_the_mean_rank() -> None:
-    table = hw_study.ProxyTable([0, 1, 2], ["a", "b", "c"], [1.0, 2.0, 3.0],
-                                {"x": [1.0, 2.0, 3.0], "y": [3.0, 1.0, 2.0], "z": [None, 1.0, 2.0]})
-    name = hw_study.add_ensemble(table, ["x", "y"])
-    assert name == "ensemble(x+y)" and table.values[name] == [2.0, 1.5, 2.5]
-    assert table.values[hw_study.add_ensemble(table, ["x", "z"])][0] is None
+def test_aggregations_of_percentiles_by_hand() -> None:
+    table = ProxyTable([0, 1, 2], ["a", "b", "c"], [1.0, 2.0, 3.0],
+                       {"x": [1.0, 2.0, 3.0], "y": [3.0, 1.0, 2.0], "z": [None, 1.0, 2.0]})
+    # Percentiles among 3 archs: rank / 4 -> x 25, 50, 75; y 75, 25, 50.
+    name = aggregate.aggregate_column(table, "mean", ["x", "y"])
+    assert name == "mean(x+y)" and table.values[name] == [50.0, 37.5, 62.5]
+    logs = table.values[aggregate.aggregate_column(table, "log_rank", ["x", "y"])]
+    assert logs == pytest.approx([math.log(0.25 * 0.75), math.log(0.5 * 0.25),
+                                  math.log(0.75 * 0.5)])
+    geo = table.values[aggregate.aggregate_column(table, "geo_mean", ["x", "y"])]
+    assert geo == pytest.approx([math.sqrt(25 * 75), math.sqrt(50 * 25), math.sqrt(75 * 50)])
+    # log_rank and geo_mean order archs alike; a failed member leaves the arch out.
+    assert list(np.argsort(logs)) == list(np.argsort(geo))
+    assert table.values[aggregate.aggregate_column(table, "mean", ["x", "z"])][0] is None
+
+
+def test_member_selection_never_sees_the_report_half() -> None:
+    rng = np.random.default_rng(0)
+    accuracy = rng.normal(size=200)
+    good = accuracy + rng.normal(scale=0.5, size=200)
+    also = accuracy + rng.normal(scale=0.5, size=200)
+    table = ProxyTable(list(range(200)), [str(i) for i in range(200)], list(accuracy),
+                       {"good": list(good), "also": list(also),
+                        "noise": list(rng.normal(size=200))})
+    report = aggregate.select(table, ["good", "also", "noise"], 3, seed=1,
+                              fixed=[("mean", ("good", "noise"))])
+    assert report.n_selection == report.n_report == 100
+    assert {c.members for c in report.best} == {("good", "also")}
+    assert all(c.tau_report > report.singles[0].tau_report - 0.05 for c in report.best)
+    assert report.fixed[0].tau_report < report.best[0].tau_report
+
+
+def test_runs_over_the_same_archs_merge_on_the_index(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    first.write_text("index,arch,accuracy,x,error,flags,seconds,settings\n"
+                     "5,a5,90.0,1.5,,,0.1,k\n7,a7,80.0,,x: failed,,0.1,k\n")
+    second.write_text("index,arch,accuracy,y,x,error,flags,seconds,settings\n"
+                      "7,a7,80.0,2.0,9.0,,,0.1,k\n")
+    table = load_table([first, second])
+    assert table.indices == [5, 7] and table.values == {"x": [1.5, None], "y": [None, 2.0]}
+    with pytest.raises(TableError, match="no column for w"):
+        load_table([first, second], ["x", "w"])
 
 
 @pytest.mark.slow
@@ -65,7 +103,7 @@ def test_cli_runs_the_study_on_replay_agents_through_the_server(tmp_path: Path) 
 
 @pytest.mark.parametrize("extra, message", [
     (["--devices", "toaster"], "unknown device(s) toaster"),
-    (["--proxies", "nonsense"], "has no column for nonsense"),
+    (["--proxies", "nonsense"], "no column for nonsense"),
     (["--hw-csv", "/nonexistent/hw.csv"], "HW-NAS-Bench table not found"),
 ])
 def test_cli_bad_input_is_a_clear_error_and_exit_2(tmp_path: Path, extra, message) -> None:

@@ -208,6 +208,23 @@ def test_ensemble_is_a_rank_average_usable_as_a_proxy() -> None:
     assert ranks(constraint(extended, "ens", {})) == [2, 1]
 
 
+def test_log_rank_and_geo_mean_punish_one_low_member() -> None:
+    """AZ-NAS's aggregation: an arch must be good on every member (50/50 beats 90/10, which
+    the mean calls equal); the geometric mean orders archs as the log-rank sum does."""
+    def served(name: str, pct: tuple[float, float]) -> float:
+        settings = composite.resolve(get_composite(name),
+                                     SettingsOverride(extra={"proxies": "params,flops"}), "s")
+        values = {"params": pct[0], "flops": pct[1]}
+        return composite.combine(settings, values, lambda _n, _s, v: v)[0]
+
+    balanced, lopsided = (50.0, 50.0), (90.0, 10.0)
+    assert served("ensemble", balanced) == pytest.approx(served("ensemble", lopsided))
+    assert served("log_rank", balanced) == pytest.approx(2 * math.log(0.5))
+    assert served("log_rank", balanced) > served("log_rank", lopsided)
+    assert served("geo_mean", balanced) == pytest.approx(50.0)
+    assert served("geo_mean", lopsided) == pytest.approx(30.0)
+
+
 def test_a_composite_fails_with_a_member_or_without_populations() -> None:
     settings = composite.resolve(get_composite("ensemble"),
                                  SettingsOverride(extra={"proxies": "params,flops"}), "settings")
