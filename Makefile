@@ -30,7 +30,7 @@ test: venv
 	$(PY) tools/gen_protos.py --check
 	$(VENV)/bin/ruff check .
 	RAY_BIN=$(VENV)/bin/ray bash tools/with_postgres.sh bash tools/with_prometheus.sh \
-		bash tools/with_ray.sh $(PY) -m pytest -q -ra
+		bash tools/with_ray.sh $(PY) -m pytest -q -ra --durations=25
 
 # Fresh random examples, 50 times as many, for every parser and the SDK (about 5 minutes).
 fuzz: venv
