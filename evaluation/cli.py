@@ -169,6 +169,43 @@ def _aggregate(text: str) -> tuple[str, tuple[str, ...]]:
             f"distinct proxies, got {text!r}")
     return method, members
 
+@evaluate.command("learned")
+@click.option("--proxies-csv", "proxies_csvs", type=click.Path(path_type=Path), multiple=True,
+              help="per_arch.csv of `edgescore eval proxies`, repeatable (merged on index; "
+                   "default: the committed 1,000-arch CIFAR-10 run)")
+@click.option("--proxies", default="", help="comma-separated proxy columns (default: all)")
+@click.option("--labels", default="20,50,100,400", show_default=True,
+              help="comma-separated N: labelled archs per draw")
+@click.option("--seeds", type=click.IntRange(min=1), default=10, show_default=True,
+              help="draws per N")
+@click.option("--first-seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("out") / "learned",
+              show_default=True)
+def eval_learned(proxies_csvs: tuple[Path, ...], proxies: str, labels: str, seeds: int,
+                 first_seed: int, out: Path) -> None:
+    """Few-label ranking: fit the learned ranker on N labelled archs (graph features, proxy
+    values, both) and report Kendall tau and Spearman rho on the rest."""
+    try:
+        from edgescore.evaluation import inputs, learned
+    except ImportError as exc:
+        raise _server_code("learned", exc) from None
+    paths = proxies_csvs or tuple(filter(None, [inputs.default_study_proxies_csv()]))
+    if not paths:
+        raise _Usage("give --proxies-csv (per_arch.csv from `edgescore eval proxies`)")
+    try:
+        counts = tuple(int(n) for n in split_list(labels))
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {labels!r}",
+                                 param_hint="'--labels'") from None
+    config = learned.LearnedConfig(
+        per_arch=tuple(paths), out=out, proxies=tuple(split_list(proxies)) or None,
+        counts=counts, seeds=seeds, first_seed=first_seed)
+    try:
+        click.echo(learned.run_learned(config))
+    except inputs.EvalError as exc:
+        raise _Usage(str(exc)) from None
+
+
 
 def _quantiles(text: str) -> list[float]:
     """--quantiles "25,50,75": percentages strictly between 0 and 100."""

@@ -120,20 +120,20 @@ def _read(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 def load_table(paths: Sequence[Path], proxies: Optional[Sequence[str]] = None,
                limit: int = 0) -> ProxyTable:
-    """Per-arch CSVs of `edgescore eval proxies` over the same archs (e.g. one run per group of
-    proxies), merged on the arch index: the archs are the first CSV's rows (its first `limit`),
-    and a proxy column is taken from the first CSV that has it."""
-    first_columns, first_rows = _read(paths[0])
-    rows = first_rows[:limit] if limit else first_rows
+    """Per-arch CSVs of `edgescore eval proxies` (e.g. one run per group of proxies over the
+    same sample), merged on the arch index: the archs every CSV has, in the first CSV's order
+    (its first `limit` rows), and each proxy column from the first CSV that has it."""
+    read = [_read(p) for p in paths]
+    first_rows = read[0][1][:limit] if limit else read[0][1]
+    by_index = [{int(r["index"]): r for r in raw} for _, raw in read]
+    rows = [r for r in first_rows if all(int(r["index"]) in b for b in by_index[1:])]
     table = ProxyTable([int(r["index"]) for r in rows], [r["arch"] for r in rows],
                        [float(r["accuracy"]) for r in rows])
     found: dict[str, list[Optional[float]]] = {}
-    for columns, raw in [(first_columns, first_rows), *(_read(p) for p in paths[1:])]:
-        by_index = {int(r["index"]): r for r in raw}
+    for (columns, _), rows_of in zip(read, by_index):
         for column in columns:
             if column not in found:
-                found[column] = [_float(by_index[i][column]) if i in by_index else None
-                                 for i in table.indices]
+                found[column] = [_float(rows_of[i][column]) for i in table.indices]
     wanted = list(proxies) if proxies else list(found)
     unknown = [p for p in wanted if p not in found]
     if unknown:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+from pathlib import Path
 
 from edgescore.config import add_setting_flags, flag_name, load_settings, read_secret_files
 from edgescore.logs import check_format
@@ -56,6 +57,8 @@ class ServerConfig:
     db: str = ""
     # Archs in each proxy's reference population (weighted_rank); computed on first use.
     population_size: int = 100
+    # CSV of space,arch,accuracy: labelled archs the `learned` proxy is fitted on ("": none).
+    label_set: str = ""
     # Size caps on one candidate (RESOURCE_EXHAUSTED with the figure and the cap past them).
     max_params: int = 500_000_000
     max_macs: int = 100_000_000_000
@@ -93,6 +96,8 @@ def load_config(argv: list[str] | None = None) -> ServerConfig:
         config.log_format = check_format(config.log_format)
     except ValueError as exc:
         parser.error(f"--log-format: {exc}")
+    if config.label_set and not Path(config.label_set).is_file():
+        parser.error(f"--label-set: no file {config.label_set!r}")
     if bool(config.tls_cert) != bool(config.tls_key) or (config.tls_client_ca
                                                           and not config.tls_cert):
         parser.error("--tls-cert and --tls-key go together; --tls-client-ca needs them")

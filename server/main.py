@@ -11,6 +11,7 @@ from pathlib import Path
 
 from edgescore.logs import configure as configure_logging
 from edgescore.server.config import ServerConfig, load_config
+from edgescore.server.scoring.label_sets import LabelSetError
 from edgescore.server.service.app import create_server
 
 log = logging.getLogger("edgescore.server")
@@ -24,7 +25,11 @@ def main(argv: list[str] | None = None) -> int:
         if not torch.cuda.is_available():
             log.error("--device %s requested but CUDA is not available", config.device)
             return 2
-    return asyncio.run(serve(config))
+    try:
+        return asyncio.run(serve(config))
+    except LabelSetError as exc:
+        log.error("--label-set: %s", exc)
+        return 2
 
 
 async def serve(config: ServerConfig) -> int:

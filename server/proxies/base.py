@@ -139,7 +139,8 @@ class Composite:
     incomparable scales then weigh alike) and `combine` joins those percentiles into the served
     value, so a composite is served only where reference populations are. A request picks the
     members with `extra[members_key]` (default `default_members`); its other settings apply to
-    every member, and an extra key goes to the members that know it.
+    every member, and an extra key goes to the members that know it. A `fitted` composite
+    (`learned`) is served where the operator registered labelled archs of the space instead.
     """
 
     name: str
@@ -151,3 +152,6 @@ class Composite:
     default_members: tuple[str, ...]
     max_members: int = 8
     members_key: str = "proxies"
+    # A model fitted on the operator's labelled archs (scoring/label_sets.py) serves the value
+    # from the members' raw values instead of `combine`; it has no reference population.
+    fitted: bool = False

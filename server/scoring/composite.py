@@ -20,6 +20,8 @@ from edgescore.server.scoring.proxy_cache import Served
 
 # (member name, member settings, the value) -> the value's percentile in its reference population
 MemberPercentile = Callable[[str, ResolvedSettings, float], float]
+# The members' values by name -> a fitted composite's value (for one arch).
+Predict = Callable[[dict[str, float]], float]
 
 
 @dataclass(frozen=True)
@@ -87,9 +89,11 @@ def combine(settings: CompositeSettings, values: dict[str, float],
 
 
 def outcome(settings: CompositeSettings, members: list[Served],
-            percentile: Optional[MemberPercentile]) -> CompositeOutcome:
+            percentile: Optional[MemberPercentile],
+            predict: Optional[Predict] = None) -> CompositeOutcome:
     """The composite's outcome from its members' (`percentile`: None where the server has no
-    reference populations; their first use computes them, so call this off the event loop)."""
+    reference populations; their first use computes them, so call this off the event loop).
+    A fitted composite's value is `predict`'s (None: the server has no label set)."""
     composite = registry.get_composite(settings.name)
     computed = [m.outcome for m in members if not m.cached]
     base = CompositeOutcome(settings=settings, unit=composite.unit,
@@ -100,10 +104,16 @@ def outcome(settings: CompositeSettings, members: list[Served],
     try:
         if failed is not None:
             raise FailedPrecondition(f"member {failed.name} failed: {failed.error.message}")
-        if percentile is None:
-            raise FailedPrecondition("this server has no reference populations")
-        value, pct = combine(settings, {m.outcome.name: m.outcome.value for m in members},
-                             percentile)
+        values = {m.outcome.name: m.outcome.value for m in members}
+        if composite.fitted:
+            if predict is None:
+                raise FailedPrecondition("this server has no label set (start it with "
+                                         "--label-set)")
+            value, pct = predict(values), {}
+        else:
+            if percentile is None:
+                raise FailedPrecondition("this server has no reference populations")
+            value, pct = combine(settings, values, percentile)
     except ServerError as exc:
         return dataclasses.replace(base, error=exc)
     return dataclasses.replace(base, value=value, percentiles=pct)

@@ -24,6 +24,7 @@ from edgescore.grammar.nb201 import (
     reaches_output,
 )
 from edgescore.server.proxies.flops import count_macs
+from edgescore.server.scoring.graph_features import longest_paths
 from edgescore.server.spaces.base import ParsedArch
 from edgescore.server.spaces.nb201 import CELLS_PER_STAGE, SPACE, STEM_CHANNELS
 
@@ -71,16 +72,6 @@ def _stage_elements(resolution: int) -> list[int]:
     return [STEM_CHANNELS * 2**s * (resolution // 2**s) ** 2 for s in range(3)]
 
 
-def _longest_paths(edges: tuple[tuple[int, int, str], ...]) -> tuple[int, int]:
-    """Longest input->output path over live edges: in edges, and in conv edges."""
-    depth = {0: 0}
-    convs = {0: 0}
-    for j, i, op in edges:  # sorted by target, so sources are final before use
-        depth[i] = max(depth.get(i, 0), depth[j] + 1)
-        convs[i] = max(convs.get(i, 0), convs[j] + op.startswith("nor_conv"))
-    return depth.get(OUTPUT_NODE, 0), convs.get(OUTPUT_NODE, 0)
-
-
 def nb201_features(arch: Union[str, ParsedArch]) -> dict[str, float]:
     """Features of one NB201 cell (string or parsed): live op counts, structure, MACs (M),
     params (M), an activation-traffic estimate (MB), plus counts of dead edges by kind."""
@@ -108,7 +99,7 @@ def _features(canonical: str, num_classes: int, resolution: int) -> tuple[tuple[
         features[f"live_{op}"] += 1
         in_degree[i] = in_degree.get(i, 0) + 1
     adds = sum(max(d - 1, 0) for d in in_degree.values())
-    depth, conv_depth = _longest_paths(live)
+    depth, conv_depth = longest_paths(live)
     macs = table["base"][0] + sum(table[op][0] for _, _, op in live)
     params = table["base"][1] + sum(table[op][1] for _, _, op in live)
     passes = sum(_PASSES[op] for _, _, op in live) + 3 * adds

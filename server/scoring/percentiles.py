@@ -17,6 +17,7 @@ import math
 import random
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
 import numpy as np
@@ -26,6 +27,7 @@ from edgescore.server.compute.units import ArchRef, ProxyUnit
 from edgescore.server.errors import FailedPrecondition
 from edgescore.server.proxies.base import ResolvedSettings, SettingsOverride
 from edgescore.server.proxies.engine import ProxyOutcome
+from edgescore.server.proxies.registry import get_composite
 from edgescore.server.scoring import composite
 from edgescore.server.scoring.composite import CompositeSettings
 from edgescore.server.scoring.population import (
@@ -99,6 +101,17 @@ class Populations:
             raise FailedPrecondition(f"no reference population for space '{arch.space}' yet")
         return self._population(arch, proxy, settings, sampler).percentile(value)
 
+    def member_values(self, arch: ParsedArch, proxy: str, settings: ResolvedSettings,
+                      specs: list[str]) -> list[float]:
+        """`proxy`'s values (NaN where it failed) for other archs of `arch`'s space at its class
+        count and resolution, computed and stored as reference population members are."""
+        sampler = space_sampler(spaces.get_space(arch.space))
+        if sampler is None:
+            raise FailedPrecondition(f"space '{arch.space}' has no reference populations")
+        population = self._population(arch, proxy, settings, sampler)
+        with ThreadPoolExecutor(self.parallel, "members") as pool:
+            return list(pool.map(population.value_of, specs))
+
     def _population(self, arch: ParsedArch, proxy: str,
                     settings: ResolvedSettings | CompositeSettings,
                     sampler: Sampler) -> ReferencePopulation:
@@ -107,6 +120,9 @@ class Populations:
         with self._lock:
             population = self._proxies.get(key)
             if population is None:
+                if isinstance(settings, CompositeSettings) and get_composite(proxy).fitted:
+                    raise FailedPrecondition(f"{proxy} is fitted to a label set; it has no "
+                                             "percentile in a reference population")
                 make = (self._composite_population if isinstance(settings, CompositeSettings)
                         else self._proxy_population)
                 population = self._proxies[key] = make(arch, proxy, settings, sampler)

@@ -26,6 +26,7 @@ from edgescore.server.proxies.engine import ProxyOutcome
 from edgescore.server.proxies.registry import get_proxy
 from edgescore.server.scoring import composite
 from edgescore.server.scoring.composite import CompositeOutcome, CompositeSettings
+from edgescore.server.scoring.label_sets import LabelSets
 from edgescore.server.scoring.percentiles import Populations
 from edgescore.server.scoring.proxy_cache import ProxyCache, Served
 from edgescore.server.spaces.base import ParsedArch
@@ -51,9 +52,11 @@ def _failed(name: str, settings: Any, error: ServerError) -> ProxyOutcome:
 
 class ProxyValues:
     def __init__(self, plane: ComputePlane, cache: ProxyCache, metrics: Metrics,
-                 device: str = "cpu", populations: Optional[Populations] = None) -> None:
+                 device: str = "cpu", populations: Optional[Populations] = None,
+                 label_sets: Optional[LabelSets] = None) -> None:
         self._plane, self._cache, self._metrics, self._device = plane, cache, metrics, device
         self._populations = populations
+        self._label_sets = label_sets
         self._flights = Flights()
 
     async def results(self, arch: ParsedArch, ref: ArchRef, calls: list[Call],
@@ -79,12 +82,16 @@ class ProxyValues:
 
     def _composite(self, arch: ParsedArch, settings: CompositeSettings,
                    members: list[Served]) -> CompositeOutcome:
-        """Off the event loop: a population's first use computes it."""
-        populations = self._populations
+        """Off the event loop: a population's first use computes it, as does a fitted
+        composite's first use its model."""
+        populations, label_sets = self._populations, self._label_sets
+        predict = None if label_sets is None else (
+            lambda values: label_sets.predict(arch, settings, values))
         if populations is None:
-            return composite.outcome(settings, members, None)
+            return composite.outcome(settings, members, None, predict)
         return composite.outcome(settings, members, lambda name, resolved, value:
-                                 populations.proxy_percentile(arch, name, resolved, value))
+                                 populations.proxy_percentile(arch, name, resolved, value),
+                                 predict)
 
     async def _values(self, arch: ParsedArch, ref: ArchRef, calls: list[Call],
                       registered: tuple, use_store: bool, caller: Caller) -> list[Served]:

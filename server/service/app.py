@@ -8,6 +8,7 @@ import dataclasses
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from google.protobuf.json_format import MessageToDict
@@ -24,6 +25,7 @@ from edgescore.server.fleet.local_jobs import LocalJobs
 from edgescore.server.fleet.shared_jobs import SharedJobs
 from edgescore.server.metrics import Metrics
 from edgescore.server.proxies import datasets
+from edgescore.server.scoring.label_sets import LabelSets
 from edgescore.server.scoring.percentiles import Populations
 from edgescore.server.scoring.predictor import PredictorBank
 from edgescore.server.scoring.proxy_cache import ProxyCache
@@ -190,8 +192,10 @@ async def create_server(address: str = "127.0.0.1:0", config: ServerConfig | Non
     populations = Populations(
         store, cache, config.device, config.population_size, parallel=POPULATION_PARALLEL,
         run=lambda unit, emit: plane.run_blocking(unit, POPULATIONS, emit))
+    label_sets = (LabelSets.from_csv(Path(config.label_set), populations)
+                  if config.label_set else None)
     scoring = ScoringServicer(latency, metrics, plane, cache, populations, _limits(config),
-                              config.stream_window, config.device)
+                              config.stream_window, config.device, label_sets)
     scoring_pb2_grpc.add_ScoringServiceServicer_to_server(scoring, server)
     fleet_pb2_grpc.add_FleetServiceServicer_to_server(FleetServicer(fleet, store), server)
     agent_pb2_grpc.add_AgentServiceServicer_to_server(

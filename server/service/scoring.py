@@ -28,6 +28,7 @@ from edgescore.server.proxies import datasets, registry
 from edgescore.server.proxies.base import Composite
 from edgescore.server.proxies.settings import resolve_settings
 from edgescore.server.scoring import composite, request_objective
+from edgescore.server.scoring.label_sets import LabelSets
 from edgescore.server.scoring.percentiles import Populations
 from edgescore.server.scoring.proxy_cache import ProxyCache
 from edgescore.server.scoring.proxy_values import ProxyValues
@@ -69,11 +70,11 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
     def __init__(self, latency: LatencyService, metrics: Metrics, plane: ComputePlane,
                  cache: ProxyCache, populations: Populations | None = None,
                  limits: Limits | None = None, stream_window: int = 32,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", label_sets: LabelSets | None = None) -> None:
         self._latency = latency
         self._sizes = SizeCheck(limits or Limits())
         self._metrics = metrics
-        self._values = ProxyValues(plane, cache, metrics, device, populations)
+        self._values = ProxyValues(plane, cache, metrics, device, populations, label_sets)
         self._studies = Studies()
         self._populations = populations
         self._stream_window = stream_window
