@@ -161,5 +161,5 @@ def test_vit_swap_fails_clearly_others_run():
     outs = {o.name: o for o in compute_proxies(vit.SPACE, arch, list(QUICK.items()))}
     for name in ("swap", "swap_reg"):
         assert isinstance(outs[name].error, FailedPrecondition)
-        assert "GELU" in outs[name].error.message
+        assert outs[name].error.message.startswith(name) and "GELU" in outs[name].error.message
     assert outs["meco"].error is None and outs["num_layers"].error is None

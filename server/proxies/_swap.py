@@ -34,7 +34,7 @@ def _pack(codes: torch.Tensor) -> torch.Tensor:
     return torch.stack(keys, dim=1)
 
 
-def swap_count(network: nn.Module, x: torch.Tensor) -> int:
+def swap_count(network: nn.Module, x: torch.Tensor, name: str = "swap") -> int:
     """Number of distinct sample-wise patterns (output > 0 on each sample) over every neuron of
     every nn.ReLU/ReLU6 call on a 4-D input, in one no-grad forward of `x` (network's mode)."""
     packed: list[torch.Tensor] = []
@@ -45,7 +45,7 @@ def swap_count(network: nn.Module, x: torch.Tensor) -> int:
             return
         flat = output.detach().reshape(output.shape[0], -1)
         if not bool(torch.isfinite(flat).all()):
-            raise NumericalFailure("swap: non-finite activation in a ReLU output")
+            raise NumericalFailure(f"{name}: non-finite activation in a ReLU output")
         # Packed at once: an in-place op after the ReLU cannot change what was recorded.
         packed.append(_pack(flat > 0))
 
@@ -60,7 +60,7 @@ def swap_count(network: nn.Module, x: torch.Tensor) -> int:
             handle.remove()
     if not packed:
         raise FailedPrecondition(
-            "swap: no nn.ReLU ran on a 4-D (conv) feature map, so there are no activation "
+            f"{name}: no nn.ReLU ran on a 4-D (conv) feature map, so there are no activation "
             "patterns to count (SWAP is defined for ReLU networks; e.g. GELU/ViT has none)")
     patterns = torch.cat(packed, dim=0)
     if patterns.shape[1] == 1:
@@ -85,7 +85,7 @@ def redraw(network: nn.Module, init: str, gen: torch.Generator) -> None:
                 m.bias.zero_()
 
 
-def mean_swap(inp: ProxyInput) -> float:
+def mean_swap(inp: ProxyInput, name: str = "swap") -> float:
     """SWAP averaged over extra inits weight draws on one batch: the first draw is the
     engine's network (biases zeroed), the others come from a generator of the seed."""
     x, _ = inp.batch()
@@ -101,7 +101,7 @@ def mean_swap(inp: ProxyInput) -> float:
                         m.bias.zero_()
         else:
             redraw(network, inp.settings.init, gen)
-        total += swap_count(network, x)
+        total += swap_count(network, x, name)
     return total / inits
 
 

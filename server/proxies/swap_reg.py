@@ -37,7 +37,7 @@ def compute(inp: ProxyInput) -> float:
     sigma = _positive_float(inp, "sigma", DEFAULT_SIGMA, positive=True)
     # Checked before the forwards: a bad setting costs nothing.
     factor = regular_factor(kilo_params(inp.network), mu, sigma)
-    return mean_swap(inp) * factor
+    return mean_swap(inp, "swap_reg") * factor
 
 
 PROXY = Proxy(
