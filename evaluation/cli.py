@@ -51,10 +51,14 @@ def evaluate() -> None:
               help="naslib_zc_scores.csv (default: next to the accuracy CSV)")
 @click.option("--within-naslib", is_flag=True,
               help="sample only archs NASLib scored, so the agreement column has all n")
+@click.option("--extra", "extras", multiple=True, metavar="PROXY:KEY=VALUE",
+              help="an extra setting of one proxy in place of its default, repeatable "
+                   "(e.g. swap:inits=4); the report lists every proxy's settings")
 @click.option("--no-progress", is_flag=True)
 def eval_proxies(space: str, dataset: str, archs: int, seed: int, proxies: str, workers: int,
                  out: Optional[Path], device: str, csv: Optional[Path], anchors: Optional[Path],
-                 naslib: Optional[Path], within_naslib: bool, no_progress: bool) -> None:
+                 naslib: Optional[Path], within_naslib: bool, extras: tuple[str, ...],
+                 no_progress: bool) -> None:
     """Rank correlation of proxies with trained accuracy on a seeded sample of
     accuracy_dev.csv (Spearman, Kendall), against published figures and NASLib's values.
     Resumable: rerun the same command after a stop."""
@@ -67,7 +71,7 @@ def eval_proxies(space: str, dataset: str, archs: int, seed: int, proxies: str, 
     config = EvalConfig(
         space=space, dataset=dataset, archs=archs, seed=seed, proxies=split_list(proxies) or None,
         workers=workers, out=out, device=device, csv=csv, anchors=anchors, naslib=naslib,
-        within_naslib=within_naslib, progress=not no_progress)
+        within_naslib=within_naslib, progress=not no_progress, extra=_extras(extras))
     try:
         run_eval(config)
     except EvalError as exc:
@@ -155,6 +159,19 @@ def aggregate(proxies_csv: tuple[Path, ...], candidates: str, max_members: int, 
     except TableError as exc:
         raise _Usage(str(exc)) from None
     click.echo((out / "aggregate.md").read_text())
+
+
+def _extras(texts: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """--extra swap:inits=4 --extra swap:... -> {"swap": {"inits": "4", ...}}."""
+    out: dict[str, dict[str, str]] = {}
+    for text in texts:
+        proxy, _, setting = text.partition(":")
+        key, eq, value = setting.partition("=")
+        if not (proxy and key and eq):
+            raise click.BadParameter(f"expected PROXY:KEY=VALUE, got {text!r}",
+                                     param_hint="'--extra'")
+        out.setdefault(proxy, {})[key] = value
+    return out
 
 
 def _aggregate(text: str) -> tuple[str, tuple[str, ...]]:

@@ -29,6 +29,8 @@ class EvalConfig:
     within_naslib: bool = False  # sample only archs NASLib scored (for the agreement column)
     progress: bool = True
     space: str = SPACE
+    # proxy -> extra settings that replace its defaults (e.g. {"swap": {"inits": "4"}})
+    extra: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass
