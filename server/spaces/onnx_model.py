@@ -217,10 +217,11 @@ class OnnxSpace(SearchSpace):
         return True
 
     def static_proxy(self, arch: ParsedArch, proxy: str) -> Optional[float]:
-        """#Params and FLOPs from the graph itself (they need no conversion)."""
+        """#Params and FLOPs from the graph itself (they need no conversion); AZ-NAS's
+        complexity is the same FLOPs count."""
         if proxy == "params":
             return float(trainable_params(arch.payload.model))
-        if proxy == "flops":
+        if proxy in ("flops", "az_complexity"):
             return float(macs(arch.payload.model))
         return None
 
