@@ -54,11 +54,13 @@ def evaluate() -> None:
 @click.option("--extra", "extras", multiple=True, metavar="PROXY:KEY=VALUE",
               help="an extra setting of one proxy in place of its default, repeatable "
                    "(e.g. swap:inits=4); the report lists every proxy's settings")
+@click.option("--batch", "batches", multiple=True, metavar="PROXY=N",
+              help="one proxy's batch size in place of its default, repeatable")
 @click.option("--no-progress", is_flag=True)
 def eval_proxies(space: str, dataset: str, archs: int, seed: int, proxies: str, workers: int,
                  out: Optional[Path], device: str, csv: Optional[Path], anchors: Optional[Path],
                  naslib: Optional[Path], within_naslib: bool, extras: tuple[str, ...],
-                 no_progress: bool) -> None:
+                 batches: tuple[str, ...], no_progress: bool) -> None:
     """Rank correlation of proxies with trained accuracy on a seeded sample of
     accuracy_dev.csv (Spearman, Kendall), against published figures and NASLib's values.
     Resumable: rerun the same command after a stop."""
@@ -71,7 +73,8 @@ def eval_proxies(space: str, dataset: str, archs: int, seed: int, proxies: str, 
     config = EvalConfig(
         space=space, dataset=dataset, archs=archs, seed=seed, proxies=split_list(proxies) or None,
         workers=workers, out=out, device=device, csv=csv, anchors=anchors, naslib=naslib,
-        within_naslib=within_naslib, progress=not no_progress, extra=_extras(extras))
+        within_naslib=within_naslib, progress=not no_progress, extra=_extras(extras),
+        batch=_batches(batches))
     try:
         run_eval(config)
     except EvalError as exc:
@@ -171,6 +174,17 @@ def _extras(texts: tuple[str, ...]) -> dict[str, dict[str, str]]:
             raise click.BadParameter(f"expected PROXY:KEY=VALUE, got {text!r}",
                                      param_hint="'--extra'")
         out.setdefault(proxy, {})[key] = value
+    return out
+
+
+def _batches(texts: tuple[str, ...]) -> dict[str, int]:
+    """--batch vkdnw=16 -> {"vkdnw": 16}."""
+    out = {}
+    for text in texts:
+        proxy, _, size = text.partition("=")
+        if not (proxy and size.isdigit() and int(size) > 0):
+            raise click.BadParameter(f"expected PROXY=N, got {text!r}", param_hint="'--batch'")
+        out[proxy] = int(size)
     return out
 
 

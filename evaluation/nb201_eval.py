@@ -44,26 +44,30 @@ from edgescore.server.spaces import registry as spaces
 # -- the proxies' settings ---------------------------------------------------------------------
 
 
-def override(name: str, seed: int, extra: dict[str, dict[str, str]]) -> SettingsOverride:
-    """What the eval asks of one proxy: its defaults under the eval's seed, and any extra."""
-    return SettingsOverride(seed=seed, extra=dict(extra[name]) if name in extra else None)
+def override(name: str, seed: int, extra: dict[str, dict[str, str]],
+             batch: dict[str, int]) -> SettingsOverride:
+    """What the eval asks of one proxy: its defaults under the eval's seed, and any extra
+    settings or batch size given for it."""
+    return SettingsOverride(seed=seed, batch_size=batch.get(name),
+                            extra=dict(extra[name]) if name in extra else None)
 
 
 def resolve_proxies(names: Optional[Sequence[str]], seed: int,
-                    extra: Optional[dict[str, dict[str, str]]] = None) -> dict[str, dict]:
+                    extra: Optional[dict[str, dict[str, str]]] = None,
+                    batch: Optional[dict[str, int]] = None) -> dict[str, dict]:
     """Each proxy's resolved settings under the eval's seed; raises EvalError for bad names."""
     chosen = list(names) if names else [p.name for p in registry.all_proxies()]
     if len(set(chosen)) != len(chosen):
         raise EvalError(f"a proxy is listed twice: {', '.join(chosen)}")
-    extra = extra or {}
-    stray = sorted(set(extra) - set(chosen))
+    extra, batch = extra or {}, batch or {}
+    stray = sorted((set(extra) | set(batch)) - set(chosen))
     if stray:
-        raise EvalError(f"extra settings for proxies not evaluated: {', '.join(stray)}")
+        raise EvalError(f"settings for proxies not evaluated: {', '.join(stray)}")
     resolved = {}
     for name in chosen:
         try:
             proxy = registry.get_proxy(name)
-            settings = resolve_settings(proxy, override(name, seed, extra))
+            settings = resolve_settings(proxy, override(name, seed, extra, batch))
         except ServerError as exc:
             raise EvalError(exc.message) from None
         resolved[name] = dataclasses.asdict(settings)
@@ -109,6 +113,7 @@ class _Task:
     device: str
     settings: str
     extra: dict[str, dict[str, str]]
+    batch: dict[str, int]
 
 
 def compute_row(task: _Task) -> ArchRow:
@@ -119,7 +124,8 @@ def compute_row(task: _Task) -> ArchRow:
     flags: list[str] = []
     try:
         space, arch = spaces.parse_arch(task.space, task.arch, task.num_classes, task.resolution)
-        calls = [(name, override(name, task.seed, task.extra)) for name in task.proxies]
+        calls = [(name, override(name, task.seed, task.extra, task.batch))
+                 for name in task.proxies]
         for outcome in engine.compute_proxies(space, arch, calls, device=task.device):
             flags.extend(outcome.flags)
             if outcome.error is None:
@@ -177,7 +183,7 @@ def run_eval(config: EvalConfig, log: Callable[[str], None] = print) -> EvalRun:
     if csv_path is None:
         raise EvalError("edgescore is not running from its checkout: pass --csv "
                         "path/to/accuracy_dev.csv")
-    proxy_settings = resolve_proxies(config.proxies, config.seed, config.extra)
+    proxy_settings = resolve_proxies(config.proxies, config.seed, config.extra, config.batch)
     proxies = list(proxy_settings)
     key = settings_key(config, spec, proxy_settings)
 
@@ -200,7 +206,8 @@ def run_eval(config: EvalConfig, log: Callable[[str], None] = print) -> EvalRun:
     write_rows(per_arch, proxies, done.values())
 
     tasks = [_Task(i, arch, acc, config.space, spec.num_classes, spec.input_resolution,
-                   tuple(proxies), config.seed, config.device, key, config.extra)
+                   tuple(proxies), config.seed, config.device, key, config.extra,
+                   config.batch)
              for i, arch, acc in sample if i not in done]
     reused = len(sample) - len(tasks)
     workers = config.workers or os.cpu_count() or 1

@@ -31,6 +31,8 @@ class EvalConfig:
     space: str = SPACE
     # proxy -> extra settings that replace its defaults (e.g. {"swap": {"inits": "4"}})
     extra: dict[str, dict[str, str]] = field(default_factory=dict)
+    # proxy -> batch size in place of its default (e.g. {"vkdnw": 16})
+    batch: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
