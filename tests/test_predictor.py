@@ -103,6 +103,26 @@ def test_bank_learns_from_the_store(tmp_path) -> None:
     assert bank.has_measurements("raspi4", "nb201") and not bank.has_measurements("pixel3", "nb201")
 
 
+def test_each_measurement_counts_once_across_live_feeding_and_loading(tmp_path) -> None:
+    """Ten archs measured live, then the same ten loaded from the store (the first prediction
+    for a class loads it; a restart loads it again): ten points, so no model below 20."""
+    archs = nb201_sampler(10, seed=3)
+    bank = PredictorBank(min_points=20, n_estimators=20)
+    with open_store(tmp_path / "s.db") as store:
+        for i, arch in enumerate(archs):
+            key = MeasurementKey.make(f"{i:064x}", "raspi4", "onnxruntime", "1.18")
+            store.put_measurement(key, {"median_ms": 2.0 + i}, space="nb201", arch=arch)
+            bank.observe("raspi4", "nb201", arch, 2.0 + i)
+        assert bank.load(store, ["raspi4"]) == 10
+        assert bank.load(store, ["raspi4"]) == 10
+    predictor = bank.predictor("raspi4", "nb201")
+    assert predictor.n_points == 10
+    assert bank.predict("raspi4", "nb201", archs[0]) is None
+    # A new measurement of a known arch updates its point.
+    bank.observe("raspi4", "nb201", archs[0], 50.0)
+    assert predictor.n_points == 10
+
+
 def test_bank_keeps_one_predictor_per_network_shape(tmp_path) -> None:
     archs = nb201_sampler(40, seed=3)
     bank = PredictorBank(min_points=20, n_estimators=50)

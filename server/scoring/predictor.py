@@ -56,9 +56,13 @@ class LatencyPredictor:
         self.n_estimators, self.quantiles = n_estimators, quantiles
         self._x: list[Features] = []
         self._y: list[float] = []
+        # key (an arch) -> its point: a network measured again, or fed live and then loaded from
+        # the store, updates its one point instead of counting twice.
+        self._slots: dict[str, int] = {}
         self._names: list[str] = []
         self._models: Optional[tuple[Any, Any, Any]] = None
-        self._fitted_on = 0
+        self._changes = 0  # points added or updated
+        self._fitted_at = 0  # `_changes` when the models were fitted
         self._lock = threading.Lock()
 
     @property
@@ -67,14 +71,22 @@ class LatencyPredictor:
 
     @property
     def stale(self) -> bool:
-        new = len(self._y) - self._fitted_on
+        new = self._changes - self._fitted_at
         return len(self._y) >= self.min_points and (
             self._models is None or new >= self.retrain_every)
 
-    def add(self, features: Features, latency_ms: float) -> None:
+    def add(self, features: Features, latency_ms: float, key: Optional[str] = None) -> None:
+        """One point; a `key` seen before (the same arch) replaces that point's latency."""
         if not (latency_ms > 0 and math.isfinite(latency_ms)):
             return  # a failed or absurd measurement teaches nothing
         with self._lock:
+            self._changes += 1
+            slot = self._slots.get(key) if key is not None else None
+            if slot is not None:
+                self._y[slot] = float(latency_ms)
+                return
+            if key is not None:
+                self._slots[key] = len(self._y)
             self._x.append(dict(features))
             self._y.append(float(latency_ms))
 
@@ -100,7 +112,7 @@ class LatencyPredictor:
                   self._model(loss="quantile", alpha=high))
         for model in models:
             model.fit(matrix, target)
-        self._models, self._fitted_on = models, len(self._y)
+        self._models, self._fitted_at = models, self._changes
         return True
 
     def _matrix(self, rows: Sequence[Features]) -> np.ndarray:
@@ -172,7 +184,8 @@ class PredictorBank:
     def observe(self, device_class: str, space: str, arch: str, latency_ms: float,
                 shape: Optional[Shape] = None, settings: Settings = None) -> None:
         features = self._featurize(space, arch)
-        self.predictor(device_class, space, shape, settings).add(features, latency_ms)
+        # Keyed by the arch: each measured network is one point, however often it arrives.
+        self.predictor(device_class, space, shape, settings).add(features, latency_ms, key=arch)
 
     def predict(self, device_class: str, space: str, arch: str, shape: Optional[Shape] = None,
                 settings: Settings = None) -> Optional[Prediction]:
