@@ -8,6 +8,7 @@ from torch import nn
 
 from edgescore.server.errors import FailedPrecondition, NumericalFailure
 from edgescore.server.proxies import _seeded
+from edgescore.server.proxies._hooks import hooked_forward
 from edgescore.server.proxies.base import ProxyInput
 
 # extra["inits"]: weight draws averaged over one fixed batch (correlation.py --repeats 32).
@@ -50,14 +51,8 @@ def swap_count(network: nn.Module, x: torch.Tensor, name: str = "swap") -> int:
         packed.append(_pack(flat > 0))
 
     # ReLU6 is on exactly where ReLU is (sign of the output), so it counts alike.
-    handles = [m.register_forward_hook(hook) for m in network.modules()
-               if isinstance(m, (nn.ReLU, nn.ReLU6))]
-    try:
-        with torch.no_grad():
-            network(x)
-    finally:
-        for handle in handles:
-            handle.remove()
+    hooked_forward(network, x, (m for m in network.modules()
+                                if isinstance(m, (nn.ReLU, nn.ReLU6))), hook)
     if not packed:
         raise FailedPrecondition(
             f"{name}: no nn.ReLU ran on a 4-D (conv) feature map, so there are no activation "

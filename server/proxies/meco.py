@@ -8,6 +8,7 @@ from torch import nn
 
 from edgescore.server.errors import NumericalFailure
 from edgescore.server.proxies import _seeded
+from edgescore.server.proxies._hooks import hooked_forward
 from edgescore.server.proxies.base import ZERO_COST_NAS_NETWORKS, Proxy, ProxyInput
 
 # extra["variant"]: "meco" (the paper's main proxy) or "meco_opt" (8 random rows per module,
@@ -58,13 +59,7 @@ def meco_score(network: nn.Module, x: torch.Tensor, variant: str, gen: torch.Gen
         else:
             values.append(min_corr_eigenvalue(fea))
 
-    handles = [m.register_forward_hook(hook) for m in network.modules()]
-    try:
-        with torch.no_grad():
-            network(x)
-    finally:
-        for handle in handles:
-            handle.remove()
+    hooked_forward(network, x, network.modules(), hook)
     if not values:
         raise NumericalFailure("meco: no module produced a feature map with more than one value "
                                "per row, so there is no correlation matrix")

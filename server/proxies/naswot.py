@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from edgescore.server.errors import NumericalFailure
+from edgescore.server.proxies._hooks import hooked_forward
 from edgescore.server.proxies.base import Proxy, ProxyInput
 
 # Below this many units per sample, float32 sums of 0/1 products are exact integers.
@@ -53,16 +54,10 @@ def code_kernel(network: nn.Module, x: torch.Tensor, hooks: str = "relu") -> tor
         kernel += units - ones_count[:, None] - ones_count[None, :] + 2 * both_on
         calls += 1
 
-    handles = [m.register_forward_hook(hook) for m in network.modules() if _hooked(m, hooks)]
-    try:
-        # Codes need no gradients. The reference first runs a forward+backward only to mark which
-        # ReLUs receive gradient; in its NB201 nets that is every ReLU ('none' is x*0, which still
-        # backpropagates), so one forward in train mode gives the same K.
-        with torch.no_grad():
-            network(x)
-    finally:
-        for handle in handles:
-            handle.remove()
+    # Codes need no gradients. The reference first runs a forward+backward only to mark which
+    # ReLUs receive gradient; in its NB201 nets that is every ReLU ('none' is x*0, which still
+    # backpropagates), so one forward in train mode gives the same K.
+    hooked_forward(network, x, (m for m in network.modules() if _hooked(m, hooks)), hook)
     if calls == 0:
         raise NumericalFailure("naswot: no ReLU module ran in the forward pass, so K is empty")
     return kernel.cpu()

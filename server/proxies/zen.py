@@ -10,6 +10,7 @@ from torch import nn
 
 from edgescore.server.errors import FailedPrecondition, InvalidArgument, NumericalFailure
 from edgescore.server.proxies import _seeded
+from edgescore.server.proxies._hooks import hooked_forward
 from edgescore.server.proxies.base import Proxy, ProxyInput
 
 DEFAULT_GAMMA = "0.01"  # compute_zen_score.py --mixup_gamma / evolution_search.py --gamma
@@ -24,13 +25,10 @@ def pre_pool_features(network: nn.Module, x: torch.Tensor) -> torch.Tensor:
     def hook(_module: nn.Module, inputs: tuple) -> None:
         seen.append(inputs[0])
 
-    handles = [m.register_forward_pre_hook(hook) for m in network.modules()
-               if isinstance(m, nn.AdaptiveAvgPool2d)]
-    try:
-        network(x)
-    finally:
-        for handle in handles:
-            handle.remove()
+    # With autograd as the caller has it (the reference runs this under its own no_grad).
+    hooked_forward(network, x, (m for m in network.modules()
+                                if isinstance(m, nn.AdaptiveAvgPool2d)), hook, pre=True,
+                   grad=torch.is_grad_enabled())
     if not seen:
         raise FailedPrecondition("zen: the network has no nn.AdaptiveAvgPool2d, so there is no "
                                  "pre-global-pooling feature map to perturb")
