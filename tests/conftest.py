@@ -20,6 +20,23 @@ from torch import nn
 from edgescore.server.spaces.base import ParsedArch, SearchSpace
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+# One small arch of each space but NB201, with its input resolution (small resolutions keep the
+# proxy suites quick on a CPU).
+SMALL_ARCHS = {
+    "nats_sss": ("8:16:8:24:16", 32),
+    "nb101": ({"adjacency": [[0, 1, 1, 0, 0], [0, 0, 0, 1, 0], [0, 0, 0, 1, 1],
+                             [0, 0, 0, 0, 1], [0, 0, 0, 0, 0]],
+               "ops": ["input", "conv3x3-bn-relu", "maxpool3x3", "conv1x1-bn-relu", "output"]},
+              32),
+    "macro": ({"stem_width": 8, "head_width": 64, "stages": [
+        {"kernel": 3, "expansion": 1, "width": 8, "depth": 1, "stride": 1},
+        {"kernel": 5, "expansion": 4, "width": 16, "depth": 2, "stride": 2,
+         "squeeze_excitation": True}]}, 32),
+    "vit": ({"embed_dim": 32, "depth": 2, "num_heads": [1, 2], "mlp_ratio": [2, 3],
+             "patch_size": 8}, 32),
+}
+
 NB201_ACCURACY = SHARED / "data" / "nb201" / "accuracy_dev.csv"
 
 # The suite's fuzz tests draw the same examples on every run (a CI result must not depend on

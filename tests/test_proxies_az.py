@@ -9,7 +9,7 @@ import grpc
 import numpy as np
 import pytest
 import torch
-from conftest import ToySpace, onnx_bytes
+from conftest import SMALL_ARCHS, ToySpace, onnx_bytes
 from scipy import stats
 from torch import nn
 
@@ -31,20 +31,7 @@ BEST = ("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|"
         "+|skip_connect~0|nor_conv_1x1~1|nor_conv_3x3~2|")
 DEAD = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
 IDENTITY = "|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|"  # each cell computes x
-# One small arch per other space (small resolutions keep this quick on a CPU).
-OTHERS = {
-    "nats_sss": ("8:16:8:24:16", 32),
-    "nb101": ({"adjacency": [[0, 1, 1, 0, 0], [0, 0, 0, 1, 0], [0, 0, 0, 1, 1],
-                             [0, 0, 0, 0, 1], [0, 0, 0, 0, 0]],
-               "ops": ["input", "conv3x3-bn-relu", "maxpool3x3", "conv1x1-bn-relu", "output"]},
-              32),
-    "macro": ({"stem_width": 8, "head_width": 64, "stages": [
-        {"kernel": 3, "expansion": 1, "width": 8, "depth": 1, "stride": 1},
-        {"kernel": 5, "expansion": 4, "width": 16, "depth": 2, "stride": 2,
-         "squeeze_excitation": True}]}, 32),
-    "vit": ({"embed_dim": 32, "depth": 2, "num_heads": [1, 2], "mlp_ratio": [2, 3],
-             "patch_size": 8}, 32),
-}
+OTHERS = SMALL_ARCHS
 QUICK = SettingsOverride(batch_size=16)
 
 

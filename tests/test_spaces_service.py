@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import QUICK_MEASUREMENT, onnx_bytes
+from conftest import QUICK_MEASUREMENT, SMALL_ARCHS, onnx_bytes
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
@@ -26,19 +26,7 @@ from edgescore.v1 import common_pb2
 pytestmark = pytest.mark.slow
 
 # One small arch per space (small resolutions keep the whole proxy suite quick on a CPU).
-SMALL = {
-    "nats_sss": ("8:16:8:24:16", 32),
-    "nb101": ({"adjacency": [[0, 1, 1, 0, 0], [0, 0, 0, 1, 0], [0, 0, 0, 1, 1],
-                             [0, 0, 0, 0, 1], [0, 0, 0, 0, 0]],
-               "ops": ["input", "conv3x3-bn-relu", "maxpool3x3", "conv1x1-bn-relu", "output"]},
-              32),
-    "macro": ({"stem_width": 8, "head_width": 64, "stages": [
-        {"kernel": 3, "expansion": 1, "width": 8, "depth": 1, "stride": 1},
-        {"kernel": 5, "expansion": 4, "width": 16, "depth": 2, "stride": 2,
-         "squeeze_excitation": True}]}, 32),
-    "vit": ({"embed_dim": 32, "depth": 2, "num_heads": [1, 2], "mlp_ratio": [2, 3],
-             "patch_size": 8}, 32),
-}
+SMALL = SMALL_ARCHS
 # TE-NAS's small networks exist for NB201 cells only; Zen-NAS perturbs the feature map before
 # a CNN's global average pool, which a ViT does not have, NASWOT codes ReLU units, which a
 # ViT (GELU) has none of (nor SWAP's ReLUs on conv feature maps), and AZ-NAS defines no

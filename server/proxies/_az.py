@@ -222,6 +222,12 @@ AZ_NAS = SharedPass(
                 "covariance, per pair -sigma - 1/sigma + 2",
 )
 
+# The protocol of the three proxies read off the pass (`Proxy(..., **PASS_PROTOCOL)`): the
+# Gaussian input is the calibration batch of data_kind=synthetic; with data_kind=cifar10 the
+# xautodl loader's mean/std, as the reference's real-image mode.
+PASS_PROTOCOL = {"needs_data": True, "batch_size": 64, "data_kind": "synthetic",
+                 "init": "kaiming", "normalisation": "nb201", "shared_pass": AZ_NAS}
+
 
 def _finite(name: str, stats: AzStats) -> tuple[float, ...]:
     for tap, value in zip(stats.taps, stats.expressivity):

@@ -16,6 +16,10 @@ INIT_CHOICES = ("32", "1", "4", "8", "16")
 # Samples per float32 word: sums of distinct powers of 2 below 2^24 are exact in float32, so a
 # matrix-vector product packs the bits (float64 or integer ops are several times slower on CPU).
 _WORD_BITS = 24
+# The protocol swap and swap_reg share (`Proxy(..., **PROTOCOL)`): 16 real images, N(0, 1)
+# weights; weight redraws, zeroed biases and train-mode BN statistics all change the network.
+PROTOCOL = {"needs_data": True, "mutates_network": True, "batch_size": 16, "data_kind": "cifar10",
+            "init": "normal", "normalisation": "nb201"}
 _SCHEMES = {"normal": nn.init.normal_, "kaiming": nn.init.kaiming_normal_,
             "xavier": nn.init.xavier_normal_}
 

@@ -29,11 +29,5 @@ PROXY = Proxy(
               "Search', CVPR 2024; cvlab-yonsei/AZ-NAS NB201/ZeroShotProxy/"
               "compute_az_nas_score.py (expressivity), NB201/custom/tss_model.py "
               "(extract_cell_features), tss_general.ipynb (batch 64, random input).",
-    needs_data=True,  # the Gaussian input is the calibration batch of data_kind=synthetic
-    batch_size=64,
-    data_kind="synthetic",
-    init="kaiming",
-    # data_kind=cifar10: the xautodl loader's mean/std, as the reference's real-image mode.
-    normalisation="nb201",
-    shared_pass=_az.AZ_NAS,
+    **_az.PASS_PROTOCOL,
 )

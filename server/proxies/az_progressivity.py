@@ -26,10 +26,5 @@ PROXY = Proxy(
               "Search', CVPR 2024; cvlab-yonsei/AZ-NAS NB201/ZeroShotProxy/"
               "compute_az_nas_score.py (np.min(expressivity_scores[1:] - "
               "expressivity_scores[:-1])).",
-    needs_data=True,
-    batch_size=64,
-    data_kind="synthetic",
-    init="kaiming",
-    normalisation="nb201",
-    shared_pass=_az.AZ_NAS,
+    **_az.PASS_PROTOCOL,
 )

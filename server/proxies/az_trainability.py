@@ -29,10 +29,5 @@ PROXY = Proxy(
               "Search', CVPR 2024; cvlab-yonsei/AZ-NAS NB201/ZeroShotProxy/"
               "compute_az_nas_score.py (trainability) and ImageNet_AutoFormer/lib/"
               "training_free/indicators/az_nas.py.",
-    needs_data=True,
-    batch_size=64,
-    data_kind="synthetic",
-    init="kaiming",
-    normalisation="nb201",
-    shared_pass=_az.AZ_NAS,
+    **_az.PASS_PROTOCOL,
 )

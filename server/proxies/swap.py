@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from edgescore.server.proxies import _swap
 from edgescore.server.proxies._swap import INIT_CHOICES, mean_swap
 from edgescore.server.proxies.base import Proxy
 
@@ -18,12 +19,6 @@ PROXY = Proxy(
     reference="Peng, Song, Fayek, Ciesielski & Chang, 'SWAP-NAS: Sample-Wise Activation "
               "Patterns for Ultra-fast NAS', ICLR 2024; pym1024/SWAP src/metrics/swap.py and "
               "correlation.py (--input_samples 16, --repeats 32, network_weight_gaussian_init).",
-    needs_data=True,
-    # Weight redraws, zeroed biases and train-mode BN statistics all change the network.
-    mutates_network=True,
-    batch_size=16,
-    data_kind="cifar10",
-    init="normal",
-    normalisation="nb201",
+    **_swap.PROTOCOL,
     extra_choices={"inits": INIT_CHOICES},
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from edgescore.server.errors import InvalidArgument
+from edgescore.server.proxies import _swap
 from edgescore.server.proxies._swap import INIT_CHOICES, kilo_params, mean_swap
 from edgescore.server.proxies.base import Proxy, ProxyInput
 
@@ -52,11 +53,6 @@ PROXY = Proxy(
                 "retrieve). Far from mu the factor underflows to 0 and so does the value.",
     reference="Peng et al., 'SWAP-NAS: Sample-Wise Activation Patterns for Ultra-fast NAS', "
               "ICLR 2024, Sec. 3.3; pym1024/SWAP src/metrics/swap.py (cal_regular_factor).",
-    needs_data=True,
-    mutates_network=True,
-    batch_size=16,
-    data_kind="cifar10",
-    init="normal",
-    normalisation="nb201",
+    **_swap.PROTOCOL,
     extra_choices={"inits": INIT_CHOICES, "mu": (), "sigma": ()},
 )
