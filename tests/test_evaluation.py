@@ -171,3 +171,21 @@ def test_naslib_names_and_sentinels(tmp_path: Path) -> None:
     assert scores == {1: {"nwot": 5.0, "params": 3.0}}  # -1e8 is NASLib's failure marker
     assert report.NASLIB_NAMES["naswot"] == "nwot" and report.NASLIB_NAMES["jacob_cov"] == "jacov"
 
+
+
+@pytest.mark.parametrize("args, message", [
+    (["proxies", "--extra", "swap-inits=4"], "expected PROXY:KEY=VALUE"),
+    (["proxies", "--batch", "vkdnw=0"], "expected PROXY=N"),
+    (["proxies", "--proxies", "params", "--extra", "swap:inits=4", "--archs", "1"],
+     "settings for proxies not evaluated: swap"),
+    (["aggregate", "--proxies-csv", "x.csv", "--fixed", "median:a+b"], "expected METHOD:a+b"),
+    (["hw-study", "--offline", "--aggregate", "mean:synflow"], "expected METHOD:a+b"),
+])
+def test_eval_option_errors_exit_2_with_the_reason(tmp_path: Path, args, message) -> None:
+    from click.testing import CliRunner
+
+    from edgescore.evaluation.cli import evaluate
+
+    done = CliRunner().invoke(evaluate, [*args, *(["--out", str(tmp_path / "o")]
+                                                  if args[0] != "hw-study" else [])])
+    assert done.exit_code == 2 and message in done.output, done.output
