@@ -96,7 +96,7 @@ def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
         time.sleep(0.1)
 
 
@@ -272,10 +272,11 @@ def test_interceptor_unary_codes_request_ids_and_access_log(echo_server, caplog)
     assert _count(metrics, "Unary", "OK") == 2 and _hist_count(metrics, "Unary", "OK") == 2
     assert _count(metrics, "Unary", "INVALID_ARGUMENT") == 1
     assert _count(metrics, "Unary", "UNKNOWN") == 1
-    wait_for(lambda: _count(metrics, "Unary", "DEADLINE_EXCEEDED") == 1, what="deadline")
+    codes = ("OK", "INVALID_ARGUMENT", "UNKNOWN", "DEADLINE_EXCEEDED", "CANCELLED")
+    wait_for(lambda: _count(metrics, "Unary", "DEADLINE_EXCEEDED") == 1,
+             what=lambda: f"deadline: {({c: _count(metrics, 'Unary', c) for c in codes})}")
     time.sleep(1.0)  # the slow handler returns after its deadline: still recorded once
-    assert sum(_count(metrics, "Unary", c) for c in
-               ("OK", "INVALID_ARGUMENT", "UNKNOWN", "DEADLINE_EXCEEDED")) == 5
+    assert sum(_count(metrics, "Unary", c) for c in codes) == 5
     lines = [r for r in caplog.records if r.name == "edgescore.server.access"]
     assert any(r.request_id == "client-rid-2" and r.grpc_code == "INVALID_ARGUMENT"
                for r in lines)

@@ -34,6 +34,10 @@ access_log = logging.getLogger("edgescore.server.access")
 log = logging.getLogger(__name__)
 
 MAX_REQUEST_ID_CHARS = 128
+# The server's deadline starts when it reads the request, later than the client's by the time the
+# request took to arrive and be scheduled; a client whose own deadline fired cancels the stream
+# while the server still sees that much time remaining.
+DEADLINE_SLACK_S = 0.5
 # Methods polled by probes and tools: their access-log lines go at DEBUG, not INFO.
 _QUIET_SERVICES = ("grpc.health.v1.", "grpc.reflection.")
 
@@ -107,8 +111,8 @@ class _Call:
             name = code.name
         elif how == "cancelled":
             remaining = _time_remaining(context)
-            name = ("DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0
-                    else "CANCELLED")
+            name = ("DEADLINE_EXCEEDED"
+                    if remaining is not None and remaining <= DEADLINE_SLACK_S else "CANCELLED")
         elif how == "raised":
             name = "UNKNOWN"
         else:
