@@ -46,9 +46,9 @@ class AgentConfig:
     cooldown_poll: float = 2.0
     max_job_seconds: float = DEFAULT_MAX_JOB_SECONDS  # watchdog cap of any one job (limits.py)
     max_threads: int = 0              # a job's settings.threads cap; 0: 4 x this board's cores
-    replay: str = ""                  # "hw-nas-bench": answer from a table instead of timing
-    csv: str = ""                     # the replay table
-    device: str = ""                  # the replayed board (raspi4, pixel3, edgegpu, ...)
+    replay: str = ""                  # "hw-nas-bench" or "help": answer from a table, not timing
+    csv: str = ""                     # the replay table (its header says which)
+    device: str = ""                  # the replayed device: a latency column of the table
 
     @property
     def tls(self) -> bool:
@@ -75,9 +75,12 @@ _HELP = {
     "cooldown_poll": "temperature polling period (s) while cooling down",
     "max_job_seconds": "longest any one job may run (s) before its measurement process is killed",
     "max_threads": "refuse jobs asking for more runtime threads; 0 = 4 x this board's cores",
-    "replay": "'hw-nas-bench': answer NB201 jobs with HW-NAS-Bench's measured latencies",
-    "csv": "the replay table (hw_nas_bench_c10_dev.csv or the official examples file)",
-    "device": "replayed board: raspi4, pixel3, edgegpu, edgetpu, eyeriss, fpga",
+    "replay": "answer jobs with a benchmark's measured latencies instead of timing: "
+              "'hw-nas-bench' (NB201) or 'help' (HELP's 27 devices; NB201 or FBNet)",
+    "csv": "the replay table: HW-NAS-Bench's (hw_nas_bench_c10_dev.csv, the official examples) "
+           "or HELP's (help_latency_27devices_dev.csv of nb201/ or fbnet/)",
+    "device": "replayed device, a column of --csv: raspi4, pixel3, edgegpu, edgetpu, eyeriss, "
+              "fpga (HW-NAS-Bench); e.g. titan_rtx_256 (batch 256), gold_6226, pixel2 (HELP)",
 }
 
 

@@ -13,7 +13,7 @@ from edgescore import __version__
 from edgescore.device_agent.config import AgentConfig, build_parser, default_work_dir, load_config
 from edgescore.device_agent.connection import AgentConnection, channel_credentials
 from edgescore.device_agent.metrics import AgentMetrics
-from edgescore.device_agent.replay import ReplayTable
+from edgescore.device_agent.replay import SOURCES, ReplayTable
 from edgescore.device_agent.worker import WorkerOptions
 from edgescore.logs import configure as configure_logging
 
@@ -59,13 +59,15 @@ def restore_env(saved: dict) -> None:
 
 def _replay(config: AgentConfig) -> tuple[dict, str]:
     """The replay table's runner and runtime, as AgentConnection keywords, and the device class."""
-    if config.replay != "hw-nas-bench":
-        raise ValueError(f"--replay: unknown replay source {config.replay!r} (known: hw-nas-bench)")
+    if config.replay not in SOURCES:
+        raise ValueError(f"--replay: unknown replay source {config.replay!r} "
+                         f"(known: {', '.join(SOURCES)})")
     if not config.csv or not config.device:
-        raise ValueError("--replay hw-nas-bench needs --csv FILE and --device BOARD")
-    table = ReplayTable(config.csv, config.device)
-    log.info("replaying %d %s latencies from %s", len(table.latency_ms), config.device, config.csv)
-    # Unless a class was chosen explicitly, the replayed board is the class clients target.
+        raise ValueError(f"--replay {config.replay} needs --csv FILE and --device DEVICE")
+    table = ReplayTable(config.csv, config.device, config.replay)
+    log.info("replaying %d %s %s latencies (batch %d) from %s", len(table.latency_ms),
+             table.space, config.device, table.batch, config.csv)
+    # Unless a class was chosen explicitly, the replayed device is the class clients target.
     device_class = config.device if config.device_class == "local-cpu" else config.device_class
     kwargs = {"runner": lambda job, _cancel, _options: table.run_job(job),
               "runtimes": [table.runtime_info()]}

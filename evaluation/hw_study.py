@@ -72,12 +72,12 @@ class StudyRow:
 def table_latencies(hw_csv: Path, archs: Sequence[str], devices: Sequence[str]
                     ) -> dict[str, list[Optional[float]]]:
     """Latencies read from the HW-NAS-Bench table, as the replay agent answers them."""
-    from edgescore.device_agent.replay import ReplayTable, normalise_nb201
+    from edgescore.device_agent.replay import ReplayTable
 
     out = {}
     for device in devices:
         table = ReplayTable(hw_csv, device)
-        out[device] = [table.latency_ms.get(normalise_nb201(a)) for a in archs]
+        out[device] = [table.latency_of(a) for a in archs]
     return out
 
 

@@ -10,7 +10,7 @@ from conftest import SHARED
 
 from edgescore.client import EdgescoreError
 from edgescore.client.launcher import LocalStack
-from edgescore.device_agent.replay import ReplayTable, normalise_nb201
+from edgescore.device_agent.replay import ReplayTable
 from edgescore.server.scoring.studies import front_ranks
 from edgescore.v1 import common_pb2
 
@@ -39,7 +39,7 @@ def test_front_ranks_follow_the_definition_on_random_points() -> None:
 @pytest.fixture(scope="module")
 def replay_stack():
     table = ReplayTable(HW_CSV, "raspi4")
-    latency = {arch: table.latency_ms[normalise_nb201(arch)] for arch in ARCHS}
+    latency = {arch: table.latency_of(arch) for arch in ARCHS}
     with LocalStack(agents={}, server_args=["--population-size", "30"]) as stack:
         stack.start_agent("raspi4", extra=["--replay", "hw-nas-bench", "--csv", str(HW_CSV),
                                            "--device", "raspi4"])

@@ -20,7 +20,7 @@ import grpc
 
 import edgescore
 from edgescore.client.launcher import LocalStack
-from edgescore.device_agent.replay import normalise_nb201
+from edgescore.device_agent.replay import nb201_key
 from edgescore.transport import CHANNEL_OPTIONS
 from edgescore.v1 import common_pb2, fleet_pb2_grpc, scoring_pb2, scoring_pb2_grpc
 
@@ -165,7 +165,7 @@ class Stubs:
 def replay_archs(n: int, seed: int = 0) -> list[str]:
     """`n` distinct NB201 cells the replay table has a latency for (repeating past its size)."""
     with REPLAY_CSV.open(newline="") as f:
-        cells = sorted({normalise_nb201(r["arch"]) for r in csv.DictReader(f)
+        cells = sorted({nb201_key(r["arch"]) for r in csv.DictReader(f)
                         if r.get(f"c10_{REPLAY_BOARD}_latency")})
     random.Random(seed).shuffle(cells)
     return [cells[i % len(cells)] for i in range(n)]
