@@ -63,7 +63,8 @@ class Client:
         """Proxy scores and measured latencies of one candidate.
 
         `arch`: a spec of `space` (default "nb201": the cell string; nats_sss: "c0:c1:c2:c3:c4";
-        nb101 / macro / vit: a dict with the v1 message's fields), ONNX bytes, or an ArchSpec.
+        fbnet: the 22 layer ops separated by spaces, "k3_e6 skip ..."; nb101 / macro / vit: a
+        dict with the v1 message's fields), ONNX bytes, or an ArchSpec.
         `proxies`: names, or v1 ProxyRequests where one proxy needs its own settings (e.g. the
         "ensemble" with `extra={"proxies": "synflow,naswot"}`). Options: `space`, `seed`,
         `proxy_settings` (ProxySettings fields for every proxy: batch_size, init, repeats...),

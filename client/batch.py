@@ -1,14 +1,14 @@
 """`edgescore batch`: specs from CSV or JSONL in, one CSV row per candidate out, resumable.
 
-Input rows: `arch` (the spec: an NB201 / NATS-SSS string, or a JSON object for the dict spaces),
-optional `id` (default: the row's line number in the file) and `space` (default: the command's).
-Output rows are appended and flushed as results arrive, so a stopped batch resumes where it
-stopped. A row is done when the server answered it (its `canonical` column is filled) and none of
-its items failed for a passing reason: a row whose whole request failed (e.g. UNAVAILABLE), or one
-whose proxy or device failed with a TRANSIENT code (a board that timed out or went away), is
+Input rows: `arch` (the spec: an NB201 / NATS-SSS / FBNet string, or a JSON object for the dict
+spaces), optional `id` (default: the row's line number in the file) and `space` (default: the
+command's). Output rows are appended and flushed as results arrive, so a stopped batch resumes
+where it stopped. A row is done when the server answered it (its `canonical` column is filled) and
+none of its items failed for a passing reason: a row whose whole request failed (e.g. UNAVAILABLE),
+or one whose proxy or device failed with a TRANSIENT code (a board that timed out or went away), is
 scored again; a permanent item failure (a degenerate cell, an unsupported op) is an answer and
-stays. On resume the output is rewritten (atomically) with its header and its done rows only, so
-a retried spec never has two rows, and a row cut short by a killed batch is dropped. An output
+stays. On resume the output is rewritten (atomically) with its header and its done rows only, so a
+retried spec never has two rows, and a row cut short by a killed batch is dropped. An output
 written with other columns (other proxies or devices) is refused, not mixed with this layout.
 """
 

@@ -63,9 +63,10 @@ def _arch_input(arch: Optional[str], spec: Optional[Path], onnx: Optional[Path],
 
 
 @cli.command()
-@click.option("--arch", help="spec string: NB201 cell (default space) or NATS-SSS channels")
+@click.option("--arch", help="spec string: NB201 cell (default space), NATS-SSS channels or "
+                              "the 22 FBNet layer ops")
 @click.option("--space", default="nb201", show_default=True,
-              help="nb201 | nats_sss | nb101 | macro | vit")
+              help="nb201 | nats_sss | fbnet | nb101 | macro | vit")
 @click.option("--spec", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSON file with the spec (nb101 / macro / vit)")
 @click.option("--onnx", type=click.Path(exists=True, dir_okay=False, path_type=Path),

@@ -15,7 +15,7 @@ from edgescore.v1 import common_pb2, scoring_pb2
 _FORMATS = {"onnx": common_pb2.ONNX, "tflite": common_pb2.TFLITE}
 _PRECISIONS = {"fp32": common_pb2.FP32, "int8": common_pb2.INT8}
 # Spaces whose spec is a plain string; the others take a dict (or its JSON text).
-STRING_SPACES = ("nb201", "nats_sss")
+STRING_SPACES = ("nb201", "nats_sss", "fbnet")
 
 Arch = Union[str, Mapping[str, Any], bytes, common_pb2.ArchSpec]
 ProxyArg = Union[str, common_pb2.ProxyRequest]
@@ -28,7 +28,8 @@ def _bad(field: str, message: str) -> EdgescoreError:
 
 def arch_spec(arch: Arch, num_classes: int = 0, input_resolution: int = 0,
               space: str = "") -> common_pb2.ArchSpec:
-    """An ArchSpec from a spec of `space` (default nb201): a string for nb201 / nats_sss, a dict
+    """An ArchSpec from a spec of `space` (default nb201): a string for nb201 / nats_sss /
+    fbnet (fbnet also takes a list of its 22 op names or ids, sent joined by spaces), a dict
     (or its JSON text) with the v1 message's field names for nb101 / macro / vit, ONNX bytes
     for an uploaded model. An ArchSpec passes through unchanged."""
     if isinstance(arch, common_pb2.ArchSpec):
@@ -43,6 +44,10 @@ def arch_spec(arch: Arch, num_classes: int = 0, input_resolution: int = 0,
     if space not in common_pb2.ArchSpec.DESCRIPTOR.fields_by_name or space in (
             "num_classes", "input_resolution", "onnx"):
         raise _bad("arch", f"unknown search space '{space}'")
+    if space == "fbnet" and isinstance(arch, (list, tuple)) and all(
+            isinstance(op, str) or (isinstance(op, int) and not isinstance(op, bool))
+            for op in arch):
+        arch = " ".join(map(str, arch))  # the server names a bad op or a wrong count
     if space in STRING_SPACES:
         if not isinstance(arch, str):
             raise _bad(f"arch.{space}", "expects a string")

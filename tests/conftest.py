@@ -35,6 +35,11 @@ SMALL_ARCHS = {
          "squeeze_excitation": True}]}, 32),
     "vit": ({"embed_dim": 32, "depth": 2, "num_heads": [1, 2], "mlp_ratio": [2, 3],
              "patch_size": 8}, 32),
+    # Mostly identity skips and k3_e1, with one grouped (shuffled) op, a k5 and an e3; the 1x1
+    # skip convs where the width changes and the 1504-wide head are always there. 16 px: the
+    # last stages run at 2x2.
+    "fbnet": ("k3_e1 k3_e1_g2 skip skip skip skip k5_e1 skip skip k3_e1 skip skip skip skip "
+              "k3_e3 skip skip skip skip skip skip k3_e1", 16),
 }
 
 NB201_ACCURACY = SHARED / "data" / "nb201" / "accuracy_dev.csv"

@@ -180,7 +180,12 @@ def test_specs_of_every_space_go_through_the_sdk(stack) -> None:
         vit = client.score('{"embed_dim": 64, "depth": 2, "num_heads": [1, 2], '
                            '"patch_size": 8}', ["params"], space="vit", input_resolution=32,
                            num_classes=10)
+        # HELP's first FBNet arch as HW-NAS-Bench's op ids; answered in its arch_str form.
+        fbnet = client.score([5, 3, 5, 5, 0, 4, 7, 5, 5, 2, 0, 2, 4, 5, 1, 3, 7, 2, 6, 0, 4, 0],
+                             ["params"], space="fbnet")
     assert nats.space == "nats_sss" and nats.proxies["params"].ok
+    assert fbnet.canonical_arch.startswith("k5_e1_g2 k3_e6 ")
+    assert fbnet.proxies["params"].value == 1_695_572  # HW-NAS-Bench's FBNet_Infer, CIFAR-100
     assert len(nb101.canonical_arch) == 32  # NB-101's md5 graph hash
     assert macro.proxies["params"].value == 3_504_872  # torchvision's mobilenet_v2
     assert vit.proxies["params"].ok

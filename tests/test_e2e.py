@@ -134,7 +134,7 @@ def test_lists_and_health_and_reflection(stack) -> None:
         assert {"params", "flops", "synflow", "naswot"} <= names
         spaces = {s.name: s.available for s in client.spaces()}
         assert all(spaces[name] for name in ("nb201", "nats_sss", "nb101", "macro", "vit",
-                                             "onnx"))
+                                             "fbnet", "onnx"))
     with grpc.insecure_channel(stack.target) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         status = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status

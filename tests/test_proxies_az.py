@@ -130,6 +130,9 @@ def test_feature_maps_are_the_blocks_of_each_space():
         ["stem"] + [f"cells.{i}" for i in (0, 1, 2, 4, 5, 6, 8, 9, 10)], False)
     assert tap_names(spec["macro"]) == (
         ["stem", "stages.0.0", "stages.1.0", "stages.1.1", "head"], False)
+    # FBNet: identity skips are not blocks; the 1x1-conv skips where the shape changes are.
+    assert tap_names(spec["fbnet"]) == (
+        ["stem"] + [f"layers.{i}" for i in (0, 1, 5, 6, 9, 13, 14, 17, 21)] + ["head"], False)
     assert tap_names(spec["vit"]) == (
         ["blocks.0.attention_residual", "blocks.0", "blocks.1.attention_residual", "blocks.1"],
         True)

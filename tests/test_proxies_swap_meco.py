@@ -16,7 +16,7 @@ from edgescore.server.proxies import _swap, meco, num_layers, swap_reg
 from edgescore.server.proxies.base import SettingsOverride
 from edgescore.server.proxies.engine import compute_proxies
 from edgescore.server.proxies.registry import get_proxy
-from edgescore.server.spaces import macro, nats_sss, nb101, nb201, onnx_model, vit
+from edgescore.server.spaces import fbnet, macro, nats_sss, nb101, nb201, onnx_model, vit
 from edgescore.server.spaces.base import ParsedArch
 
 NEW = ["meco", "num_layers", "swap", "swap_reg"]
@@ -143,6 +143,7 @@ def _onnx_arch() -> ParsedArch:
     (nats_sss.SPACE, "8:8:8:8:8"),
     (macro.SPACE, {"stem_width": 8, "stages": [
         {"kernel": 3, "expansion": 1, "width": 8, "depth": 1, "stride": 1}]}),
+    (fbnet.SPACE, " ".join(["k3_e1_g2"] + ["skip"] * 21)),
 ])
 def test_other_cnn_spaces(space, spec):
     arch = space.parse(spec, input_resolution=32) if space is macro.SPACE else space.parse(spec)

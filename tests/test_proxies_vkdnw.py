@@ -135,6 +135,7 @@ OTHER_SPACES = {
         {"kernel": 5, "expansion": 2, "width": 16, "depth": 1, "stride": 2,
          "squeeze_excitation": True}]},
     "vit": {"embed_dim": 16, "depth": 1, "num_heads": [1], "mlp_ratio": [2], "patch_size": 8},
+    "fbnet": " ".join(["k3_e1_g2"] + ["skip"] * 20 + ["k5_e3"]),
 }
 
 

@@ -45,6 +45,14 @@ nb201_like = st.lists(st.sampled_from(["|", "+", "~", "0", "1", "2", "3", "none"
 nats_like = st.one_of(
     st.lists(st.integers(-8, 80), max_size=7).map(lambda v: ":".join(map(str, v))),
     st.lists(st.integers(-8, 80), max_size=7))
+# FBNet: near 22 tokens, op names, ids and near misses, as a string or a list.
+fbnet_tokens = st.one_of(
+    st.sampled_from(["k3_e1", "k3_e1_g2", "k3_e3", "k3_e6", "k5_e1", "k5_e1_g2", "k5_e3",
+                     "k5_e6", "skip", "0", "8", "9", "-1", "08", "k7_e6", "SKIP", "", "\t"]),
+    st.integers(-2, 10))
+fbnet_like = st.one_of(
+    st.lists(fbnet_tokens, min_size=18, max_size=25).map(lambda v: " ".join(map(str, v))),
+    st.lists(fbnet_tokens, min_size=18, max_size=25))
 # Near-valid dict specs: the right keys with random values, where the checks have to work.
 near_valid = {
     "nb101": st.fixed_dictionaries({"adjacency": st.lists(st.integers(-1, 2), max_size=60)
@@ -66,6 +74,7 @@ near_valid = {
 SPECS = {
     "nb201": st.one_of(nb201_like, json_like),
     "nats_sss": st.one_of(nats_like, json_like),
+    "fbnet": st.one_of(fbnet_like, json_like),
     "nb101": st.one_of(near_valid["nb101"], json_like),
     "macro": st.one_of(near_valid["macro"], json_like),
     "vit": st.one_of(near_valid["vit"], json_like),

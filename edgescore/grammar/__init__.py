@@ -4,12 +4,12 @@
 
 from __future__ import annotations
 
-from edgescore.grammar import macro, nats_sss, nb101, nb201, vit
+from edgescore.grammar import fbnet, macro, nats_sss, nb101, nb201, vit
 from edgescore.grammar.base import Grammar, ParsedArch, arch_hash
 from edgescore.grammar.errors import SpecError
 
 GRAMMARS: dict[str, Grammar] = {
     g.name: g for g in (nb201.GRAMMAR, nats_sss.GRAMMAR, nb101.GRAMMAR, macro.GRAMMAR,
-                        vit.GRAMMAR)}
+                        vit.GRAMMAR, fbnet.GRAMMAR)}
 
 __all__ = ["GRAMMARS", "Grammar", "ParsedArch", "SpecError", "arch_hash"]

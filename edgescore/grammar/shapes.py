@@ -1,4 +1,4 @@
-"""Class count and input resolution of the CIFAR-style cell networks (nb201, nats_sss, nb101)."""
+"""Class count and input resolution of the CIFAR-style networks (nb201, nats_sss, nb101, fbnet)."""
 
 from __future__ import annotations
 
@@ -22,12 +22,14 @@ def _check_range(field: str, value: Any, default: int, bounds: tuple[int, int]) 
 
 
 def check_shape(num_classes: Any, input_resolution: Any, multiple: int = 1,
-                resolution_range: tuple[int, int] = RESOLUTION_RANGE) -> tuple[int, int]:
-    """Class count and input resolution of a CIFAR-style cell network (0: 10 and 32), each a
-    SpecError naming its field. `multiple`: the resolution must divide by it (networks with
-    ResNet reduction blocks: each adds a pooled shortcut, rounded down, to a strided conv,
-    rounded up; they only line up on even sizes, at both reductions: 4)."""
-    classes = _check_range("arch.num_classes", num_classes, 10, NUM_CLASSES_RANGE)
+                resolution_range: tuple[int, int] = RESOLUTION_RANGE,
+                default_classes: int = 10) -> tuple[int, int]:
+    """Class count and input resolution of a CIFAR-style network (0: `default_classes`, CIFAR-10
+    unless the space says otherwise, and 32), each a SpecError naming its field. `multiple`: the
+    resolution must divide by it (networks with ResNet reduction blocks: each adds a pooled
+    shortcut, rounded down, to a strided conv, rounded up; they only line up on even sizes, at
+    both reductions: 4)."""
+    classes = _check_range("arch.num_classes", num_classes, default_classes, NUM_CLASSES_RANGE)
     resolution = _check_range("arch.input_resolution", input_resolution, 32, resolution_range)
     if resolution % multiple:
         raise SpecError("arch.input_resolution",
@@ -35,11 +37,12 @@ def check_shape(num_classes: Any, input_resolution: Any, multiple: int = 1,
     return classes, resolution
 
 
-def shape_fields(multiple: int = 1,
-                 resolution_range: tuple[int, int] = RESOLUTION_RANGE) -> dict[str, str]:
+def shape_fields(multiple: int = 1, resolution_range: tuple[int, int] = RESOLUTION_RANGE,
+                 default_classes: int = 10) -> dict[str, str]:
     """ListSearchSpaces' description of what `check_shape` accepts, with the same arguments."""
     resolution = f"{resolution_range[0]}..{resolution_range[1]}"
     if multiple > 1:
         resolution += f", a multiple of {multiple}"
-    return {"num_classes": f"{NUM_CLASSES_RANGE[0]}..{NUM_CLASSES_RANGE[1]}, 0 = 10",
+    return {"num_classes": f"{NUM_CLASSES_RANGE[0]}..{NUM_CLASSES_RANGE[1]}, "
+                           f"0 = {default_classes}",
             "input_resolution": f"{resolution}, 0 = 32"}

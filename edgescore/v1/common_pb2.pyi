@@ -62,13 +62,14 @@ ARTIFACT_CORRUPT: FailureKind
 UNSUPPORTED_FORMAT: FailureKind
 
 class ArchSpec(_message.Message):
-    __slots__ = ("nb201", "nb101", "nats_sss", "macro", "vit", "onnx", "num_classes", "input_resolution")
+    __slots__ = ("nb201", "nb101", "nats_sss", "macro", "vit", "onnx", "fbnet", "num_classes", "input_resolution")
     NB201_FIELD_NUMBER: _ClassVar[int]
     NB101_FIELD_NUMBER: _ClassVar[int]
     NATS_SSS_FIELD_NUMBER: _ClassVar[int]
     MACRO_FIELD_NUMBER: _ClassVar[int]
     VIT_FIELD_NUMBER: _ClassVar[int]
     ONNX_FIELD_NUMBER: _ClassVar[int]
+    FBNET_FIELD_NUMBER: _ClassVar[int]
     NUM_CLASSES_FIELD_NUMBER: _ClassVar[int]
     INPUT_RESOLUTION_FIELD_NUMBER: _ClassVar[int]
     nb201: str
@@ -77,9 +78,10 @@ class ArchSpec(_message.Message):
     macro: MacroSpec
     vit: VitSpec
     onnx: OnnxModel
+    fbnet: str
     num_classes: int
     input_resolution: int
-    def __init__(self, nb201: _Optional[str] = ..., nb101: _Optional[_Union[Nb101Spec, _Mapping]] = ..., nats_sss: _Optional[str] = ..., macro: _Optional[_Union[MacroSpec, _Mapping]] = ..., vit: _Optional[_Union[VitSpec, _Mapping]] = ..., onnx: _Optional[_Union[OnnxModel, _Mapping]] = ..., num_classes: _Optional[int] = ..., input_resolution: _Optional[int] = ...) -> None: ...
+    def __init__(self, nb201: _Optional[str] = ..., nb101: _Optional[_Union[Nb101Spec, _Mapping]] = ..., nats_sss: _Optional[str] = ..., macro: _Optional[_Union[MacroSpec, _Mapping]] = ..., vit: _Optional[_Union[VitSpec, _Mapping]] = ..., onnx: _Optional[_Union[OnnxModel, _Mapping]] = ..., fbnet: _Optional[str] = ..., num_classes: _Optional[int] = ..., input_resolution: _Optional[int] = ...) -> None: ...
 
 class Nb101Spec(_message.Message):
     __slots__ = ("adjacency", "ops")

@@ -18,6 +18,9 @@ choice where it has one):
             macro     stem, every inverted-residual block of every stage, the head's 1x1 conv:
                       the reference's MobileNet space (Masternet.extract_layer_features) reads the
                       ReLU that ends its stem, each residual block and its final 1x1 conv-BN-ReLU
+            fbnet     stem, every one of the 22 layers that is not an identity `skip` (an identity
+                      is no block: its map is the one before it, and the pair would pass the
+                      gradient unchanged), the head's 1x1 conv, as for macro
   ViT       per layer, the two residual sums: after attention (the input of `mlp_norm`) and
             after the MLP (the layer's output); no patch-embedding map, as the reference's
             AutoFormer extract_res_features
@@ -50,7 +53,7 @@ from torch import nn
 from edgescore.server.errors import FailedPrecondition, NumericalFailure, ResourceExhausted
 from edgescore.server.proxies import _seeded
 from edgescore.server.proxies.base import ProxyInput, SharedPass
-from edgescore.server.spaces import macro, nb101, nb201, vit
+from edgescore.server.spaces import fbnet, macro, nb101, nb201, vit
 
 ENTROPY_EPS = 1e-8  # the reference's log(p + 1e-8)
 SIGMA_EPS = 1e-6  # the reference's 1 / (sigma + 1e-6)
@@ -98,10 +101,14 @@ def block_taps(network: nn.Module) -> tuple[list[Tap], bool]:
         for s, stage in enumerate(network.stages):
             taps.extend(Tap(f"stages.{s}.{b}", block) for b, block in enumerate(stage))
         return taps + [Tap("head", network.head)], False
+    if isinstance(network, fbnet.FbnetNetwork):
+        return [Tap("stem", network.stem)] + [
+            Tap(f"layers.{i}", layer) for i, layer in enumerate(network.layers)
+            if not isinstance(layer, nn.Identity)] + [Tap("head", network.head)], False
     raise FailedPrecondition(
         f"AZ-NAS reads the output of every block, and the blocks of this network "
         f"({type(network).__name__}) are not known: they are for the nb201, nats_sss, nb101, "
-        "macro and vit spaces, not for an uploaded graph")
+        "macro, fbnet and vit spaces, not for an uploaded graph")
 
 
 def feature_maps(network: nn.Module, x: torch.Tensor, taps: list[Tap]) -> list[torch.Tensor]:

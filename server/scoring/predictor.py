@@ -30,6 +30,10 @@ def default_featurize(space: str, arch: str) -> Features:
         from edgescore.server.scoring.features import nb201_features
 
         return nb201_features(arch)
+    if space == "fbnet":
+        from edgescore.server.scoring.fbnet_features import fbnet_features
+
+        return fbnet_features(arch)
     raise KeyError(f"no latency features for space {space!r}")
 
 

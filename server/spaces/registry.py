@@ -8,13 +8,13 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from edgescore.server.errors import InvalidArgument, Unimplemented, shown
-from edgescore.server.spaces import macro, nats_sss, nb101, nb201, onnx_model, vit
+from edgescore.server.spaces import fbnet, macro, nats_sss, nb101, nb201, onnx_model, vit
 from edgescore.server.spaces.base import ParsedArch, SearchSpace
 from edgescore.v1 import common_pb2
 
 SPACES: dict[str, SearchSpace] = {
     s.name: s for s in (nb201.SPACE, nats_sss.SPACE, nb101.SPACE, macro.SPACE, vit.SPACE,
-                        onnx_model.SPACE)}
+                        fbnet.SPACE, onnx_model.SPACE)}
 
 # In the v1 contract, served by later releases.
 RESERVED: dict[str, str] = {}
