@@ -238,6 +238,63 @@ def eval_learned(proxies_csvs: tuple[Path, ...], proxies: str, labels: str, seed
 
 
 
+@evaluate.command("predictor")
+@click.option("--space", type=click.Choice(["nb201", "fbnet"]), default="nb201",
+              show_default=True)
+@click.option("--table", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="a latency table (arch column, <device>_ms columns; default: the prior the "
+                   "server ships for the space, HELP's dev-split tables)")
+@click.option("--devices", default="", help="target devices, comma-separated (default: all)")
+@click.option("--k", "ks", default="5,10,20,100", show_default=True,
+              help="measurements of the target, comma-separated")
+@click.option("--seeds", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--rank", type=click.IntRange(min=1), default=6, show_default=True,
+              help="dimensions of the arch embedding")
+@click.option("--hold-out", type=click.Choice(["device", "family"]), default="device",
+              show_default=True, help="family: the target's other batch sizes leave the prior too")
+@click.option("--scratch", is_flag=True,
+              help="also the from-scratch predictor at k >= 20 (slow)")
+@click.option("--out", type=click.Path(path_type=Path),
+              help="default out/predictor-<space>-<hold-out>")
+def eval_predictor(space: str, table: Optional[Path], devices: str, ks: str, seeds: int,
+                   rank: int, hold_out: str, scratch: bool, out: Optional[Path]) -> None:
+    """Cross-device latency transfer, leave one device out: Spearman, MAPE and interval
+    coverage on each target's unseen archs after k of its measurements."""
+    import shlex
+    import sys
+
+    try:
+        from edgescore.evaluation import predictor
+        from edgescore.server.scoring.transfer import read_device_table, shipped_prior
+        from edgescore.server.spaces.registry import get_space
+    except ImportError as exc:
+        raise _server_code("predictor", exc) from None
+    try:
+        counts = tuple(int(k) for k in split_list(ks))
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {ks!r}",
+                                 param_hint="'--k'") from None
+    try:
+        data = (read_device_table(table, space, lambda a: get_space(space).parse(a).canonical)
+                if table else shipped_prior(space))
+    except Exception as exc:  # noqa: BLE001 - a bad table is the user's input
+        raise _Usage(f"--table: {exc}") from None
+    targets = split_list(devices)
+    unknown = sorted(set(targets) - set(data.devices))
+    if unknown:
+        raise _Usage(f"--devices: {', '.join(unknown)} not in the table "
+                     f"(it has {', '.join(data.devices)})")
+    if any(k < 1 or k >= len(data.archs) // 2 for k in counts):
+        raise _Usage(f"--k: each k must be within 1..{len(data.archs) // 2 - 1}")
+    rows = predictor.run(data, devices=targets, ks=counts, seeds=seeds, rank=rank,
+                         hold_out=hold_out, scratch=scratch, progress=click.echo)
+    out = out or Path("out") / f"predictor-{space}-{hold_out}"
+    command = "edgescore eval " + shlex.join(sys.argv[2:] if len(sys.argv) > 2 else [])
+    predictor.write(rows, out, space, command)
+    click.echo(predictor.report(rows, space, command))
+    click.echo(f"wrote {out}/report.md and per_device.csv")
+
+
 def _quantiles(text: str) -> list[float]:
     """--quantiles "25,50,75": percentages strictly between 0 and 100."""
     try:

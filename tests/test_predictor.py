@@ -85,7 +85,7 @@ def test_nb201_features_match_the_builder_and_see_dead_edges() -> None:
 
 def test_bank_learns_from_the_store(tmp_path) -> None:
     archs = nb201_sampler(40, seed=2)
-    bank = PredictorBank(min_points=20, n_estimators=50)
+    bank = PredictorBank(transfer=None, min_points=20, n_estimators=50)
     with open_store(tmp_path / "s.db") as store:
         for i, arch in enumerate(archs):
             latency = 2.0 + 0.1 * nb201_features(arch)["macs_m"]
@@ -117,7 +117,7 @@ def test_fbnet_predictor_on_helps_raspberry_pi_4_latencies() -> None:
     # 100 train, 100 test: rho 0.95 when written; MACs alone rank the 200 with 0.92.
     assert (report.n_train, report.n_test) == (100, 100)
     assert report.spearman > 0.9 and report.mape < 10, report
-    bank = PredictorBank(min_points=20, n_estimators=50)
+    bank = PredictorBank(transfer=None, min_points=20, n_estimators=50)
     for arch, ms in zip(archs[:40], latency[:40]):
         bank.observe("raspi4", "fbnet", arch, ms)
     prediction = bank.predict("raspi4", "fbnet", archs[50])
@@ -128,7 +128,7 @@ def test_each_measurement_counts_once_across_live_feeding_and_loading(tmp_path) 
     """Ten archs measured live, then the same ten loaded from the store (the first prediction
     for a class loads it; a restart loads it again): ten points, so no model below 20."""
     archs = nb201_sampler(10, seed=3)
-    bank = PredictorBank(min_points=20, n_estimators=20)
+    bank = PredictorBank(transfer=None, min_points=20, n_estimators=20)
     with open_store(tmp_path / "s.db") as store:
         for i, arch in enumerate(archs):
             key = MeasurementKey.make(f"{i:064x}", "raspi4", "onnxruntime", "1.18")
@@ -146,7 +146,7 @@ def test_each_measurement_counts_once_across_live_feeding_and_loading(tmp_path) 
 
 def test_bank_keeps_one_predictor_per_network_shape(tmp_path) -> None:
     archs = nb201_sampler(40, seed=3)
-    bank = PredictorBank(min_points=20, n_estimators=50)
+    bank = PredictorBank(transfer=None, min_points=20, n_estimators=50)
     with open_store(tmp_path / "s.db") as store:
         for i, arch in enumerate(archs):
             latency = 4 * (2.0 + 0.1 * nb201_features(arch)["macs_m"])  # as if at 64x64
@@ -164,7 +164,7 @@ def test_bank_keeps_one_predictor_per_workload() -> None:
     """A batch-64 INT8 request is not predicted from batch-1 FP32 measurements."""
     from edgescore.v1 import common_pb2
 
-    bank = PredictorBank(min_points=20, n_estimators=50)
+    bank = PredictorBank(transfer=None, min_points=20, n_estimators=50)
     batch1 = {"format": "ONNX", "precision": "FP32", "batch_size": 1, "min_runs": 10,
               "input_shape": [1, 3, 32, 32]}
     for arch in nb201_sampler(30, seed=4):

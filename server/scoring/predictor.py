@@ -19,6 +19,7 @@ from sklearn.ensemble import GradientBoostingRegressor
 
 from edgescore.server.errors import ServerError
 from edgescore.server.scoring.ranks import spearman
+from edgescore.server.scoring.transfer_bank import TransferBank
 from edgescore.server.scoring.workload import Settings, workload
 
 Features = Mapping[str, float]
@@ -94,6 +95,11 @@ class LatencyPredictor:
             self._x.append(dict(features))
             self._y.append(float(latency_ms))
 
+    def points(self) -> tuple[list[Features], list[float], int]:
+        """A copy of the points (features, latency ms) and the change count they are at."""
+        with self._lock:
+            return list(self._x), list(self._y), self._changes
+
     def _model(self, **loss: Any) -> GradientBoostingRegressor:
         # Shallow trees, shrinkage and subsampling: a few hundred points must not be memorised.
         return GradientBoostingRegressor(n_estimators=self.n_estimators, max_depth=3,
@@ -164,8 +170,14 @@ class PredictorBank:
     measurements (those that name their architecture; `arch_shape` in their stats, else the
     space's default, which is what measurements stored without it were taken at)."""
 
-    def __init__(self, featurize: Featurizer = default_featurize, **predictor_kw: Any) -> None:
+    def __init__(self, featurize: Featurizer = default_featurize, *,
+                 transfer: Union[TransferBank, None, str] = "default", scratch_from: int = 500,
+                 **predictor_kw: Any) -> None:
         self._featurize = featurize
+        # Below `scratch_from` points a class with a prior borrows from other devices (transfer);
+        # from there on its own model takes over (docs/predictor.md has the evidence).
+        self.transfer = TransferBank(featurize) if transfer == "default" else transfer
+        self.scratch_from = scratch_from
         self._kw = predictor_kw
         self._predictors: dict[tuple[str, str, Shape, str], LatencyPredictor] = {}
         self._lock = threading.Lock()
@@ -193,13 +205,22 @@ class PredictorBank:
 
     def predict(self, device_class: str, space: str, arch: str, shape: Optional[Shape] = None,
                 settings: Settings = None) -> Optional[Prediction]:
-        """None when the class has too few measurements of this space, shape and workload (or
-        no features)."""
+        """None when the class has too few measurements of this space, shape and workload (five
+        where the space has a prior to borrow from, else `min_points`), or no features."""
         try:
             features = self._featurize(space, arch)
             predictor = self.predictor(device_class, space, shape, settings)
         except KeyError:
             return None
+        if self.transfer is not None and predictor.n_points < self.scratch_from:
+            with self._lock:
+                sources = [("/".join(map(str, key)), p) for key, p in self._predictors.items()
+                           if key[1] == space]
+            borrowed = self.transfer.predict_many(space, device_class, predictor, sources,
+                                                  [features])
+            if borrowed is not None:
+                median, low, high = borrowed[0]
+                return Prediction(median, low, high)
         return predictor.predict(features)
 
     def load(self, store: Any, device_classes: Sequence[str]) -> int:
