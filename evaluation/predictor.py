@@ -5,8 +5,9 @@ learnt from the other devices only, on one seeded half of the archs (the prior's
 target's k measurements are drawn from all archs (10 seeds); Spearman and MAPE are taken on the
 other half's archs that were not among the k: archs neither the basis nor the target's fit saw.
 With `--hold-out family` the target's other batch sizes (titan_rtx_1 for titan_rtx_256) leave the
-prior too. Baselines on the same test archs: MACs alone, and the from-scratch predictor (one
-device's gradient boosting, `--scratch`, slow).
+prior too. Baselines on the same test archs: MACs alone, and with `--scratch` (slow, k >= 20)
+the device's own gradient boosting alone ("scratch") and with the transfer's prediction as one
+more feature ("stacked", what the server answers from 200 points on).
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ import numpy as np
 
 from edgescore.evaluation.stats import spearman
 from edgescore.server.scoring.predictor import LatencyPredictor, default_featurize
-from edgescore.server.scoring.transfer import DeviceTable, TransferBasis, TransferFit
+from edgescore.server.scoring.transfer import (
+    DeviceTable,
+    TransferBasis,
+    TransferFit,
+    stacked_model,
+    with_transfer,
+)
 
 # HELP (Lee et al., NeurIPS 2021), 10 measurements of the unseen device, Spearman.
 HELP_AT_10 = {("nb201", "raspi4"): 0.890, ("nb201", "pixel2"): 0.802,
@@ -92,6 +99,12 @@ def evaluate_device(table: DeviceTable, target: str, features: list[dict[str, fl
                 predictions = model.predict_many([features[i] for i in test]) or []
                 _record(results["scratch"], np.asarray([p.median_ms for p in predictions]),
                         truth[test])
+                model = stacked_model(LatencyPredictor, fit, embedding[train],
+                                      [features[i] for i in train], truth[train], seed=seed)
+                predictions = model.predict_many(
+                    with_transfer([features[i] for i in test], np.log(median))) or []
+                _record(results.setdefault("stacked", ([], [], [])),
+                        np.asarray([p.median_ms for p in predictions]), truth[test])
         rows += [_summary(target, k, method, *values, n_test)
                  for method, values in results.items() if values[0]]
     return rows
@@ -140,7 +153,8 @@ def write(rows: Sequence[Row], out: Path, space: str, command: str) -> None:
 
 def report(rows: Sequence[Row], space: str, command: str) -> str:
     ks = sorted({r.k for r in rows})
-    methods = [m for m in ("transfer", "scratch", "macs") if any(r.method == m for r in rows)]
+    methods = [m for m in ("transfer", "scratch", "stacked", "macs")
+               if any(r.method == m for r in rows)]
     lines = [f"# Latency transfer, leave one device out ({space})", "", f"    {command}", "",
              "Spearman (mean over seeds) on the target's archs that neither the prior nor the "
              "fit saw; MAPE %; coverage of the 10-90 % interval %. HELP: its published "

@@ -14,9 +14,10 @@ from conftest import SHARED
 from edgescore.client.launcher import LocalStack
 from edgescore.evaluation.cli import evaluate
 from edgescore.evaluation.predictor import family
-from edgescore.server.scoring.predictor import PredictorBank, default_featurize
+from edgescore.server.scoring.predictor import LatencyPredictor, PredictorBank, default_featurize
 from edgescore.server.scoring.ranks import spearman
 from edgescore.server.scoring.transfer import (
+    TRANSFER_FEATURE,
     DeviceTable,
     TransferBasis,
     TransferFit,
@@ -84,8 +85,9 @@ def test_ten_points_of_a_held_out_device_rank_its_other_archs() -> None:
 def test_the_bank_answers_from_five_points_and_borrows_from_its_other_classes() -> None:
     prior = shipped_prior("nb201")
     archs, pixel3 = prior.archs, prior.column("pixel3")
-    bank = PredictorBank(transfer=TransferBank(default_featurize, source_min_points=30),
-                         n_estimators=30)
+    transfer = TransferBank(default_featurize, LatencyPredictor, source_min_points=30,
+                            stack_from=45, stack_kw={"n_estimators": 30})
+    bank = PredictorBank(transfer=transfer, n_estimators=30)
     for i in range(4):
         bank.observe("pixel3", "nb201", archs[i], float(pixel3[i]))
     assert bank.predict("pixel3", "nb201", archs[100]) is None  # four points: nothing yet
@@ -104,6 +106,13 @@ def test_the_bank_answers_from_five_points_and_borrows_from_its_other_classes() 
     borrowed = [b for b in bank.transfer._bases.values() if any(
         d.startswith("server:my-pi/") for d in b.devices)]
     assert len(borrowed) == 1
+    # From `stack_from` points on, the class's own model answers, the transfer one feature.
+    for i in range(5, 45):
+        bank.observe("pixel3", "nb201", archs[i], float(pixel3[i]))
+    stacked = bank.predict("pixel3", "nb201", archs[102])
+    assert stacked is not None and 0.5 < stacked.median_ms / pixel3[102] < 2
+    (model,) = [model for _, model in bank.transfer._stacked.values()]
+    assert model.n_points == 45 and TRANSFER_FEATURE in model._names
     # Without a prior (no transfer) nothing is answered below the predictor's own minimum.
     plain = PredictorBank(transfer=None, min_points=20, n_estimators=30)
     for i in range(10):

@@ -171,13 +171,13 @@ class PredictorBank:
     space's default, which is what measurements stored without it were taken at)."""
 
     def __init__(self, featurize: Featurizer = default_featurize, *,
-                 transfer: Union[TransferBank, None, str] = "default", scratch_from: int = 500,
+                 transfer: Union[TransferBank, None, str] = "default",
                  **predictor_kw: Any) -> None:
         self._featurize = featurize
-        # Below `scratch_from` points a class with a prior borrows from other devices (transfer);
-        # from there on its own model takes over (docs/predictor.md has the evidence).
-        self.transfer = TransferBank(featurize) if transfer == "default" else transfer
-        self.scratch_from = scratch_from
+        # A space with a shipped prior is predicted by transfer (scoring/transfer_bank.py), from
+        # 5 points; others by the class's own model alone, from `min_points`.
+        self.transfer = (TransferBank(featurize, LatencyPredictor, stack_kw=predictor_kw)
+                         if transfer == "default" else transfer)
         self._kw = predictor_kw
         self._predictors: dict[tuple[str, str, Shape, str], LatencyPredictor] = {}
         self._lock = threading.Lock()
@@ -212,7 +212,7 @@ class PredictorBank:
             predictor = self.predictor(device_class, space, shape, settings)
         except KeyError:
             return None
-        if self.transfer is not None and predictor.n_points < self.scratch_from:
+        if self.transfer is not None:
             with self._lock:
                 sources = [("/".join(map(str, key)), p) for key, p in self._predictors.items()
                            if key[1] == space]

@@ -29,15 +29,22 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingRegressor
+from threadpoolctl import threadpool_limits
 
 Features = Mapping[str, float]
 Z90 = 1.2815515655446004  # the 90th percentile of a standard normal
 EMBEDDING_CACHE = 50_000  # archs whose embedding is kept (NB201 has 15,625)
 NOISE_GRID = tuple(float(s) for s in np.geomspace(0.01, 0.5, 12))  # log-latency noise levels
+
+
+def one_thread() -> Any:
+    """OpenMP limited to one thread: the server's other work holds the cores, and OpenMP's
+    spinning threads on a busy core made one basis fit take minutes instead of seconds."""
+    return threadpool_limits(limits=1, user_api="openmp")
 
 
 @dataclass(frozen=True)
@@ -139,28 +146,37 @@ class TransferBasis:
         fit, check = order[:cut], order[cut:]
         self._models = []
         error_var = np.zeros(rank)
-        for j in range(rank):
-            model = HistGradientBoostingRegressor(max_iter=300, random_state=seed)
-            model.fit(x[fit], coords[fit, j])
-            if len(check):
-                error_var[j] = float(np.mean((model.predict(x[check]) - coords[check, j]) ** 2))
-            self._models.append(model)
+        with one_thread():
+            self._fit_models(x[fit], coords[fit], x[check], coords[check], error_var, seed)
         self.embedding_error_var = error_var
         self._embedded: dict[tuple[float, ...], np.ndarray] = {}
         self.embed(rows)  # one batch now: the table's archs are the likeliest to be asked
 
+    def _fit_models(self, x: np.ndarray, coords: np.ndarray, x_check: np.ndarray,
+                    coords_check: np.ndarray, error_var: np.ndarray, seed: int) -> None:
+        for j in range(self.rank):
+            model = HistGradientBoostingRegressor(max_iter=300, random_state=seed)
+            model.fit(x, coords[:, j])
+            if len(x_check):
+                error_var[j] = float(np.mean((model.predict(x_check) - coords_check[:, j]) ** 2))
+            self._models.append(model)
+
     def embed(self, rows: Sequence[Features]) -> np.ndarray:
         """(len(rows), rank) embedding of archs given by their features."""
         keys = [tuple(float(r.get(n, 0.0)) for n in self.feature_names) for r in rows]
-        missing = list(dict.fromkeys(k for k in keys if k not in self._embedded))
+        known = {k: self._embedded.get(k) for k in keys}
+        missing = [k for k, v in known.items() if v is None]
         if missing:
             # A search asks for one arch at a time: the models' per-call cost dominates.
             x = np.asarray(missing, dtype=float)
-            values = np.column_stack([m.predict(x) for m in self._models])
+            with one_thread():
+                predicted = np.column_stack([m.predict(x) for m in self._models])
+            values = dict(zip(missing, predicted))
+            known.update(values)
             if len(self._embedded) + len(missing) > EMBEDDING_CACHE:
-                self._embedded.clear()
-            self._embedded.update(zip(missing, values))
-        return np.asarray([self._embedded[k] for k in keys]).reshape(len(keys), self.rank)
+                self._embedded = {}  # a new dict: a reader of the old one is not disturbed
+            self._embedded.update(values)
+        return np.asarray([known[k] for k in keys]).reshape(len(keys), self.rank)
 
 
 class TransferFit:
@@ -211,3 +227,23 @@ class TransferFit:
         """Median, 10th and 90th percentile latency (ms)."""
         mean, sd = self.predict_log(embedding)
         return np.exp(mean), np.exp(mean - Z90 * sd), np.exp(mean + Z90 * sd)
+
+
+TRANSFER_FEATURE = "transfer_log_ms"
+
+
+def with_transfer(rows: Sequence[Features], log_ms: Sequence[float]) -> list[dict[str, float]]:
+    """Feature rows with the transfer's log-latency prediction added (the stacked model's)."""
+    return [{**r, TRANSFER_FEATURE: float(t)} for r, t in zip(rows, log_ms)]
+
+
+def stacked_model(new_model: Callable[..., Any], fit: TransferFit, embedding: np.ndarray,
+                  rows: Sequence[Features], latency_ms: Sequence[float], **model_kw: Any) -> Any:
+    """A device's own model (predictor.LatencyPredictor via `new_model`) fitted on its points
+    with the transfer fit's prediction for each as one more feature."""
+    model = new_model(**{**model_kw, "min_points": 1})
+    transferred = np.log(fit.predict_ms(embedding)[0])
+    for row, latency in zip(with_transfer(rows, transferred), latency_ms):
+        model.add(row, float(latency))
+    model.fit()
+    return model
