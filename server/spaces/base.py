@@ -3,6 +3,7 @@ grammar of edgescore.grammar) and built as torch networks."""
 
 from __future__ import annotations
 
+import copy
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -100,3 +101,30 @@ class GrammarSpace(SearchSpace):
     def mutate(self, spec: Any, rng: random.Random) -> Any:
         with spec_errors_as_invalid_argument():
             return self.grammar.mutate(spec, rng)
+
+
+class SingleNetworkSpace(GrammarSpace):
+    """A grammar space with one network per arch and nothing dead in it: `make_network` builds
+    it, and the exportable network is a copy."""
+
+    network_type: type[nn.Module]
+
+    @abstractmethod
+    def make_network(self, arch: ParsedArch) -> nn.Module:
+        """The arch's network (of `network_type`)."""
+
+    def build(self, arch: ParsedArch, variant: str = "") -> nn.Module:
+        if variant not in ("", *self.network_variants):
+            raise ValueError(f"unknown {self.name} network variant {variant!r}; known: "
+                             f"{', '.join(self.network_variants)}")
+        return self.make_network(arch)
+
+    def build_exportable(self, arch: ParsedArch, network: Optional[nn.Module] = None
+                         ) -> nn.Module:
+        """A copy of `network` (default a fresh build): there are no dead parts to drop."""
+        if network is None:
+            return self.build(arch)
+        if not isinstance(network, self.network_type):
+            raise TypeError(f"expected a {self.network_type.__name__}, got "
+                            f"{type(network).__name__}")
+        return copy.deepcopy(network)

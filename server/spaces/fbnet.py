@@ -41,9 +41,7 @@ Module names are readable rather than the reference's (`layers.3.depthwise.conv`
 
 from __future__ import annotations
 
-import copy
 from collections import OrderedDict
-from typing import Optional
 
 import torch
 from torch import nn
@@ -60,7 +58,7 @@ from edgescore.grammar.fbnet import (
     Layer,
     Payload,
 )
-from edgescore.server.spaces.base import GrammarSpace
+from edgescore.server.spaces.base import SingleNetworkSpace
 
 NETWORK_VARIANTS = ("default",)
 
@@ -136,26 +134,15 @@ class FbnetNetwork(nn.Module):
         return self.classifier(torch.flatten(self.pool(x), 1))
 
 
-class FbnetSpace(GrammarSpace):
+class FbnetSpace(SingleNetworkSpace):
     """HW-NAS-Bench's FBNet space: 22 layers of 9 ops, the CIFAR-100 network."""
 
     network_variants = NETWORK_VARIANTS
 
-    def build(self, arch: ParsedArch, variant: str = "") -> nn.Module:
-        if variant not in ("", *NETWORK_VARIANTS):
-            raise ValueError(f"unknown fbnet network variant {variant!r}; known: "
-                             f"{', '.join(NETWORK_VARIANTS)}")
-        return FbnetNetwork(arch.payload, arch.num_classes)
+    network_type = FbnetNetwork
 
-    def build_exportable(self, arch: ParsedArch, network: Optional[nn.Module] = None
-                         ) -> nn.Module:
-        """A copy of `network` (default a fresh build): the network has no dead parts to drop
-        (an identity `skip` is no module at all in the export)."""
-        if network is None:
-            return self.build(arch)
-        if not isinstance(network, FbnetNetwork):
-            raise TypeError(f"expected an FbnetNetwork, got {type(network).__name__}")
-        return copy.deepcopy(network)
+    def make_network(self, arch: ParsedArch) -> nn.Module:
+        return FbnetNetwork(arch.payload, arch.num_classes)
 
 
 SPACE = FbnetSpace(fbnet.GRAMMAR)

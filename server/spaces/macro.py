@@ -20,9 +20,7 @@ round(c_in * expansion), as torchvision computes them.
 
 from __future__ import annotations
 
-import copy
 from collections import OrderedDict
-from typing import Optional
 
 import torch
 from torch import nn
@@ -30,7 +28,7 @@ from torch import nn
 from edgescore.grammar import macro
 from edgescore.grammar.base import ParsedArch
 from edgescore.grammar.macro import MacroArch
-from edgescore.server.spaces.base import GrammarSpace
+from edgescore.server.spaces.base import SingleNetworkSpace
 
 NETWORK_VARIANTS = ("default",)
 
@@ -115,25 +113,15 @@ class MacroNetwork(nn.Module):
         return self.classifier(torch.flatten(self.pool(x), 1))
 
 
-class MacroSpace(GrammarSpace):
+class MacroSpace(SingleNetworkSpace):
     """MobileNet-style inverted-residual networks (ImageNet defaults)."""
 
     network_variants = NETWORK_VARIANTS
 
-    def build(self, arch: ParsedArch, variant: str = "") -> nn.Module:
-        if variant not in ("", *NETWORK_VARIANTS):
-            raise ValueError(f"unknown macro network variant {variant!r}; known: "
-                             f"{', '.join(NETWORK_VARIANTS)}")
-        return MacroNetwork(arch.payload, arch.num_classes)
+    network_type = MacroNetwork
 
-    def build_exportable(self, arch: ParsedArch, network: Optional[nn.Module] = None
-                         ) -> nn.Module:
-        """A copy of `network` (default a fresh build): the network has no dead parts to drop."""
-        if network is None:
-            return self.build(arch)
-        if not isinstance(network, MacroNetwork):
-            raise TypeError(f"expected a MacroNetwork, got {type(network).__name__}")
-        return copy.deepcopy(network)
+    def make_network(self, arch: ParsedArch) -> nn.Module:
+        return MacroNetwork(arch.payload, arch.num_classes)
 
 
 SPACE = MacroSpace(macro.GRAMMAR)

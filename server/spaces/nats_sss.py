@@ -15,7 +15,6 @@ outputs c_i. The stem outputs c0 too, so the first cell maps c0 -> c0; the class
 
 from __future__ import annotations
 
-import copy
 from collections import OrderedDict
 
 import torch
@@ -26,7 +25,7 @@ from edgescore.grammar.base import ParsedArch
 from edgescore.grammar.nats_sss import CELL, Channels
 from edgescore.grammar.nb201 import OUTPUT_NODE, Payload
 from edgescore.server.spaces import nb201
-from edgescore.server.spaces.base import GrammarSpace
+from edgescore.server.spaces.base import SingleNetworkSpace
 
 REDUCTION_LAYERS = (1, 3)  # the residual blocks; the other layers are cells
 NETWORK_VARIANTS = ("default",)
@@ -98,25 +97,15 @@ class ShapeTinyNetwork(nb201.CellNetwork):
         self.add_head(c_prev, num_classes)
 
 
-class NatsSssSpace(GrammarSpace):
+class NatsSssSpace(SingleNetworkSpace):
     """NATS-Bench's size search space (32,768 architectures) and its CIFAR network."""
 
     network_variants = NETWORK_VARIANTS
 
-    def build(self, arch: ParsedArch, variant: str = "") -> nn.Module:
-        if variant not in ("", *NETWORK_VARIANTS):
-            raise ValueError(f"unknown NATS-SSS network variant {variant!r}; known: "
-                             f"{', '.join(NETWORK_VARIANTS)}")
-        return ShapeTinyNetwork(arch.payload, arch.num_classes)
+    network_type = ShapeTinyNetwork
 
-    def build_exportable(self, arch: ParsedArch, network: nn.Module | None = None) -> nn.Module:
-        """A copy of `network` (default: a fresh build): the fixed cell has no `none` edge and
-        every edge reaches the output, so nothing is dead."""
-        if network is None:
-            return self.build(arch)
-        if not isinstance(network, ShapeTinyNetwork):
-            raise TypeError(f"expected a ShapeTinyNetwork, got {type(network).__name__}")
-        return copy.deepcopy(network)
+    def make_network(self, arch: ParsedArch) -> nn.Module:
+        return ShapeTinyNetwork(arch.payload, arch.num_classes)
 
 
 SPACE = NatsSssSpace(nats_sss.GRAMMAR)

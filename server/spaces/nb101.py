@@ -7,7 +7,6 @@ trainable parameter counts equal the benchmark's `trainable_parameters`.
 
 from __future__ import annotations
 
-import copy
 from collections import OrderedDict
 
 import torch
@@ -16,7 +15,7 @@ from torch import nn
 from edgescore.grammar import nb101
 from edgescore.grammar.base import ParsedArch
 from edgescore.grammar.nb101 import Matrix, Payload
-from edgescore.server.spaces.base import GrammarSpace
+from edgescore.server.spaces.base import SingleNetworkSpace
 
 STEM_CHANNELS = 128
 NUM_STACKS = 3
@@ -135,25 +134,16 @@ class Nb101Network(nn.Module):
         return self.classifier(torch.flatten(self.global_pooling(x), 1))
 
 
-class Nb101Space(GrammarSpace):
-    """NAS-Bench-101 cells (423,624 unique architectures) and their CIFAR network."""
+class Nb101Space(SingleNetworkSpace):
+    """NAS-Bench-101 cells (423,624 unique architectures) and their CIFAR network (the payload
+    is already pruned: every layer feeds the output)."""
 
     network_variants = NETWORK_VARIANTS
 
-    def build(self, arch: ParsedArch, variant: str = "") -> nn.Module:
-        if variant not in ("", *NETWORK_VARIANTS):
-            raise ValueError(f"unknown NB-101 network variant {variant!r}; known: "
-                             f"{', '.join(NETWORK_VARIANTS)}")
-        return Nb101Network(arch.payload, arch.num_classes)
+    network_type = Nb101Network
 
-    def build_exportable(self, arch: ParsedArch, network: nn.Module | None = None) -> nn.Module:
-        """A copy of `network` (default: a fresh build): the payload is already pruned, so every
-        layer feeds the output."""
-        if network is None:
-            return self.build(arch)
-        if not isinstance(network, Nb101Network):
-            raise TypeError(f"expected an Nb101Network, got {type(network).__name__}")
-        return copy.deepcopy(network)
+    def make_network(self, arch: ParsedArch) -> nn.Module:
+        return Nb101Network(arch.payload, arch.num_classes)
 
 
 SPACE = Nb101Space(nb101.GRAMMAR)

@@ -23,16 +23,13 @@ needs a head dim independent of embed_dim, and exports to ONNX opset 17 op for o
 
 from __future__ import annotations
 
-import copy
-from typing import Optional
-
 import torch
 from torch import nn
 
 from edgescore.grammar import vit
 from edgescore.grammar.base import ParsedArch
 from edgescore.grammar.vit import HEAD_DIM, VitArch
-from edgescore.server.spaces.base import GrammarSpace
+from edgescore.server.spaces.base import SingleNetworkSpace
 
 NETWORK_VARIANTS = ("default",)
 
@@ -101,25 +98,15 @@ class VisionTransformer(nn.Module):
         return self.head(x[:, 0])
 
 
-class VitSpace(GrammarSpace):
+class VitSpace(SingleNetworkSpace):
     """AutoFormer-style vision transformers (ImageNet defaults)."""
 
     network_variants = NETWORK_VARIANTS
 
-    def build(self, arch: ParsedArch, variant: str = "") -> nn.Module:
-        if variant not in ("", *NETWORK_VARIANTS):
-            raise ValueError(f"unknown vit network variant {variant!r}; known: "
-                             f"{', '.join(NETWORK_VARIANTS)}")
-        return VisionTransformer(arch.payload, arch.num_classes, arch.input_resolution)
+    network_type = VisionTransformer
 
-    def build_exportable(self, arch: ParsedArch, network: Optional[nn.Module] = None
-                         ) -> nn.Module:
-        """A copy of `network` (default a fresh build): the network has no dead parts to drop."""
-        if network is None:
-            return self.build(arch)
-        if not isinstance(network, VisionTransformer):
-            raise TypeError(f"expected a VisionTransformer, got {type(network).__name__}")
-        return copy.deepcopy(network)
+    def make_network(self, arch: ParsedArch) -> nn.Module:
+        return VisionTransformer(arch.payload, arch.num_classes, arch.input_resolution)
 
 
 SPACE = VitSpace(vit.GRAMMAR)
