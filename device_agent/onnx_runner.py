@@ -1,7 +1,19 @@
-"""Timing an ONNX model with onnxruntime on the CPU, loaded from bytes (nothing touches disk)."""
+"""Timing an ONNX model with onnxruntime, loaded from bytes, on the execution provider the job
+names (MeasurementSettings.execution_provider; "" is the CPU provider).
+
+The session is created with the requested provider first and the CPU provider after it, as
+onnxruntime does anyway: nodes the accelerator cannot take run on the CPU. The result lists the
+providers the session holds (session.get_providers()) and flags a fallback when the session has
+any provider besides the requested one, or lost the requested one. TensorRT additionally gets an
+engine cache per artifact under the agent's work dir and its engine build time (session creation
+plus the first run) reported apart from the timed runs. Only the CPU provider was run on real
+hardware in this repository's tests; the CUDA / TensorRT paths are unit-tested with a mocked
+session (docs/measurement.md).
+"""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from typing import Callable
@@ -9,6 +21,7 @@ from typing import Callable
 import numpy as np
 import onnxruntime as ort
 
+from edgescore.accelerators import CPU_PROVIDER, PROVIDERS, provider_full_name
 from edgescore.device_agent.protocol import effective_settings
 from edgescore.device_agent.timing import (
     MeasurementAborted,
@@ -18,10 +31,63 @@ from edgescore.device_agent.timing import (
 )
 from edgescore.v1 import common_pb2
 
-__all__ = ["MeasurementAborted", "measure_onnx"]
+__all__ = ["MeasurementAborted", "UnsupportedAccelerator", "measure_onnx"]
 
-PROVIDER = "CPUExecutionProvider"
+PROVIDER = CPU_PROVIDER
 INPUT_SEED = 0
+TENSORRT = PROVIDERS["tensorrt"]
+CUDA = PROVIDERS["cuda"]
+
+
+class UnsupportedAccelerator(RuntimeError):
+    """The job's provider / delegate is not available in this agent's runtime."""
+
+
+def engine_cache_root() -> str:
+    """Where TensorRT engines are cached: the agent's work dir (main.contain_writes points
+    XDG_CACHE_HOME there), else ~/.cache/edgescore-agent."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache",
+                                                             "edgescore-agent")
+    return os.path.join(base, "trt_engines")
+
+
+def session_providers(requested: str, available: Sequence[str], artifact_sha256: str = "",
+                      cache_root: str | None = None) -> list:
+    """The providers argument of InferenceSession for the job's `requested` provider.
+
+    [requested, CPU]; TensorRT gets CUDA between them (onnxruntime's documented order: nodes
+    TensorRT rejects go to CUDA, then CPU) and its engine cache options: one cache folder per
+    artifact sha256, so an engine is never reused for another network.
+    UnsupportedAccelerator when `requested` is not among `available`.
+    """
+    full = provider_full_name(requested)
+    if full not in available:
+        raise UnsupportedAccelerator(
+            f"execution provider {full} is not available in this agent's onnxruntime "
+            f"(it has: {', '.join(available)})")
+    if full == CPU_PROVIDER:
+        return [CPU_PROVIDER]
+    chain: list = [full]
+    if full == TENSORRT:
+        key = (artifact_sha256 or "unknown").lower()[:64]
+        path = os.path.join(cache_root or engine_cache_root(), key)
+        os.makedirs(path, exist_ok=True)
+        chain = [(TENSORRT, {"trt_engine_cache_enable": True, "trt_engine_cache_path": path,
+                             "trt_timing_cache_enable": True, "trt_timing_cache_path": path})]
+        if CUDA in available:
+            chain.append(CUDA)
+    return [*chain, CPU_PROVIDER]
+
+
+def provider_report(requested: str, used: Sequence[str]) -> tuple[str, bool]:
+    """(the provider to report as execution_provider, fallback) from session.get_providers().
+    Fallback: the session lost the requested provider, or holds others after it (onnxruntime
+    places there what the requested one cannot run; TensorRT's node split is in verbose logs)."""
+    full = provider_full_name(requested)
+    used = list(used)
+    if full not in used:
+        return (used[0] if used else ""), True
+    return full, len(used) > 1
 
 _DTYPES = {
     "tensor(float)": np.float32,
@@ -60,13 +126,18 @@ def measure_onnx(
     input_name: str = "",
     should_stop: Callable[[], bool] | None = None,
     between_runs: Callable[[], None] | None = None,
+    *,
+    artifact_sha256: str = "",
+    meter=None,
 ) -> tuple[common_pb2.LatencyStats, dict]:
-    """Time `model_bytes` with onnxruntime's CPU provider and return (stats, info).
+    """Time `model_bytes` with onnxruntime on the job's provider and return (stats, info).
 
     The protocol (warm-up, min/max runs and seconds, abort via should_stop) is
     timing.time_runs; zero settings take protocol.DEFAULTS. info holds runtime, runtime_version,
-    execution_provider, input_name and input_shape (the shape actually fed). onnxruntime errors
-    propagate; MeasurementAborted when should_stop() turns true.
+    execution_provider, execution_providers_used, provider_fallback, input_name and input_shape
+    (the shape actually fed). `meter` (energy.EnergyMeter) brackets the timed runs. onnxruntime
+    errors propagate; UnsupportedAccelerator when the provider is not here; MeasurementAborted
+    when should_stop() turns true.
     """
     eff = effective_settings(settings)
 
@@ -76,10 +147,13 @@ def measure_onnx(
     if eff.threads > 0:
         opts.intra_op_num_threads = int(eff.threads)
 
+    requested = eff.execution_provider
+    providers = session_providers(requested, ort.get_available_providers(), artifact_sha256)
     reset_peak_rss()
     t0 = time.perf_counter()
-    session = ort.InferenceSession(bytes(model_bytes), sess_options=opts, providers=[PROVIDER])
+    session = ort.InferenceSession(bytes(model_bytes), sess_options=opts, providers=providers)
     load_ms = (time.perf_counter() - t0) * 1000.0
+    reported, fallback = provider_report(requested, session.get_providers())
 
     inputs = session.get_inputs()
     names = [i.name for i in inputs]
@@ -99,12 +173,25 @@ def measure_onnx(
             used_shape = shape
         feeds[inp.name] = _random_input(rng, inp.type, shape)
 
-    samples = time_runs(lambda: session.run(None, feeds), eff, should_stop, between_runs)
+    engine_build_ms = 0.0
+    if reported == TENSORRT:
+        # TensorRT builds (or loads from its cache) the engine at session creation and, for
+        # shapes only known at run time, on the first run: both are the build, not latency.
+        t1 = time.perf_counter()
+        session.run(None, feeds)
+        engine_build_ms = load_ms + (time.perf_counter() - t1) * 1000.0
+
+    samples = time_runs(lambda: session.run(None, feeds), eff, should_stop, between_runs,
+                        meter=meter)
     info = {
         "runtime": "onnxruntime",
         "runtime_version": ort.__version__,
-        "execution_provider": session.get_providers()[0],
+        "execution_provider": reported,
+        "execution_providers_used": list(session.get_providers()),
+        "provider_fallback": fallback,
         "input_name": primary,
         "input_shape": used_shape,
     }
-    return finish_stats(samples, load_ms), info
+    stats = finish_stats(samples, load_ms)
+    stats.engine_build_ms = engine_build_ms
+    return stats, info

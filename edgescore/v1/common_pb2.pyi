@@ -45,6 +45,7 @@ class FailureKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     NOT_FOUND: _ClassVar[FailureKind]
     ARTIFACT_CORRUPT: _ClassVar[FailureKind]
     UNSUPPORTED_FORMAT: _ClassVar[FailureKind]
+    UNSUPPORTED_ACCELERATOR: _ClassVar[FailureKind]
 ARTIFACT_FORMAT_UNSPECIFIED: ArtifactFormat
 ONNX: ArtifactFormat
 TFLITE: ArtifactFormat
@@ -69,6 +70,7 @@ PARITY_FAILED: FailureKind
 NOT_FOUND: FailureKind
 ARTIFACT_CORRUPT: FailureKind
 UNSUPPORTED_FORMAT: FailureKind
+UNSUPPORTED_ACCELERATOR: FailureKind
 
 class ArchSpec(_message.Message):
     __slots__ = ("nb201", "nb101", "nats_sss", "macro", "vit", "onnx", "fbnet", "num_classes", "input_resolution")
