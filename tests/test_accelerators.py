@@ -150,9 +150,9 @@ class _FakeSession:
         return ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
 
     def get_inputs(self):
-        class I:
+        class Input:
             name, shape, type = "x", [1, 4], "tensor(float)"
-        return [I()]
+        return [Input()]
 
     def run(self, outputs, feeds):
         self.runs += 1
@@ -244,7 +244,8 @@ def test_replay_serves_hw_nas_bench_energy() -> None:
 
 # -- a real server and real agents --------------------------------------------------------------
 
-ARCH = "|nor_conv_1x1~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|nor_conv_1x1~2|"
+ARCH = ("|nor_conv_1x1~0|+|nor_conv_1x1~0|skip_connect~1|"
+        "+|nor_conv_1x1~0|skip_connect~1|nor_conv_1x1~2|")
 
 
 @pytest.mark.slow
