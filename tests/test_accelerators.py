@@ -242,6 +242,57 @@ def test_replay_serves_hw_nas_bench_energy() -> None:
     assert not raspi.measured and "no energy column" in raspi.note
 
 
+# -- objectives on energy -----------------------------------------------------------------------
+
+
+def _result(energy_mj: float | None, median_ms: float = 5.0):
+    from edgescore.v1 import scoring_pb2
+
+    lat = common_pb2.LatencyResult(device_class="d")
+    lat.stats.median_ms = median_ms
+    if energy_mj is not None:
+        lat.energy.measured, lat.energy.energy_per_inference_mj = True, energy_mj
+    else:
+        lat.energy.note = "no sensor"
+    return scoring_pb2.ScoreResult(
+        proxies=[common_pb2.ProxyResult(name="p", value=2.0)], latencies=[lat])
+
+
+def test_objectives_read_energy_when_asked() -> None:
+    from edgescore.server.scoring.request_objective import evaluate
+    from edgescore.server.scoring.studies import Studies
+    from edgescore.v1 import scoring_pb2
+
+    def run(objective, result):
+        return evaluate(scoring_pb2.ScoreRequest(objective=objective), result, Studies())
+
+    budget = {"d": 10.0}  # mJ with ENERGY; the latency (5 ms) would pass it either way
+    energy = common_pb2.ENERGY
+    c = common_pb2.Objective(constraint=common_pb2.ConstraintObjective(
+        proxy="p", latency_budget_ms=budget, metric=energy))
+    assert run(c, _result(9.0)).feasible and not run(c, _result(11.0)).feasible
+    latency = common_pb2.Objective(constraint=common_pb2.ConstraintObjective(
+        proxy="p", latency_budget_ms=budget))
+    assert run(latency, _result(11.0)).feasible  # latency 5 ms <= 10 ms
+    missing = run(c, _result(None))
+    assert missing.status.code != 0 and "no energy on 'd'" in missing.status.message
+    m = common_pb2.Objective(mnas=common_pb2.MnasObjective(
+        proxy="p", device_class="d", target_latency_ms=4.0, raw_proxy=True, metric=energy))
+    assert run(m, _result(8.0)).value == pytest.approx(2.0 * (8.0 / 4.0) ** -0.07)
+    p = common_pb2.Objective(pareto=common_pb2.ParetoObjective(
+        proxy="p", device_class="d", metric=energy))
+    assert run(p, _result(8.0)).pareto_rank == 1
+
+
+def test_stored_energy_is_read_for_energy_percentiles() -> None:
+    from edgescore.server.scoring.percentiles import _stored_energy
+
+    assert _stored_energy({"job_result": {"energy": {"measured": True,
+                                                     "energy_per_inference_mj": 3.5}}}) == 3.5
+    assert _stored_energy({"job_result": {"energy": {"note": "no sensor"}}}) is None
+    assert _stored_energy({}) is None
+
+
 # -- a real server and real agents --------------------------------------------------------------
 
 ARCH = ("|nor_conv_1x1~0|+|nor_conv_1x1~0|skip_connect~1|"
@@ -275,3 +326,12 @@ def test_server_and_agents_cpu_cuda_and_replay_energy() -> None:
             assert lat.ok, lat.message
             assert lat.energy["measured"] is True
             assert lat.energy["energyPerInferenceMj"] == float(row["c10_edgegpu_energy"])
+            # An objective on energy: a budget in mJ per inference, at the edge and just below.
+            mj = float(row["c10_edgegpu_energy"])
+            for budget, feasible in ((mj, True), (mj * (1 - 1e-9), False)):
+                objective = common_pb2.Objective(constraint=common_pb2.ConstraintObjective(
+                    proxy="params", latency_budget_ms={"edgegpu": budget},
+                    metric=common_pb2.ENERGY))
+                out = client.score(row["arch"], ["params"], ["edgegpu"],
+                                   objective=objective).objective
+                assert out.feasible is feasible, out

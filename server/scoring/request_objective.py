@@ -9,6 +9,12 @@ itself (rank 1), and each ScoreStream is a study of its own. `weighted_rank` is 
 mean of percentiles: each proxy's in the space's reference population (`percentiles.py`), each
 latency's among the class's stored measurements (faster is higher); its result lists the
 percentiles it used.
+
+Every objective has a `metric`: LATENCY (the default) reads each device's median latency,
+ENERGY its energy per inference (mJ, LatencyResult.energy) in the same fields: budgets and the
+MnasNet target in mJ, a Pareto front over energy, weighted_rank over energy percentiles among the
+class's stored energies ("energy:<class>"). A device result without energy (no sensor on the
+board) is the objective's per-item error, as a missing latency is.
 """
 
 from __future__ import annotations
@@ -102,9 +108,15 @@ def evaluate(request: scoring_pb2.ScoreRequest, result: scoring_pb2.ScoreResult,
         return None
     o = getattr(request.objective, kind)
     measured = [lat for lat in result.latencies if lat.status.code == 0]
+    energy = o.metric == common_pb2.ENERGY
+    if energy:
+        values = {lat.device_class: lat.energy.energy_per_inference_mj for lat in measured
+                  if lat.energy.measured}
+    else:
+        values = {lat.device_class: lat.stats.median_ms for lat in measured}
     candidate = objectives.Candidate(
         proxies={p.name: p.value for p in result.proxies if p.status.code == 0},
-        latency_ms={lat.device_class: lat.stats.median_ms for lat in measured})
+        latency_ms=values, metric="energy" if energy else "latency")
     proxy_pct = kind != "weighted_rank" and (request.objective.report_percentiles or (
         kind == "mnas" and not o.raw_proxy))
     if (proxy_pct or kind == "weighted_rank") and (
@@ -131,15 +143,20 @@ def evaluate(request: scoring_pb2.ScoreRequest, result: scoring_pb2.ScoreResult,
         out = objectives.weighted_rank(
             candidate, o.proxy_weights, o.latency_weights,
             lambda name, value: populations.proxy_percentile(arch, name, settings[name], value),
-            lambda device, ms: populations.latency_percentile(device, arch, ms,
-                                                              measurement[device]))
+            lambda device, ms: populations.latency_percentile(
+                device, arch, ms, measurement[device], metric=candidate.metric))
+        if energy:
+            out = dataclasses.replace(out, percentiles={
+                (f"energy:{k[len('latency:'):]}" if k.startswith("latency:") else k): v
+                for k, v in out.percentiles.items()})
     else:
         (out,) = objectives.pareto([candidate], o.proxy, o.device_class)
         study = o.study or stream_study
         if study and not out.error:
             rank = studies.add_and_rank(study, (candidate.proxies[o.proxy],
                                                 candidate.latency_ms[o.device_class]),
-                                        o.proxy, o.device_class)
+                                        # an energy front is another study than a latency one
+                                        o.proxy, ("energy:" if energy else "") + o.device_class)
             out = objectives.Outcome(value=-float(rank), pareto_rank=rank)
     if pct:
         out = dataclasses.replace(out, percentiles={**out.percentiles, **pct})
