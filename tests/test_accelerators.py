@@ -335,3 +335,33 @@ def test_server_and_agents_cpu_cuda_and_replay_energy() -> None:
                 out = client.score(row["arch"], ["params"], ["edgegpu"],
                                    objective=objective).objective
                 assert out.feasible is feasible, out
+
+
+# -- TFLite delegates ---------------------------------------------------------------------------
+
+
+def test_tflite_delegates_here_and_with_a_mocked_library(monkeypatch) -> None:
+    from edgescore.device_agent import tflite_runner
+    from edgescore.device_agent.capabilities import runtimes
+    from edgescore.device_agent.tflite_runner import (
+        UnsupportedDelegate,
+        available_delegates,
+        measure_tflite,
+    )
+
+    litert = [rt for rt in runtimes() if "tflite" in rt.formats]
+    if litert:  # this machine: XNNPACK only (no GPU delegate library, no Edge TPU)
+        assert list(litert[0].delegates) == ["xnnpack"]
+    settings = common_pb2.MeasurementSettings(format=common_pb2.TFLITE, delegate="edgetpu")
+    with pytest.raises(UnsupportedDelegate, match="'edgetpu' does not load"):
+        measure_tflite(b"not read", settings)
+
+    class FakeModule:  # MOCKED delegate libraries: nothing here has them
+        @staticmethod
+        def load_delegate(lib):
+            return ("delegate", lib)
+
+    monkeypatch.setattr(tflite_runner.ctypes, "CDLL", lambda lib: object())
+    assert available_delegates(FakeModule) == ["xnnpack", "edgetpu", "gpu"]
+    monkeypatch.setenv("EDGESCORE_TFLITE_GPU_DELEGATE", "/opt/x/libgpu.so")
+    assert tflite_runner.load_delegate(FakeModule, "gpu") == ("delegate", "/opt/x/libgpu.so")

@@ -46,6 +46,9 @@ def validate(request: scoring_pb2.ScoreRequest) -> None:
     devices = {d.device_class for d in request.devices}
     o = getattr(request.objective, kind)
     field = f"objective.{kind}"
+    if o.metric not in (common_pb2.METRIC_UNSPECIFIED, common_pb2.LATENCY, common_pb2.ENERGY):
+        raise InvalidArgument(f"{field}.metric", f"unknown metric {o.metric}")
+    unit = "mJ" if o.metric == common_pb2.ENERGY else "ms"
 
     def need_proxy(name: str) -> None:
         if name not in proxies:
@@ -64,12 +67,14 @@ def validate(request: scoring_pb2.ScoreRequest) -> None:
         for device, budget in o.latency_budget_ms.items():
             need_device(device, "latency_budget_ms")
             if not budget > 0:
-                raise InvalidArgument(f"{field}.latency_budget_ms[{device}]", "must be > 0 ms")
+                raise InvalidArgument(f"{field}.latency_budget_ms[{device}]",
+                                      f"must be > 0 {unit}")
     elif kind == "mnas":
         need_proxy(o.proxy)
         need_device(o.device_class, "device_class")
         if not 0 < o.target_latency_ms < math.inf:
-            raise InvalidArgument(f"{field}.target_latency_ms", "must be a finite number > 0 ms")
+            raise InvalidArgument(f"{field}.target_latency_ms",
+                                  f"must be a finite number > 0 {unit}")
         if not abs(o.w) <= MAX_MNAS_EXPONENT:  # NaN fails this too
             raise InvalidArgument(f"{field}.w", f"must be within -{MAX_MNAS_EXPONENT:g}.."
                                                 f"{MAX_MNAS_EXPONENT:g} (MnasNet: -0.07)")
