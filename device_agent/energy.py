@@ -268,6 +268,16 @@ def detect_sensor(root: str = "/", choice: str | None = None):
     return None
 
 
+def no_sensor_note(root: str = "/") -> str:
+    """Why there is no sensor: none at all, or RAPL counters this user may not read (root-only
+    on many kernels since 5.10: a udev rule or `chmod o+r .../energy_uj` opens them)."""
+    rapl = glob.glob(os.path.join(root, "sys/class/powercap/intel-rapl:*/energy_uj"))
+    if rapl and all(_number(p) is None for p in rapl):
+        return ("no sensor: the powercap/RAPL energy counters exist but this user cannot read "
+                "them (root-only); no Jetson rails, hwmon power input or tegrastats either")
+    return NO_SENSOR
+
+
 # -- the meter ----------------------------------------------------------------------------------
 
 
@@ -320,7 +330,7 @@ class EnergyMeter:
         elapsed = self.clock() - self._t0
         out = common_pb2.EnergyStats()
         if self.sensor is None:
-            out.note = NO_SENSOR
+            out.note = no_sensor_note()
         elif isinstance(self.sensor, CounterSensor):
             out.sensor, out.method = self.sensor.name, self.sensor.method
             try:

@@ -76,6 +76,28 @@ def test_workload_key_separates_accelerators_and_keeps_old_keys() -> None:
     assert workload({"format": "TFLITE", "delegate": "gpu"}) != workload({"format": "TFLITE"})
 
 
+def test_server_validates_and_canonicalises_accelerator_settings() -> None:
+    from edgescore.server.errors import InvalidArgument
+    from edgescore.server.fleet.measurement import resolve_measurement
+    from edgescore.server.spaces.nb201 import SPACE
+
+    arch = SPACE.parse(ARCH)
+    s = resolve_measurement(common_pb2.MeasurementSettings(
+        execution_provider="CUDAExecutionProvider"), arch, "devices[0].settings")
+    assert s.execution_provider == "cuda"
+    s = resolve_measurement(common_pb2.MeasurementSettings(
+        format=common_pb2.TFLITE, delegate="GPU"), arch, "devices[0].settings")
+    assert s.delegate == "gpu"
+    for bad, field in ((dict(execution_provider="warp"), "execution_provider"),
+                       (dict(delegate="hexagon9", format=common_pb2.TFLITE), "delegate"),
+                       (dict(execution_provider="cuda", format=common_pb2.TFLITE),
+                        "execution_provider"),
+                       (dict(delegate="gpu"), "delegate")):
+        with pytest.raises(InvalidArgument, match=f"devices.0..settings.{field}"):
+            resolve_measurement(common_pb2.MeasurementSettings(**bad), arch,
+                                "devices[0].settings")
+
+
 # -- agent: sessions ----------------------------------------------------------------------------
 
 
@@ -282,6 +304,30 @@ def test_objectives_read_energy_when_asked() -> None:
     p = common_pb2.Objective(pareto=common_pb2.ParetoObjective(
         proxy="p", device_class="d", metric=energy))
     assert run(p, _result(8.0)).pareto_rank == 1
+
+
+def test_weighted_rank_on_energy_asks_for_energy_percentiles() -> None:
+    from edgescore.server.scoring.request_objective import evaluate
+    from edgescore.server.scoring.studies import Studies
+    from edgescore.v1 import scoring_pb2
+
+    asked = []
+
+    class Populations:  # stands in for the reference populations and the store
+        def proxy_percentile(self, arch, name, settings, value):
+            return 50.0
+
+        def latency_percentile(self, device, arch, value, settings, metric="latency"):
+            asked.append((device, value, metric))
+            return 80.0
+
+    objective = common_pb2.Objective(weighted_rank=common_pb2.WeightedRankObjective(
+        proxy_weights={"p": 1.0}, latency_weights={"d": 1.0}, metric=common_pb2.ENERGY))
+    out = evaluate(scoring_pb2.ScoreRequest(objective=objective), _result(7.0), Studies(),
+                   arch=object(), settings={"p": {}}, populations=Populations())
+    assert asked == [("d", 7.0, "energy")]
+    assert out.value == pytest.approx(65.0)
+    assert dict(out.percentiles) == {"p": 50.0, "energy:d": 80.0}
 
 
 def test_stored_energy_is_read_for_energy_percentiles() -> None:

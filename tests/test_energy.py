@@ -152,3 +152,13 @@ def test_sensor_choice_none_and_env(monkeypatch) -> None:
     assert detect_sensor(str(DATA / "hwmon"), choice="rapl") is None
     monkeypatch.setenv(energy.ENV, "hwmon")
     assert detect_sensor(str(DATA / "hwmon")).name.startswith("hwmon:")
+
+
+def test_unreadable_rapl_is_named_in_the_note(tmp_path: Path) -> None:
+    root = _rapl_copy(tmp_path)
+    for domain in ("intel-rapl:0", "intel-rapl:1", "intel-rapl:0:0"):
+        # stands in for a root-only counter (the tests run as root, which reads anything)
+        (root / "sys/class/powercap" / domain / "energy_uj").write_text("")
+    assert rapl_sensor(str(root)) is None
+    assert "cannot read" in energy.no_sensor_note(str(root))
+    assert energy.no_sensor_note(str(tmp_path / "empty")) == energy.NO_SENSOR
