@@ -77,6 +77,7 @@ class Latency:
     execution_providers_used: list[str] = field(default_factory=list)
     provider_fallback: bool = False
     delegate: str = ""
+    nodes_per_provider: dict = field(default_factory=dict)  # onnxruntime kernels per provider
 
     @property
     def ok(self) -> bool:
@@ -96,7 +97,8 @@ class Latency:
             MessageToDict(r.settings), MessageToDict(s), quantization=r.quantization,
             job_id=r.job_id, uncertainty_ms=r.uncertainty_ms, energy=MessageToDict(r.energy),
             execution_providers_used=list(r.execution_providers_used),
-            provider_fallback=r.provider_fallback, delegate=r.delegate)
+            provider_fallback=r.provider_fallback, delegate=r.delegate,
+            nodes_per_provider=dict(r.nodes_per_provider))
 
 
 @dataclass

@@ -13,7 +13,9 @@ session (docs/measurement.md).
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 import time
 from collections.abc import Sequence
 from typing import Callable
@@ -79,15 +81,37 @@ def session_providers(requested: str, available: Sequence[str], artifact_sha256:
     return [*chain, CPU_PROVIDER]
 
 
-def provider_report(requested: str, used: Sequence[str]) -> tuple[str, bool]:
-    """(the provider to report as execution_provider, fallback) from session.get_providers().
-    Fallback: the session lost the requested provider, or holds others after it (onnxruntime
-    places there what the requested one cannot run; TensorRT's node split is in verbose logs)."""
+def provider_report(requested: str, used: Sequence[str],
+                    nodes: dict[str, int] | None = None) -> tuple[str, bool]:
+    """(the provider to report as execution_provider, fallback) from session.get_providers()
+    and, when profiled, the kernels per provider. Fallback: the session lost the requested
+    provider, or a kernel ran on another provider (without a profile: the session holds others
+    after it, where onnxruntime places what the requested one cannot run)."""
     full = provider_full_name(requested)
     used = list(used)
     if full not in used:
         return (used[0] if used else ""), True
+    if nodes:
+        return full, any(n > 0 for p, n in nodes.items() if p != full)
     return full, len(used) > 1
+
+
+def profile_nodes(path: str) -> dict[str, int]:
+    """Kernels per provider in an onnxruntime profile (its "Node" events `<name>_kernel_time`,
+    each with args.provider); {} when unreadable."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            events = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    found: dict[str, set] = {}
+    for e in events if isinstance(events, list) else []:
+        if not isinstance(e, dict) or e.get("cat") != "Node":
+            continue
+        name, provider = str(e.get("name", "")), (e.get("args") or {}).get("provider")
+        if provider and name.endswith("_kernel_time"):
+            found.setdefault(str(provider), set()).add(name)
+    return {p: len(names) for p, names in found.items()}
 
 _DTYPES = {
     "tensor(float)": np.float32,
@@ -120,6 +144,22 @@ def _random_input(rng: np.random.Generator, ort_type: str, shape: list[int]) -> 
     return rng.integers(0, 2, size=shape).astype(dtype)
 
 
+def _end_profiling(session) -> dict[str, int]:
+    try:
+        path = session.end_profiling()
+    except Exception:  # noqa: BLE001 - a session without profiling: no node counts
+        return {}
+    if not isinstance(path, str) or not path:
+        return {}
+    try:
+        return profile_nodes(path)
+    finally:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+
+
 def measure_onnx(
     model_bytes: bytes,
     settings: common_pb2.MeasurementSettings,
@@ -146,6 +186,10 @@ def measure_onnx(
     opts.log_severity_level = 3  # warnings about unused initialisers would flood the agent log
     if eff.threads > 0:
         opts.intra_op_num_threads = int(eff.threads)
+    # One profiled run before the warm-up says which provider ran each kernel; profiling stops
+    # with end_profiling(), before anything is timed. The file goes to TMPDIR (the work dir).
+    opts.enable_profiling = True
+    opts.profile_file_prefix = os.path.join(tempfile.gettempdir(), "edgescore-ort-profile")
 
     requested = eff.execution_provider
     providers = session_providers(requested, ort.get_available_providers(), artifact_sha256)
@@ -153,7 +197,6 @@ def measure_onnx(
     t0 = time.perf_counter()
     session = ort.InferenceSession(bytes(model_bytes), sess_options=opts, providers=providers)
     load_ms = (time.perf_counter() - t0) * 1000.0
-    reported, fallback = provider_report(requested, session.get_providers())
 
     inputs = session.get_inputs()
     names = [i.name for i in inputs]
@@ -173,13 +216,15 @@ def measure_onnx(
             used_shape = shape
         feeds[inp.name] = _random_input(rng, inp.type, shape)
 
-    engine_build_ms = 0.0
-    if reported == TENSORRT:
-        # TensorRT builds (or loads from its cache) the engine at session creation and, for
-        # shapes only known at run time, on the first run: both are the build, not latency.
-        t1 = time.perf_counter()
-        session.run(None, feeds)
-        engine_build_ms = load_ms + (time.perf_counter() - t1) * 1000.0
+    # The profiled first run (untimed). TensorRT builds (or loads from its cache) the engine at
+    # session creation and, for shapes only known at run time, on this first run: both are the
+    # engine build, reported apart from the latency.
+    t1 = time.perf_counter()
+    session.run(None, feeds)
+    first_run_ms = (time.perf_counter() - t1) * 1000.0
+    nodes = _end_profiling(session)
+    reported, fallback = provider_report(requested, session.get_providers(), nodes)
+    engine_build_ms = load_ms + first_run_ms if reported == TENSORRT else 0.0
 
     samples = time_runs(lambda: session.run(None, feeds), eff, should_stop, between_runs,
                         meter=meter)
@@ -189,6 +234,7 @@ def measure_onnx(
         "execution_provider": reported,
         "execution_providers_used": list(session.get_providers()),
         "provider_fallback": fallback,
+        "nodes_per_provider": nodes,
         "input_name": primary,
         "input_shape": used_shape,
     }

@@ -179,5 +179,6 @@ def measure_job(
             execution_providers_used=info.get("execution_providers_used", []),
             provider_fallback=bool(info.get("provider_fallback", False)),
             delegate=info.get("delegate", ""),
+            nodes_per_provider=info.get("nodes_per_provider", {}),
         )
     )

@@ -123,17 +123,30 @@ def test_provider_report_flags_fallback() -> None:
     assert provider_report("cuda", ["CUDAExecutionProvider", "CPUExecutionProvider"]) == (
         "CUDAExecutionProvider", True)
     assert provider_report("cuda", ["CPUExecutionProvider"]) == ("CPUExecutionProvider", True)
+    # With a profile the kernels decide: all on CUDA is no fallback, one on the CPU is.
+    both = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert provider_report("cuda", both, {"CUDAExecutionProvider": 9}) == (
+        "CUDAExecutionProvider", False)
+    assert provider_report("cuda", both, {"CUDAExecutionProvider": 9, "CPUExecutionProvider": 1}
+                           ) == ("CUDAExecutionProvider", True)
 
 
 def test_cpu_provider_measures_for_real() -> None:
     settings = common_pb2.MeasurementSettings()
     settings.CopyFrom(QUICK)
     settings.execution_provider = "cpu"
+    import glob
+    import tempfile
+
+    profiles = os.path.join(tempfile.gettempdir(), "edgescore-ort-profile*")
+    before = set(glob.glob(profiles))
     stats, info = measure_onnx(tiny_onnx(), settings)
     assert stats.n >= 3 and stats.engine_build_ms == 0
     assert info["execution_provider"] == "CPUExecutionProvider"
     assert info["execution_providers_used"] == ["CPUExecutionProvider"]
+    assert info["nodes_per_provider"] == {"CPUExecutionProvider": 1}  # the one Relu
     assert info["provider_fallback"] is False
+    assert set(glob.glob(profiles)) == before  # the profile file is removed
 
 
 def test_worker_fails_a_missing_provider_and_reports_no_sensor() -> None:
@@ -176,6 +189,19 @@ class _FakeSession:
             name, shape, type = "x", [1, 4], "tensor(float)"
         return [Input()]
 
+    def end_profiling(self):
+        import json
+        import tempfile
+
+        fd, path = tempfile.mkstemp(suffix=".json")
+        with os.fdopen(fd, "w") as fh:  # a TensorRT subgraph and one node left to the CPU
+            json.dump([{"cat": "Node", "name": "TRTKernel_graph_0_kernel_time",
+                        "args": {"provider": "TensorrtExecutionProvider"}},
+                       {"cat": "Node", "name": "TopK_3_kernel_time",
+                        "args": {"provider": "CPUExecutionProvider"}},
+                       {"cat": "Session", "name": "model_run"}], fh)
+        return path
+
     def run(self, outputs, feeds):
         self.runs += 1
         if self.runs == 1:
@@ -200,6 +226,8 @@ def test_tensorrt_path_with_mocked_session(monkeypatch, tmp_path) -> None:
     assert stats.engine_build_ms >= 20.0 and stats.engine_build_ms >= stats.load_ms
     assert max(stats.samples_ms) < 20.0  # the build is not in the timed runs
     assert info["execution_provider"] == "TensorrtExecutionProvider"
+    assert info["nodes_per_provider"] == {"TensorrtExecutionProvider": 1,
+                                          "CPUExecutionProvider": 1}
     assert info["provider_fallback"] is True
 
 
@@ -360,6 +388,8 @@ def test_server_and_agents_cpu_cuda_and_replay_energy() -> None:
             assert lat.ok and lat.provenance == "MEASURED", lat.message
             assert lat.execution_provider == "CPUExecutionProvider"
             assert lat.execution_providers_used == ["CPUExecutionProvider"]
+            assert set(lat.nodes_per_provider) == {"CPUExecutionProvider"}
+            assert not lat.provider_fallback
             assert lat.settings["executionProvider"] == "cpu"
             if not os.path.isdir("/sys/class/powercap"):
                 assert lat.energy.get("note", "").startswith("no sensor")

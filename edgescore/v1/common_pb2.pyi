@@ -440,7 +440,14 @@ class ProxyResult(_message.Message):
     def __init__(self, name: _Optional[str] = ..., value: _Optional[float] = ..., unit: _Optional[str] = ..., transform: _Optional[str] = ..., provenance: _Optional[_Union[Provenance, str]] = ..., status: _Optional[_Union[ItemStatus, _Mapping]] = ..., settings: _Optional[_Union[ProxySettings, _Mapping]] = ..., compute_seconds: _Optional[float] = ..., flags: _Optional[_Iterable[str]] = ..., components: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class LatencyResult(_message.Message):
-    __slots__ = ("device_class", "provenance", "status", "stats", "settings", "agent_id", "runtime", "runtime_version", "execution_provider", "artifact_sha256", "env_before", "env_after", "throttled", "uncertainty_ms", "job_id", "thermal", "quantization", "energy", "execution_providers_used", "provider_fallback", "delegate")
+    __slots__ = ("device_class", "provenance", "status", "stats", "settings", "agent_id", "runtime", "runtime_version", "execution_provider", "artifact_sha256", "env_before", "env_after", "throttled", "uncertainty_ms", "job_id", "thermal", "quantization", "energy", "execution_providers_used", "provider_fallback", "delegate", "nodes_per_provider")
+    class NodesPerProviderEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     DEVICE_CLASS_FIELD_NUMBER: _ClassVar[int]
     PROVENANCE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -462,6 +469,7 @@ class LatencyResult(_message.Message):
     EXECUTION_PROVIDERS_USED_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FALLBACK_FIELD_NUMBER: _ClassVar[int]
     DELEGATE_FIELD_NUMBER: _ClassVar[int]
+    NODES_PER_PROVIDER_FIELD_NUMBER: _ClassVar[int]
     device_class: str
     provenance: Provenance
     status: ItemStatus
@@ -483,7 +491,8 @@ class LatencyResult(_message.Message):
     execution_providers_used: _containers.RepeatedScalarFieldContainer[str]
     provider_fallback: bool
     delegate: str
-    def __init__(self, device_class: _Optional[str] = ..., provenance: _Optional[_Union[Provenance, str]] = ..., status: _Optional[_Union[ItemStatus, _Mapping]] = ..., stats: _Optional[_Union[LatencyStats, _Mapping]] = ..., settings: _Optional[_Union[MeasurementSettings, _Mapping]] = ..., agent_id: _Optional[str] = ..., runtime: _Optional[str] = ..., runtime_version: _Optional[str] = ..., execution_provider: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., env_before: _Optional[_Union[DeviceEnv, _Mapping]] = ..., env_after: _Optional[_Union[DeviceEnv, _Mapping]] = ..., throttled: bool = ..., uncertainty_ms: _Optional[float] = ..., job_id: _Optional[str] = ..., thermal: _Optional[_Union[ThermalTrace, _Mapping]] = ..., quantization: _Optional[str] = ..., energy: _Optional[_Union[EnergyStats, _Mapping]] = ..., execution_providers_used: _Optional[_Iterable[str]] = ..., provider_fallback: bool = ..., delegate: _Optional[str] = ...) -> None: ...
+    nodes_per_provider: _containers.ScalarMap[str, int]
+    def __init__(self, device_class: _Optional[str] = ..., provenance: _Optional[_Union[Provenance, str]] = ..., status: _Optional[_Union[ItemStatus, _Mapping]] = ..., stats: _Optional[_Union[LatencyStats, _Mapping]] = ..., settings: _Optional[_Union[MeasurementSettings, _Mapping]] = ..., agent_id: _Optional[str] = ..., runtime: _Optional[str] = ..., runtime_version: _Optional[str] = ..., execution_provider: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., env_before: _Optional[_Union[DeviceEnv, _Mapping]] = ..., env_after: _Optional[_Union[DeviceEnv, _Mapping]] = ..., throttled: bool = ..., uncertainty_ms: _Optional[float] = ..., job_id: _Optional[str] = ..., thermal: _Optional[_Union[ThermalTrace, _Mapping]] = ..., quantization: _Optional[str] = ..., energy: _Optional[_Union[EnergyStats, _Mapping]] = ..., execution_providers_used: _Optional[_Iterable[str]] = ..., provider_fallback: bool = ..., delegate: _Optional[str] = ..., nodes_per_provider: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class ObjectiveResult(_message.Message):
     __slots__ = ("value", "feasible", "pareto_rank", "percentiles", "status")

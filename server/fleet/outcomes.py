@@ -140,6 +140,7 @@ def to_result(target: Target, outcome: Final) -> common_pb2.LatencyResult:
     result.execution_providers_used.extend(r.execution_providers_used)
     result.provider_fallback = r.provider_fallback
     result.delegate = r.delegate
+    result.nodes_per_provider.update(r.nodes_per_provider)
     result.energy.CopyFrom(r.energy)
     result.env_before.CopyFrom(r.env_before)
     result.env_after.CopyFrom(r.env_after)
