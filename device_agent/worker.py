@@ -175,7 +175,7 @@ def measure_job(
             throttled=throttled,
             thermal=trace,
             energy=meter.result if meter.result.measured or meter.result.note else
-            common_pb2.EnergyStats(note="the timed runs ended before the meter read"),
+            common_pb2.EnergyStats(note="the runner did not meter its timed runs"),
             execution_providers_used=info.get("execution_providers_used", []),
             provider_fallback=bool(info.get("provider_fallback", False)),
             delegate=info.get("delegate", ""),

@@ -441,3 +441,17 @@ def test_tflite_delegates_here_and_with_a_mocked_library(monkeypatch) -> None:
     assert available_delegates(FakeModule) == ["xnnpack", "edgetpu", "gpu"]
     monkeypatch.setenv("EDGESCORE_TFLITE_GPU_DELEGATE", "/opt/x/libgpu.so")
     assert tflite_runner.load_delegate(FakeModule, "gpu") == ("delegate", "/opt/x/libgpu.so")
+
+
+def test_tflite_default_delegate_is_xnnpack_for_real() -> None:
+    pytest.importorskip("ai_edge_litert")
+    from tflite_models import fc_model
+
+    from edgescore.device_agent.tflite_runner import measure_tflite
+
+    for asked in ("", "xnnpack"):
+        settings = common_pb2.MeasurementSettings(warmup_runs=1, min_runs=3, min_seconds=0.0,
+                                                  format=common_pb2.TFLITE, delegate=asked)
+        stats, info = measure_tflite(fc_model(), settings)
+        assert stats.n >= 3 and info["delegate"] == "xnnpack"
+        assert info["execution_provider"] in ("XNNPACK", "CPU")
