@@ -292,12 +292,16 @@ class EnergyMeter:
     _before: list = field(default_factory=list)
     _samples: list = field(default_factory=list)
     _thread: Optional[threading.Thread] = None
+    _error: str = ""
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> None:
-        self._samples, self._stop = [], threading.Event()
+        self._samples, self._stop, self._error = [], threading.Event(), ""
         if isinstance(self.sensor, CounterSensor):
-            self._before = self.sensor.read()
+            try:
+                self._before = self.sensor.read()
+            except OSError as exc:  # a sensor never fails a job: the result says why
+                self._error = f"energy counter unreadable: {exc}"
         elif isinstance(self.sensor, SampledSensor):
             self._sample()
             self._thread = threading.Thread(target=self._loop, name="energy-sampler", daemon=True)
@@ -334,10 +338,14 @@ class EnergyMeter:
         elif isinstance(self.sensor, CounterSensor):
             out.sensor, out.method = self.sensor.name, self.sensor.method
             try:
+                if self._error:
+                    raise OSError(self._error)
                 uj = self.sensor.energy_uj(self._before, self.sensor.read())
                 fill(out, uj / 1000.0, elapsed, runs, samples=2)
             except OSError as exc:
-                out.note = f"energy counter unreadable: {exc}"
+                text = str(exc)
+                out.note = text if text.startswith("energy counter") else \
+                    f"energy counter unreadable: {text}"
         else:
             self._end_thread()
             self._sample()

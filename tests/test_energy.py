@@ -162,3 +162,14 @@ def test_unreadable_rapl_is_named_in_the_note(tmp_path: Path) -> None:
     assert rapl_sensor(str(root)) is None
     assert "cannot read" in energy.no_sensor_note(str(root))
     assert energy.no_sensor_note(str(tmp_path / "empty")) == energy.NO_SENSOR
+
+
+def test_a_counter_that_stops_reading_gives_a_note_not_a_failed_job(tmp_path: Path) -> None:
+    root = _rapl_copy(tmp_path)
+    sensor = rapl_sensor(str(root))
+    _write(root, "intel-rapl:1", 0)
+    (root / "sys/class/powercap/intel-rapl:1/energy_uj").write_text("")  # unreadable now
+    meter = EnergyMeter(sensor)
+    meter.start()
+    out = meter.stop(5)
+    assert not out.measured and out.note.startswith("energy counter unreadable")
