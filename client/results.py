@@ -71,6 +71,13 @@ class Latency:
     quantization: str = ""
     job_id: str = ""  # the agent job that measured it (shared by identical concurrent requests)
     uncertainty_ms: float = 0.0  # PREDICTED: half the predictor's 10-90 % interval
+    # v1 EnergyStats as a dict ({"measured": true, "energyPerInferenceMj": ...}); without a
+    # sensor on the board: {"note": "no sensor: ..."}.
+    energy: dict = field(repr=False, default_factory=dict)
+    execution_providers_used: list[str] = field(default_factory=list)
+    provider_fallback: bool = False
+    delegate: str = ""
+    nodes_per_provider: dict = field(default_factory=dict)  # onnxruntime kernels per provider
 
     @property
     def ok(self) -> bool:
@@ -88,7 +95,10 @@ class Latency:
             s.std_ms if ok else None, s.n, list(s.samples_ms), r.agent_id, r.runtime,
             r.runtime_version, r.execution_provider, r.artifact_sha256,
             MessageToDict(r.settings), MessageToDict(s), quantization=r.quantization,
-            job_id=r.job_id, uncertainty_ms=r.uncertainty_ms)
+            job_id=r.job_id, uncertainty_ms=r.uncertainty_ms, energy=MessageToDict(r.energy),
+            execution_providers_used=list(r.execution_providers_used),
+            provider_fallback=r.provider_fallback, delegate=r.delegate,
+            nodes_per_provider=dict(r.nodes_per_provider))
 
 
 @dataclass

@@ -69,6 +69,17 @@ def _dist_version(dist: str) -> str:
         return ""
 
 
+def _delegates(module) -> list[str]:
+    """The delegates that really load with this LiteRT module (tflite_runner)."""
+    try:
+        from edgescore.device_agent.tflite_runner import available_delegates
+
+        return available_delegates(module)
+    except Exception as exc:
+        log.warning("could not probe TFLite delegates: %s", exc)
+        return ["xnnpack"]
+
+
 def runtimes() -> list[fleet_pb2.RuntimeInfo]:
     """Inference runtimes importable here; a runtime that fails to import is simply left out."""
     found = []
@@ -91,11 +102,12 @@ def runtimes() -> list[fleet_pb2.RuntimeInfo]:
         ("tflite_runtime.interpreter", "tflite-runtime", "tflite-runtime"),
     ):
         try:
-            importlib.import_module(module)
+            mod = importlib.import_module(module)
         except Exception:
             continue
         found.append(
-            fleet_pb2.RuntimeInfo(name=name, version=_dist_version(dist), formats=["tflite"])
+            fleet_pb2.RuntimeInfo(name=name, version=_dist_version(dist), formats=["tflite"],
+                                  delegates=_delegates(mod))
         )
     return found
 

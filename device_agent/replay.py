@@ -20,6 +20,12 @@ than the column's is a NOT_FOUND failure of that job, never a value of another s
 GPU settings `<gpu>_1`, `<gpu>_32`, `<gpu>_256` (FBNet: `_64`) are measured at that batch size,
 every other column at batch 1 (TableFormat.batch); a job's batch size 0 means the server's
 default, batch 1 (a server always sends the resolved size). The result echoes the batch.
+
+Energy: HW-NAS-Bench measured energy per inference (mJ) on three of its devices
+(`c10_edgegpu_energy`, `c10_eyeriss_energy`, `c10_fpga_energy`; official table: `<device>_energy`).
+A replay agent of such a device answers it in the result's EnergyStats (method "table", sensor
+"hw-nas-bench:<device>", mean power = energy / latency); devices and tables without an energy
+column say "no sensor" as a board without one does.
 """
 
 from __future__ import annotations
@@ -136,6 +142,14 @@ def _float(text: str) -> Optional[float]:
     return value if math.isfinite(value) and value > 0 else None
 
 
+def energy_column_of(fmt: TableFormat, latency_column: str, fields: Sequence[str]) -> str:
+    """HW-NAS-Bench's energy column beside a device's latency column ("" when it has none)."""
+    if fmt.source != "hw-nas-bench" or not latency_column.endswith("_latency"):
+        return ""
+    column = latency_column[: -len("_latency")] + "_energy"
+    return column if column in fields else ""
+
+
 def _not_found(job: agent_pb2.Job, detail: str) -> agent_pb2.AgentMessage:
     return agent_pb2.AgentMessage(failure=agent_pb2.JobFailure(
         job_id=job.job_id, kind=common_pb2.NOT_FOUND, detail=detail))
@@ -150,6 +164,7 @@ class ReplayTable:
     def __init__(self, path: str | Path, device: str, source: str = "") -> None:
         self.path, self.device = Path(path), device
         self.latency_ms: dict[str, float] = {}
+        self.energy_mj: dict[str, float] = {}
         with self.path.open(newline="") as f:
             reader = csv.DictReader(f)
             fmt = detect_format(reader.fieldnames or [])
@@ -161,12 +176,16 @@ class ReplayTable:
                 raise ValueError(f"unknown {fmt.title} device {device!r}: {self.path.name} has "
                                  f"{', '.join(columns)}")
             self.format, self.batch = fmt, fmt.batch(device, list(columns))
+            energy_column = energy_column_of(fmt, columns[device], reader.fieldnames or [])
             for row in reader:
                 if fmt.dataset_column and row.get(fmt.dataset_column) != "cifar10":
                     continue
                 value, key = _float(row[columns[device]]), fmt.key(row[fmt.arch_column] or "")
                 if value is not None and key is not None:
                     self.latency_ms[key] = value
+                    energy = _float(row[energy_column]) if energy_column else None
+                    if energy is not None:
+                        self.energy_mj[key] = energy
         if not self.latency_ms:
             raise ValueError(f"{self.path}: no {fmt.dataset.name} {device} latencies")
 
@@ -214,7 +233,22 @@ class ReplayTable:
             settings.input_shape[0] = self.batch
         return agent_pb2.AgentMessage(result=agent_pb2.JobResult(
             job_id=job.job_id, stats=stats, settings=settings, runtime=self.runtime,
-            runtime_version=self.path.name, execution_provider=f"{fmt.source}:{self.device}"))
+            runtime_version=self.path.name, execution_provider=f"{fmt.source}:{self.device}",
+            energy=self.energy_of(art.canonical_arch, value)))
+
+    def energy_of(self, arch: str, latency_ms: float) -> common_pb2.EnergyStats:
+        """The table's energy for the architecture (mJ per inference), or "no sensor"."""
+        key = self.format.key(arch)
+        energy = None if key is None else self.energy_mj.get(key)
+        if energy is None:
+            return common_pb2.EnergyStats(
+                note=f"no sensor: {self.format.title} has no {self.device} energy for this "
+                     "architecture" if self.energy_mj else
+                     f"no sensor: {self.format.title} has no energy column for {self.device}")
+        return common_pb2.EnergyStats(
+            measured=True, sensor=f"{self.format.source}:{self.device}", method="table",
+            samples=1, energy_per_inference_mj=energy,
+            mean_power_w=energy / latency_ms if latency_ms > 0 else 0.0)
 
     def runtime_info(self) -> fleet_pb2.RuntimeInfo:
         # Both formats: the artifact is never run, only its architecture looked up.

@@ -5,10 +5,19 @@ with the BUILTIN op resolver, which is what OpResolverType.AUTO means; we pass i
 future change of the default cannot silently time the slower reference kernels. The report says
 "XNNPACK" only when the execution plan really holds a delegate node, "CPU" otherwise (ops XNNPACK
 does not take run on the builtin kernels).
+
+Other delegates (MeasurementSettings.delegate "gpu", "edgetpu") are libraries loaded with the
+runtime's load_delegate: DELEGATE_LIBRARIES lists the names tried (EDGESCORE_TFLITE_<NAME>_DELEGATE
+overrides with a path). A delegate that does not load fails the job as UNSUPPORTED_ACCELERATOR.
+The Edge TPU runs only models compiled by edgetpu_compiler (full int8); others run on the CPU
+with the delegate node absent, which the result shows (execution_provider "CPU").
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
+import sys
 import time
 from collections.abc import Sequence
 from typing import Any, Callable
@@ -24,9 +33,63 @@ from edgescore.device_agent.timing import (
 )
 from edgescore.v1 import common_pb2
 
-__all__ = ["MeasurementAborted", "load_interpreter_module", "measure_tflite"]
+__all__ = ["MeasurementAborted", "available_delegates", "load_interpreter_module",
+           "measure_tflite"]
 
 INPUT_SEED = 0
+# Libraries of the loadable delegates, by platform (the first that loads wins).
+DELEGATE_LIBRARIES = {
+    "edgetpu": {"linux": ["libedgetpu.so.1"], "darwin": ["libedgetpu.1.dylib"],
+                "win32": ["edgetpu.dll"]},
+    "gpu": {"linux": ["libtensorflowlite_gpu_delegate.so"],
+            "darwin": ["libtensorflowlite_gpu_delegate.dylib"], "win32": []},
+}
+
+
+class UnsupportedDelegate(RuntimeError):
+    """The job's delegate library does not load here."""
+
+
+def delegate_libraries(name: str) -> list[str]:
+    override = os.environ.get(f"EDGESCORE_TFLITE_{name.upper()}_DELEGATE", "")
+    found = [override] if override else []
+    return found + DELEGATE_LIBRARIES.get(name, {}).get(sys.platform, [])
+
+
+def load_delegate(module: Any, name: str) -> Any:
+    """The loaded delegate object for `name` ("gpu", "edgetpu"); UnsupportedDelegate if none of
+    its libraries loads."""
+    loader = getattr(module, "load_delegate", None)
+    errors = []
+    for lib in delegate_libraries(name):
+        if loader is None:
+            break
+        try:
+            # dlopen first: load_delegate's object warns from __del__ when its library is absent.
+            ctypes.CDLL(lib)
+            return loader(lib)
+        except Exception as exc:  # ValueError / OSError: library absent or no device
+            errors.append(f"{lib}: {exc}")
+    raise UnsupportedDelegate(f"TFLite delegate {name!r} does not load on this agent "
+                              f"({'; '.join(errors) or 'no library to try'})")
+
+
+def available_delegates(module: Any = None) -> list[str]:
+    """Delegates this runtime really has: "xnnpack" (built in), then each loadable one whose
+    library loads now (the Edge TPU's needs the device plugged in)."""
+    found = ["xnnpack"]
+    if module is None:
+        try:
+            module = load_interpreter_module()[0]
+        except Exception:
+            return found
+    for name in DELEGATE_LIBRARIES:
+        try:
+            load_delegate(module, name)
+        except UnsupportedDelegate:
+            continue
+        found.append(name)
+    return found
 
 
 def load_interpreter_module() -> tuple[Any, str, str]:
@@ -86,12 +149,13 @@ def _random_input(rng: np.random.Generator, detail: dict, shape: list[int]) -> n
     return rng.integers(0, 2, size=shape).astype(dtype)
 
 
-def _execution_provider(interpreter: Any) -> str:
+def _execution_provider(interpreter: Any, delegate: str = "xnnpack") -> str:
     try:
         ops = interpreter._get_ops_details()  # private but stable since TF 2.5; guarded
     except Exception:
         return "CPU"
-    return "XNNPACK" if any(op.get("op_name") == "DELEGATE" for op in ops) else "CPU"
+    has_node = any(op.get("op_name") == "DELEGATE" for op in ops)
+    return delegate.upper() if has_node else "CPU"
 
 
 def measure_tflite(
@@ -100,12 +164,17 @@ def measure_tflite(
     input_name: str = "",
     should_stop: Callable[[], bool] | None = None,
     between_runs: Callable[[], None] | None = None,
+    *,
+    artifact_sha256: str = "",
+    meter=None,
 ) -> tuple[common_pb2.LatencyStats, dict]:
     """Time a .tflite flatbuffer and return (stats, info), same protocol as measure_onnx.
 
     threads → num_threads (0 = runtime default). Inputs are seeded random tensors of each input's
     own dtype; quantized int8/uint8 inputs are quantized from N(0,1). info holds runtime,
-    runtime_version, execution_provider ("XNNPACK" or "CPU"), input_name and input_shape.
+    runtime_version, execution_provider ("XNNPACK", "GPU", "EDGETPU" when a delegate node runs,
+    else "CPU"), delegate, input_name and input_shape. settings.delegate "gpu" / "edgetpu" loads
+    that delegate (UnsupportedDelegate when it does not load).
     LiteRT errors propagate; MeasurementAborted when should_stop() turns true.
     """
     module, runtime, version = load_interpreter_module()
@@ -116,6 +185,9 @@ def measure_tflite(
     resolver = getattr(module, "OpResolverType", None)
     if resolver is not None:
         kwargs["experimental_op_resolver_type"] = resolver.BUILTIN  # see module docstring
+    delegate = (eff.delegate or "xnnpack").lower()
+    if delegate != "xnnpack":
+        kwargs["experimental_delegates"] = [load_delegate(module, delegate)]
 
     reset_peak_rss()
     t0 = time.perf_counter()
@@ -145,11 +217,12 @@ def measure_tflite(
         interpreter.set_tensor(detail["index"], _random_input(rng, detail, shape))
 
     # set_tensor copies into the interpreter's buffer, so the input is set once, like ORT's feeds.
-    samples = time_runs(interpreter.invoke, eff, should_stop, between_runs)
+    samples = time_runs(interpreter.invoke, eff, should_stop, between_runs, meter=meter)
     info = {
         "runtime": runtime,
         "runtime_version": version,
-        "execution_provider": _execution_provider(interpreter),
+        "execution_provider": _execution_provider(interpreter, delegate),
+        "delegate": delegate,
         "input_name": primary,
         "input_shape": shapes[primary],
     }

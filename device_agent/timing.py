@@ -52,13 +52,16 @@ def time_runs(
     eff: common_pb2.MeasurementSettings,
     should_stop: Callable[[], bool] | None = None,
     between_runs: Callable[[], None] | None = None,
+    meter=None,
 ) -> list[float]:
     """Per-run latencies in ms of `run_once`, following the protocol in `eff` (defaults filled).
 
     warmup_runs untimed runs, then timed runs until at least min_runs runs *and* min_seconds have
     elapsed, stopping once max_seconds of timed runs are exceeded (never fewer than one timed
     run). should_stop() is polled before every run and raises MeasurementAborted; between_runs()
-    (e.g. a clock sampler) is called outside the timed interval.
+    (e.g. a clock sampler) is called outside the timed interval. `meter` (energy.EnergyMeter),
+    when given, is started right before the first timed run and stopped after the last with the
+    number of runs: its energy covers the timed runs (and between_runs, which is brief).
     """
     stop = should_stop or (lambda: False)
     for _ in range(eff.warmup_runs):
@@ -67,21 +70,30 @@ def time_runs(
         run_once()
 
     samples: list[float] = []
-    start = time.perf_counter()
-    while True:
-        if stop():
-            raise MeasurementAborted(f"stopped after {len(samples)} timed runs")
-        t_run = time.perf_counter()
-        run_once()
-        t_end = time.perf_counter()
-        samples.append((t_end - t_run) * 1000.0)
-        elapsed = t_end - start
-        if elapsed >= eff.max_seconds:
-            break
-        if len(samples) >= eff.min_runs and elapsed >= eff.min_seconds:
-            break
-        if between_runs is not None:
-            between_runs()
+    if meter is not None:
+        meter.start()
+    try:
+        start = time.perf_counter()
+        while True:
+            if stop():
+                raise MeasurementAborted(f"stopped after {len(samples)} timed runs")
+            t_run = time.perf_counter()
+            run_once()
+            t_end = time.perf_counter()
+            samples.append((t_end - t_run) * 1000.0)
+            elapsed = t_end - start
+            if elapsed >= eff.max_seconds:
+                break
+            if len(samples) >= eff.min_runs and elapsed >= eff.min_seconds:
+                break
+            if between_runs is not None:
+                between_runs()
+    except BaseException:
+        if meter is not None:
+            meter.abort()  # no energy for a run that did not finish; its sampler thread ends
+        raise
+    if meter is not None:
+        meter.stop(len(samples))
     return samples
 
 

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 
 from edgescore.device_agent.cooldown import ClockSampler, finish_trace, wait_for_cooldown
+from edgescore.device_agent.energy import EnergyMeter, close_sensor, detect_sensor
 from edgescore.device_agent.limits import DEFAULT_MAX_JOB_SECONDS
 from edgescore.device_agent.protocol import effective_settings
 from edgescore.device_agent.thermal import read_env
@@ -125,6 +126,8 @@ def measure_job(
 
     trace = common_pb2.ThermalTrace()
     sampler = ClockSampler()
+    sensor = detect_sensor()
+    meter = EnergyMeter(sensor)
     try:
         if job.settings.cooldown_below_celsius > 0:
             wait_for_cooldown(
@@ -135,14 +138,20 @@ def measure_job(
                 should_stop,
             )
         env_before = read_env()
-        stats, info = measure(art.data, job.settings, art.input_name, should_stop, sampler)
+        stats, info = measure(art.data, job.settings, art.input_name, should_stop, sampler,
+                              artifact_sha256=art.sha256, meter=meter)
     except MeasurementAborted as exc:
         if cancel is not None and cancel.is_set():
             return failure(job.job_id, common_pb2.FAILURE_KIND_UNSPECIFIED, CANCELLED_DETAIL)
         return failure(job.job_id, common_pb2.TIMEOUT, f"{limit_text} ({exc})")
     except Exception as exc:
         log.debug("job %s failed", job.job_id, exc_info=True)
-        return failure(job.job_id, common_pb2.RUNTIME_ERROR, f"{type(exc).__name__}: {exc}")
+        kind = (common_pb2.UNSUPPORTED_ACCELERATOR
+                if type(exc).__name__ in ("UnsupportedAccelerator", "UnsupportedDelegate")
+                else common_pb2.RUNTIME_ERROR)
+        return failure(job.job_id, kind, f"{type(exc).__name__}: {exc}")
+    finally:
+        close_sensor(sensor)
     env_after = read_env()
     throttled = finish_trace(trace, sampler, env_before, env_after)
 
@@ -165,5 +174,11 @@ def measure_job(
             env_after=env_after,
             throttled=throttled,
             thermal=trace,
+            energy=meter.result if meter.result.measured or meter.result.note else
+            common_pb2.EnergyStats(note="the runner did not meter its timed runs"),
+            execution_providers_used=info.get("execution_providers_used", []),
+            provider_fallback=bool(info.get("provider_fallback", False)),
+            delegate=info.get("delegate", ""),
+            nodes_per_provider=info.get("nodes_per_provider", {}),
         )
     )

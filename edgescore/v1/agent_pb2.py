@@ -26,7 +26,7 @@ from edgescore.v1 import common_pb2 as edgescore_dot_v1_dot_common__pb2
 from edgescore.v1 import fleet_pb2 as edgescore_dot_v1_dot_fleet__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65\x64gescore/v1/agent.proto\x12\x0c\x65\x64gescore.v1\x1a\x19\x65\x64gescore/v1/common.proto\x1a\x18\x65\x64gescore/v1/fleet.proto\"\xd9\x02\n\x0c\x43\x61pabilities\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x13\n\x0b\x62oard_model\x18\x02 \x01(\t\x12\x11\n\tcpu_model\x18\x03 \x01(\t\x12\x11\n\tcpu_cores\x18\x04 \x01(\r\x12\x14\n\x0cmemory_bytes\x18\x05 \x01(\x04\x12\n\n\x02os\x18\x06 \x01(\t\x12\x0e\n\x06python\x18\x07 \x01(\t\x12+\n\x08runtimes\x18\x08 \x03(\x0b\x32\x19.edgescore.v1.RuntimeInfo\x12\x14\n\x0c\x64\x65vice_class\x18\t \x01(\t\x12\x32\n\x04tags\x18\n \x03(\x0b\x32$.edgescore.v1.Capabilities.TagsEntry\x12\x15\n\ragent_version\x18\x0b \x01(\t\x12\x0f\n\x07machine\x18\x0c \x01(\t\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"N\n\x08Register\x12\x30\n\x0c\x63\x61pabilities\x18\x01 \x01(\x0b\x32\x1a.edgescore.v1.Capabilities\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\"F\n\tHeartbeat\x12\x13\n\x0b\x62usy_job_id\x18\x01 \x01(\t\x12$\n\x03\x65nv\x18\x02 \x01(\x0b\x32\x17.edgescore.v1.DeviceEnv\"\xda\x02\n\tJobResult\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12)\n\x05stats\x18\x02 \x01(\x0b\x32\x1a.edgescore.v1.LatencyStats\x12\x33\n\x08settings\x18\x03 \x01(\x0b\x32!.edgescore.v1.MeasurementSettings\x12\x0f\n\x07runtime\x18\x04 \x01(\t\x12\x17\n\x0fruntime_version\x18\x05 \x01(\t\x12\x1a\n\x12\x65xecution_provider\x18\x06 \x01(\t\x12+\n\nenv_before\x18\x07 \x01(\x0b\x32\x17.edgescore.v1.DeviceEnv\x12*\n\tenv_after\x18\x08 \x01(\x0b\x32\x17.edgescore.v1.DeviceEnv\x12\x11\n\tthrottled\x18\t \x01(\x08\x12+\n\x07thermal\x18\n \x01(\x0b\x32\x1a.edgescore.v1.ThermalTrace\"U\n\nJobFailure\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\'\n\x04kind\x18\x02 \x01(\x0e\x32\x19.edgescore.v1.FailureKind\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\xc7\x01\n\x0c\x41gentMessage\x12*\n\x08register\x18\x01 \x01(\x0b\x32\x16.edgescore.v1.RegisterH\x00\x12,\n\theartbeat\x18\x02 \x01(\x0b\x32\x17.edgescore.v1.HeartbeatH\x00\x12)\n\x06result\x18\x03 \x01(\x0b\x32\x17.edgescore.v1.JobResultH\x00\x12+\n\x07\x66\x61ilure\x18\x04 \x01(\x0b\x32\x18.edgescore.v1.JobFailureH\x00\x42\x05\n\x03msg\"Z\n\nRegistered\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\"\n\x1aheartbeat_interval_seconds\x18\x02 \x01(\x01\x12\x16\n\x0eserver_version\x18\x03 \x01(\t\"\xd2\x01\n\x08\x41rtifact\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12,\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x1c.edgescore.v1.ArtifactFormat\x12*\n\tprecision\x18\x03 \x01(\x0e\x32\x17.edgescore.v1.Precision\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x12\n\ninput_name\x18\x05 \x01(\t\x12\r\n\x05space\x18\x06 \x01(\t\x12\x16\n\x0e\x63\x61nonical_arch\x18\x07 \x01(\t\x12\x13\n\x0bnum_classes\x18\x08 \x01(\r\"\x8d\x01\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12(\n\x08\x61rtifact\x18\x02 \x01(\x0b\x32\x16.edgescore.v1.Artifact\x12\x33\n\x08settings\x18\x03 \x01(\x0b\x32!.edgescore.v1.MeasurementSettings\x12\x17\n\x0ftimeout_seconds\x18\x04 \x01(\x01\"\x1b\n\tCancelJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x93\x01\n\rServerMessage\x12.\n\nregistered\x18\x01 \x01(\x0b\x32\x18.edgescore.v1.RegisteredH\x00\x12 \n\x03job\x18\x02 \x01(\x0b\x32\x11.edgescore.v1.JobH\x00\x12)\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x17.edgescore.v1.CancelJobH\x00\x42\x05\n\x03msg2V\n\x0c\x41gentService\x12\x46\n\x07\x43onnect\x12\x1a.edgescore.v1.AgentMessage\x1a\x1b.edgescore.v1.ServerMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65\x64gescore/v1/agent.proto\x12\x0c\x65\x64gescore.v1\x1a\x19\x65\x64gescore/v1/common.proto\x1a\x18\x65\x64gescore/v1/fleet.proto\"\xd9\x02\n\x0c\x43\x61pabilities\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x13\n\x0b\x62oard_model\x18\x02 \x01(\t\x12\x11\n\tcpu_model\x18\x03 \x01(\t\x12\x11\n\tcpu_cores\x18\x04 \x01(\r\x12\x14\n\x0cmemory_bytes\x18\x05 \x01(\x04\x12\n\n\x02os\x18\x06 \x01(\t\x12\x0e\n\x06python\x18\x07 \x01(\t\x12+\n\x08runtimes\x18\x08 \x03(\x0b\x32\x19.edgescore.v1.RuntimeInfo\x12\x14\n\x0c\x64\x65vice_class\x18\t \x01(\t\x12\x32\n\x04tags\x18\n \x03(\x0b\x32$.edgescore.v1.Capabilities.TagsEntry\x12\x15\n\ragent_version\x18\x0b \x01(\t\x12\x0f\n\x07machine\x18\x0c \x01(\t\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"N\n\x08Register\x12\x30\n\x0c\x63\x61pabilities\x18\x01 \x01(\x0b\x32\x1a.edgescore.v1.Capabilities\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\"F\n\tHeartbeat\x12\x13\n\x0b\x62usy_job_id\x18\x01 \x01(\t\x12$\n\x03\x65nv\x18\x02 \x01(\x0b\x32\x17.edgescore.v1.DeviceEnv\"\xd8\x04\n\tJobResult\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12)\n\x05stats\x18\x02 \x01(\x0b\x32\x1a.edgescore.v1.LatencyStats\x12\x33\n\x08settings\x18\x03 \x01(\x0b\x32!.edgescore.v1.MeasurementSettings\x12\x0f\n\x07runtime\x18\x04 \x01(\t\x12\x17\n\x0fruntime_version\x18\x05 \x01(\t\x12\x1a\n\x12\x65xecution_provider\x18\x06 \x01(\t\x12+\n\nenv_before\x18\x07 \x01(\x0b\x32\x17.edgescore.v1.DeviceEnv\x12*\n\tenv_after\x18\x08 \x01(\x0b\x32\x17.edgescore.v1.DeviceEnv\x12\x11\n\tthrottled\x18\t \x01(\x08\x12+\n\x07thermal\x18\n \x01(\x0b\x32\x1a.edgescore.v1.ThermalTrace\x12)\n\x06\x65nergy\x18\x0b \x01(\x0b\x32\x19.edgescore.v1.EnergyStats\x12 \n\x18\x65xecution_providers_used\x18\x0c \x03(\t\x12\x19\n\x11provider_fallback\x18\r \x01(\x08\x12\x10\n\x08\x64\x65legate\x18\x0e \x01(\t\x12I\n\x12nodes_per_provider\x18\x0f \x03(\x0b\x32-.edgescore.v1.JobResult.NodesPerProviderEntry\x1a\x37\n\x15NodesPerProviderEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"U\n\nJobFailure\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\'\n\x04kind\x18\x02 \x01(\x0e\x32\x19.edgescore.v1.FailureKind\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\xc7\x01\n\x0c\x41gentMessage\x12*\n\x08register\x18\x01 \x01(\x0b\x32\x16.edgescore.v1.RegisterH\x00\x12,\n\theartbeat\x18\x02 \x01(\x0b\x32\x17.edgescore.v1.HeartbeatH\x00\x12)\n\x06result\x18\x03 \x01(\x0b\x32\x17.edgescore.v1.JobResultH\x00\x12+\n\x07\x66\x61ilure\x18\x04 \x01(\x0b\x32\x18.edgescore.v1.JobFailureH\x00\x42\x05\n\x03msg\"Z\n\nRegistered\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\"\n\x1aheartbeat_interval_seconds\x18\x02 \x01(\x01\x12\x16\n\x0eserver_version\x18\x03 \x01(\t\"\xd2\x01\n\x08\x41rtifact\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12,\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x1c.edgescore.v1.ArtifactFormat\x12*\n\tprecision\x18\x03 \x01(\x0e\x32\x17.edgescore.v1.Precision\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x12\n\ninput_name\x18\x05 \x01(\t\x12\r\n\x05space\x18\x06 \x01(\t\x12\x16\n\x0e\x63\x61nonical_arch\x18\x07 \x01(\t\x12\x13\n\x0bnum_classes\x18\x08 \x01(\r\"\x8d\x01\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12(\n\x08\x61rtifact\x18\x02 \x01(\x0b\x32\x16.edgescore.v1.Artifact\x12\x33\n\x08settings\x18\x03 \x01(\x0b\x32!.edgescore.v1.MeasurementSettings\x12\x17\n\x0ftimeout_seconds\x18\x04 \x01(\x01\"\x1b\n\tCancelJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x93\x01\n\rServerMessage\x12.\n\nregistered\x18\x01 \x01(\x0b\x32\x18.edgescore.v1.RegisteredH\x00\x12 \n\x03job\x18\x02 \x01(\x0b\x32\x11.edgescore.v1.JobH\x00\x12)\n\x06\x63\x61ncel\x18\x03 \x01(\x0b\x32\x17.edgescore.v1.CancelJobH\x00\x42\x05\n\x03msg2V\n\x0c\x41gentService\x12\x46\n\x07\x43onnect\x12\x1a.edgescore.v1.AgentMessage\x1a\x1b.edgescore.v1.ServerMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,6 +35,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CAPABILITIES_TAGSENTRY']._loaded_options = None
   _globals['_CAPABILITIES_TAGSENTRY']._serialized_options = b'8\001'
+  _globals['_JOBRESULT_NODESPERPROVIDERENTRY']._loaded_options = None
+  _globals['_JOBRESULT_NODESPERPROVIDERENTRY']._serialized_options = b'8\001'
   _globals['_CAPABILITIES']._serialized_start=96
   _globals['_CAPABILITIES']._serialized_end=441
   _globals['_CAPABILITIES_TAGSENTRY']._serialized_start=398
@@ -44,21 +46,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HEARTBEAT']._serialized_start=523
   _globals['_HEARTBEAT']._serialized_end=593
   _globals['_JOBRESULT']._serialized_start=596
-  _globals['_JOBRESULT']._serialized_end=942
-  _globals['_JOBFAILURE']._serialized_start=944
-  _globals['_JOBFAILURE']._serialized_end=1029
-  _globals['_AGENTMESSAGE']._serialized_start=1032
-  _globals['_AGENTMESSAGE']._serialized_end=1231
-  _globals['_REGISTERED']._serialized_start=1233
-  _globals['_REGISTERED']._serialized_end=1323
-  _globals['_ARTIFACT']._serialized_start=1326
-  _globals['_ARTIFACT']._serialized_end=1536
-  _globals['_JOB']._serialized_start=1539
-  _globals['_JOB']._serialized_end=1680
-  _globals['_CANCELJOB']._serialized_start=1682
-  _globals['_CANCELJOB']._serialized_end=1709
-  _globals['_SERVERMESSAGE']._serialized_start=1712
-  _globals['_SERVERMESSAGE']._serialized_end=1859
-  _globals['_AGENTSERVICE']._serialized_start=1861
-  _globals['_AGENTSERVICE']._serialized_end=1947
+  _globals['_JOBRESULT']._serialized_end=1196
+  _globals['_JOBRESULT_NODESPERPROVIDERENTRY']._serialized_start=1141
+  _globals['_JOBRESULT_NODESPERPROVIDERENTRY']._serialized_end=1196
+  _globals['_JOBFAILURE']._serialized_start=1198
+  _globals['_JOBFAILURE']._serialized_end=1283
+  _globals['_AGENTMESSAGE']._serialized_start=1286
+  _globals['_AGENTMESSAGE']._serialized_end=1485
+  _globals['_REGISTERED']._serialized_start=1487
+  _globals['_REGISTERED']._serialized_end=1577
+  _globals['_ARTIFACT']._serialized_start=1580
+  _globals['_ARTIFACT']._serialized_end=1790
+  _globals['_JOB']._serialized_start=1793
+  _globals['_JOB']._serialized_end=1934
+  _globals['_CANCELJOB']._serialized_start=1936
+  _globals['_CANCELJOB']._serialized_end=1963
+  _globals['_SERVERMESSAGE']._serialized_start=1966
+  _globals['_SERVERMESSAGE']._serialized_end=2113
+  _globals['_AGENTSERVICE']._serialized_start=2115
+  _globals['_AGENTSERVICE']._serialized_end=2201
 # @@protoc_insertion_point(module_scope)

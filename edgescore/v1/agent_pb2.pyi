@@ -60,7 +60,14 @@ class Heartbeat(_message.Message):
     def __init__(self, busy_job_id: _Optional[str] = ..., env: _Optional[_Union[_common_pb2.DeviceEnv, _Mapping]] = ...) -> None: ...
 
 class JobResult(_message.Message):
-    __slots__ = ("job_id", "stats", "settings", "runtime", "runtime_version", "execution_provider", "env_before", "env_after", "throttled", "thermal")
+    __slots__ = ("job_id", "stats", "settings", "runtime", "runtime_version", "execution_provider", "env_before", "env_after", "throttled", "thermal", "energy", "execution_providers_used", "provider_fallback", "delegate", "nodes_per_provider")
+    class NodesPerProviderEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     STATS_FIELD_NUMBER: _ClassVar[int]
     SETTINGS_FIELD_NUMBER: _ClassVar[int]
@@ -71,6 +78,11 @@ class JobResult(_message.Message):
     ENV_AFTER_FIELD_NUMBER: _ClassVar[int]
     THROTTLED_FIELD_NUMBER: _ClassVar[int]
     THERMAL_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_PROVIDERS_USED_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FALLBACK_FIELD_NUMBER: _ClassVar[int]
+    DELEGATE_FIELD_NUMBER: _ClassVar[int]
+    NODES_PER_PROVIDER_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     stats: _common_pb2.LatencyStats
     settings: _common_pb2.MeasurementSettings
@@ -81,7 +93,12 @@ class JobResult(_message.Message):
     env_after: _common_pb2.DeviceEnv
     throttled: bool
     thermal: _common_pb2.ThermalTrace
-    def __init__(self, job_id: _Optional[str] = ..., stats: _Optional[_Union[_common_pb2.LatencyStats, _Mapping]] = ..., settings: _Optional[_Union[_common_pb2.MeasurementSettings, _Mapping]] = ..., runtime: _Optional[str] = ..., runtime_version: _Optional[str] = ..., execution_provider: _Optional[str] = ..., env_before: _Optional[_Union[_common_pb2.DeviceEnv, _Mapping]] = ..., env_after: _Optional[_Union[_common_pb2.DeviceEnv, _Mapping]] = ..., throttled: bool = ..., thermal: _Optional[_Union[_common_pb2.ThermalTrace, _Mapping]] = ...) -> None: ...
+    energy: _common_pb2.EnergyStats
+    execution_providers_used: _containers.RepeatedScalarFieldContainer[str]
+    provider_fallback: bool
+    delegate: str
+    nodes_per_provider: _containers.ScalarMap[str, int]
+    def __init__(self, job_id: _Optional[str] = ..., stats: _Optional[_Union[_common_pb2.LatencyStats, _Mapping]] = ..., settings: _Optional[_Union[_common_pb2.MeasurementSettings, _Mapping]] = ..., runtime: _Optional[str] = ..., runtime_version: _Optional[str] = ..., execution_provider: _Optional[str] = ..., env_before: _Optional[_Union[_common_pb2.DeviceEnv, _Mapping]] = ..., env_after: _Optional[_Union[_common_pb2.DeviceEnv, _Mapping]] = ..., throttled: bool = ..., thermal: _Optional[_Union[_common_pb2.ThermalTrace, _Mapping]] = ..., energy: _Optional[_Union[_common_pb2.EnergyStats, _Mapping]] = ..., execution_providers_used: _Optional[_Iterable[str]] = ..., provider_fallback: bool = ..., delegate: _Optional[str] = ..., nodes_per_provider: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class JobFailure(_message.Message):
     __slots__ = ("job_id", "kind", "detail")

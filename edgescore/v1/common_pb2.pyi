@@ -19,6 +19,12 @@ class Precision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FP32: _ClassVar[Precision]
     INT8: _ClassVar[Precision]
 
+class Metric(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    METRIC_UNSPECIFIED: _ClassVar[Metric]
+    LATENCY: _ClassVar[Metric]
+    ENERGY: _ClassVar[Metric]
+
 class Provenance(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     PROVENANCE_UNSPECIFIED: _ClassVar[Provenance]
@@ -39,12 +45,16 @@ class FailureKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     NOT_FOUND: _ClassVar[FailureKind]
     ARTIFACT_CORRUPT: _ClassVar[FailureKind]
     UNSUPPORTED_FORMAT: _ClassVar[FailureKind]
+    UNSUPPORTED_ACCELERATOR: _ClassVar[FailureKind]
 ARTIFACT_FORMAT_UNSPECIFIED: ArtifactFormat
 ONNX: ArtifactFormat
 TFLITE: ArtifactFormat
 PRECISION_UNSPECIFIED: Precision
 FP32: Precision
 INT8: Precision
+METRIC_UNSPECIFIED: Metric
+LATENCY: Metric
+ENERGY: Metric
 PROVENANCE_UNSPECIFIED: Provenance
 COMPUTED: Provenance
 MEASURED: Provenance
@@ -60,6 +70,7 @@ PARITY_FAILED: FailureKind
 NOT_FOUND: FailureKind
 ARTIFACT_CORRUPT: FailureKind
 UNSUPPORTED_FORMAT: FailureKind
+UNSUPPORTED_ACCELERATOR: FailureKind
 
 class ArchSpec(_message.Message):
     __slots__ = ("nb201", "nb101", "nats_sss", "macro", "vit", "onnx", "fbnet", "num_classes", "input_resolution")
@@ -189,7 +200,7 @@ class ProxyRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., settings: _Optional[_Union[ProxySettings, _Mapping]] = ...) -> None: ...
 
 class MeasurementSettings(_message.Message):
-    __slots__ = ("warmup_runs", "min_runs", "min_seconds", "max_seconds", "threads", "batch_size", "input_shape", "format", "precision", "cooldown_below_celsius")
+    __slots__ = ("warmup_runs", "min_runs", "min_seconds", "max_seconds", "threads", "batch_size", "input_shape", "format", "precision", "cooldown_below_celsius", "execution_provider", "delegate")
     WARMUP_RUNS_FIELD_NUMBER: _ClassVar[int]
     MIN_RUNS_FIELD_NUMBER: _ClassVar[int]
     MIN_SECONDS_FIELD_NUMBER: _ClassVar[int]
@@ -200,6 +211,8 @@ class MeasurementSettings(_message.Message):
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     PRECISION_FIELD_NUMBER: _ClassVar[int]
     COOLDOWN_BELOW_CELSIUS_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    DELEGATE_FIELD_NUMBER: _ClassVar[int]
     warmup_runs: int
     min_runs: int
     min_seconds: float
@@ -210,7 +223,9 @@ class MeasurementSettings(_message.Message):
     format: ArtifactFormat
     precision: Precision
     cooldown_below_celsius: float
-    def __init__(self, warmup_runs: _Optional[int] = ..., min_runs: _Optional[int] = ..., min_seconds: _Optional[float] = ..., max_seconds: _Optional[float] = ..., threads: _Optional[int] = ..., batch_size: _Optional[int] = ..., input_shape: _Optional[_Iterable[int]] = ..., format: _Optional[_Union[ArtifactFormat, str]] = ..., precision: _Optional[_Union[Precision, str]] = ..., cooldown_below_celsius: _Optional[float] = ...) -> None: ...
+    execution_provider: str
+    delegate: str
+    def __init__(self, warmup_runs: _Optional[int] = ..., min_runs: _Optional[int] = ..., min_seconds: _Optional[float] = ..., max_seconds: _Optional[float] = ..., threads: _Optional[int] = ..., batch_size: _Optional[int] = ..., input_shape: _Optional[_Iterable[int]] = ..., format: _Optional[_Union[ArtifactFormat, str]] = ..., precision: _Optional[_Union[Precision, str]] = ..., cooldown_below_celsius: _Optional[float] = ..., execution_provider: _Optional[str] = ..., delegate: _Optional[str] = ...) -> None: ...
 
 class DeviceTarget(_message.Message):
     __slots__ = ("device_class", "settings")
@@ -221,7 +236,7 @@ class DeviceTarget(_message.Message):
     def __init__(self, device_class: _Optional[str] = ..., settings: _Optional[_Union[MeasurementSettings, _Mapping]] = ...) -> None: ...
 
 class LatencyStats(_message.Message):
-    __slots__ = ("n", "mean_ms", "median_ms", "p90_ms", "p99_ms", "std_ms", "min_ms", "max_ms", "samples_ms", "load_ms", "peak_rss_bytes")
+    __slots__ = ("n", "mean_ms", "median_ms", "p90_ms", "p99_ms", "std_ms", "min_ms", "max_ms", "samples_ms", "load_ms", "peak_rss_bytes", "engine_build_ms")
     N_FIELD_NUMBER: _ClassVar[int]
     MEAN_MS_FIELD_NUMBER: _ClassVar[int]
     MEDIAN_MS_FIELD_NUMBER: _ClassVar[int]
@@ -233,6 +248,7 @@ class LatencyStats(_message.Message):
     SAMPLES_MS_FIELD_NUMBER: _ClassVar[int]
     LOAD_MS_FIELD_NUMBER: _ClassVar[int]
     PEAK_RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_BUILD_MS_FIELD_NUMBER: _ClassVar[int]
     n: int
     mean_ms: float
     median_ms: float
@@ -244,7 +260,28 @@ class LatencyStats(_message.Message):
     samples_ms: _containers.RepeatedScalarFieldContainer[float]
     load_ms: float
     peak_rss_bytes: int
-    def __init__(self, n: _Optional[int] = ..., mean_ms: _Optional[float] = ..., median_ms: _Optional[float] = ..., p90_ms: _Optional[float] = ..., p99_ms: _Optional[float] = ..., std_ms: _Optional[float] = ..., min_ms: _Optional[float] = ..., max_ms: _Optional[float] = ..., samples_ms: _Optional[_Iterable[float]] = ..., load_ms: _Optional[float] = ..., peak_rss_bytes: _Optional[int] = ...) -> None: ...
+    engine_build_ms: float
+    def __init__(self, n: _Optional[int] = ..., mean_ms: _Optional[float] = ..., median_ms: _Optional[float] = ..., p90_ms: _Optional[float] = ..., p99_ms: _Optional[float] = ..., std_ms: _Optional[float] = ..., min_ms: _Optional[float] = ..., max_ms: _Optional[float] = ..., samples_ms: _Optional[_Iterable[float]] = ..., load_ms: _Optional[float] = ..., peak_rss_bytes: _Optional[int] = ..., engine_build_ms: _Optional[float] = ...) -> None: ...
+
+class EnergyStats(_message.Message):
+    __slots__ = ("measured", "sensor", "method", "sample_rate_hz", "samples", "mean_power_w", "energy_per_inference_mj", "note")
+    MEASURED_FIELD_NUMBER: _ClassVar[int]
+    SENSOR_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_HZ_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    MEAN_POWER_W_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_PER_INFERENCE_MJ_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    measured: bool
+    sensor: str
+    method: str
+    sample_rate_hz: float
+    samples: int
+    mean_power_w: float
+    energy_per_inference_mj: float
+    note: str
+    def __init__(self, measured: bool = ..., sensor: _Optional[str] = ..., method: _Optional[str] = ..., sample_rate_hz: _Optional[float] = ..., samples: _Optional[int] = ..., mean_power_w: _Optional[float] = ..., energy_per_inference_mj: _Optional[float] = ..., note: _Optional[str] = ...) -> None: ...
 
 class DeviceEnv(_message.Message):
     __slots__ = ("cpu_temp_celsius", "cpu_freq_mhz", "cpu_max_freq_mhz", "throttled")
@@ -279,7 +316,7 @@ class ThermalTrace(_message.Message):
     def __init__(self, cooldown_target_celsius: _Optional[float] = ..., cooldown_reached: bool = ..., cooldown_waited_seconds: _Optional[float] = ..., cooldown_temps_celsius: _Optional[_Iterable[float]] = ..., min_cpu_freq_mhz: _Optional[float] = ..., max_cpu_freq_mhz: _Optional[float] = ..., freq_samples: _Optional[int] = ..., throttle_reasons: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ConstraintObjective(_message.Message):
-    __slots__ = ("proxy", "latency_budget_ms")
+    __slots__ = ("proxy", "latency_budget_ms", "metric")
     class LatencyBudgetMsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -289,36 +326,42 @@ class ConstraintObjective(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     PROXY_FIELD_NUMBER: _ClassVar[int]
     LATENCY_BUDGET_MS_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
     proxy: str
     latency_budget_ms: _containers.ScalarMap[str, float]
-    def __init__(self, proxy: _Optional[str] = ..., latency_budget_ms: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    metric: Metric
+    def __init__(self, proxy: _Optional[str] = ..., latency_budget_ms: _Optional[_Mapping[str, float]] = ..., metric: _Optional[_Union[Metric, str]] = ...) -> None: ...
 
 class MnasObjective(_message.Message):
-    __slots__ = ("proxy", "device_class", "target_latency_ms", "w", "raw_proxy")
+    __slots__ = ("proxy", "device_class", "target_latency_ms", "w", "raw_proxy", "metric")
     PROXY_FIELD_NUMBER: _ClassVar[int]
     DEVICE_CLASS_FIELD_NUMBER: _ClassVar[int]
     TARGET_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     W_FIELD_NUMBER: _ClassVar[int]
     RAW_PROXY_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
     proxy: str
     device_class: str
     target_latency_ms: float
     w: float
     raw_proxy: bool
-    def __init__(self, proxy: _Optional[str] = ..., device_class: _Optional[str] = ..., target_latency_ms: _Optional[float] = ..., w: _Optional[float] = ..., raw_proxy: bool = ...) -> None: ...
+    metric: Metric
+    def __init__(self, proxy: _Optional[str] = ..., device_class: _Optional[str] = ..., target_latency_ms: _Optional[float] = ..., w: _Optional[float] = ..., raw_proxy: bool = ..., metric: _Optional[_Union[Metric, str]] = ...) -> None: ...
 
 class ParetoObjective(_message.Message):
-    __slots__ = ("proxy", "device_class", "study")
+    __slots__ = ("proxy", "device_class", "study", "metric")
     PROXY_FIELD_NUMBER: _ClassVar[int]
     DEVICE_CLASS_FIELD_NUMBER: _ClassVar[int]
     STUDY_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
     proxy: str
     device_class: str
     study: str
-    def __init__(self, proxy: _Optional[str] = ..., device_class: _Optional[str] = ..., study: _Optional[str] = ...) -> None: ...
+    metric: Metric
+    def __init__(self, proxy: _Optional[str] = ..., device_class: _Optional[str] = ..., study: _Optional[str] = ..., metric: _Optional[_Union[Metric, str]] = ...) -> None: ...
 
 class WeightedRankObjective(_message.Message):
-    __slots__ = ("proxy_weights", "latency_weights")
+    __slots__ = ("proxy_weights", "latency_weights", "metric")
     class ProxyWeightsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -335,9 +378,11 @@ class WeightedRankObjective(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     PROXY_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     LATENCY_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
     proxy_weights: _containers.ScalarMap[str, float]
     latency_weights: _containers.ScalarMap[str, float]
-    def __init__(self, proxy_weights: _Optional[_Mapping[str, float]] = ..., latency_weights: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    metric: Metric
+    def __init__(self, proxy_weights: _Optional[_Mapping[str, float]] = ..., latency_weights: _Optional[_Mapping[str, float]] = ..., metric: _Optional[_Union[Metric, str]] = ...) -> None: ...
 
 class Objective(_message.Message):
     __slots__ = ("constraint", "mnas", "pareto", "weighted_rank", "report_percentiles")
@@ -395,7 +440,14 @@ class ProxyResult(_message.Message):
     def __init__(self, name: _Optional[str] = ..., value: _Optional[float] = ..., unit: _Optional[str] = ..., transform: _Optional[str] = ..., provenance: _Optional[_Union[Provenance, str]] = ..., status: _Optional[_Union[ItemStatus, _Mapping]] = ..., settings: _Optional[_Union[ProxySettings, _Mapping]] = ..., compute_seconds: _Optional[float] = ..., flags: _Optional[_Iterable[str]] = ..., components: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class LatencyResult(_message.Message):
-    __slots__ = ("device_class", "provenance", "status", "stats", "settings", "agent_id", "runtime", "runtime_version", "execution_provider", "artifact_sha256", "env_before", "env_after", "throttled", "uncertainty_ms", "job_id", "thermal", "quantization")
+    __slots__ = ("device_class", "provenance", "status", "stats", "settings", "agent_id", "runtime", "runtime_version", "execution_provider", "artifact_sha256", "env_before", "env_after", "throttled", "uncertainty_ms", "job_id", "thermal", "quantization", "energy", "execution_providers_used", "provider_fallback", "delegate", "nodes_per_provider")
+    class NodesPerProviderEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     DEVICE_CLASS_FIELD_NUMBER: _ClassVar[int]
     PROVENANCE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -413,6 +465,11 @@ class LatencyResult(_message.Message):
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     THERMAL_FIELD_NUMBER: _ClassVar[int]
     QUANTIZATION_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_PROVIDERS_USED_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FALLBACK_FIELD_NUMBER: _ClassVar[int]
+    DELEGATE_FIELD_NUMBER: _ClassVar[int]
+    NODES_PER_PROVIDER_FIELD_NUMBER: _ClassVar[int]
     device_class: str
     provenance: Provenance
     status: ItemStatus
@@ -430,7 +487,12 @@ class LatencyResult(_message.Message):
     job_id: str
     thermal: ThermalTrace
     quantization: str
-    def __init__(self, device_class: _Optional[str] = ..., provenance: _Optional[_Union[Provenance, str]] = ..., status: _Optional[_Union[ItemStatus, _Mapping]] = ..., stats: _Optional[_Union[LatencyStats, _Mapping]] = ..., settings: _Optional[_Union[MeasurementSettings, _Mapping]] = ..., agent_id: _Optional[str] = ..., runtime: _Optional[str] = ..., runtime_version: _Optional[str] = ..., execution_provider: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., env_before: _Optional[_Union[DeviceEnv, _Mapping]] = ..., env_after: _Optional[_Union[DeviceEnv, _Mapping]] = ..., throttled: bool = ..., uncertainty_ms: _Optional[float] = ..., job_id: _Optional[str] = ..., thermal: _Optional[_Union[ThermalTrace, _Mapping]] = ..., quantization: _Optional[str] = ...) -> None: ...
+    energy: EnergyStats
+    execution_providers_used: _containers.RepeatedScalarFieldContainer[str]
+    provider_fallback: bool
+    delegate: str
+    nodes_per_provider: _containers.ScalarMap[str, int]
+    def __init__(self, device_class: _Optional[str] = ..., provenance: _Optional[_Union[Provenance, str]] = ..., status: _Optional[_Union[ItemStatus, _Mapping]] = ..., stats: _Optional[_Union[LatencyStats, _Mapping]] = ..., settings: _Optional[_Union[MeasurementSettings, _Mapping]] = ..., agent_id: _Optional[str] = ..., runtime: _Optional[str] = ..., runtime_version: _Optional[str] = ..., execution_provider: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., env_before: _Optional[_Union[DeviceEnv, _Mapping]] = ..., env_after: _Optional[_Union[DeviceEnv, _Mapping]] = ..., throttled: bool = ..., uncertainty_ms: _Optional[float] = ..., job_id: _Optional[str] = ..., thermal: _Optional[_Union[ThermalTrace, _Mapping]] = ..., quantization: _Optional[str] = ..., energy: _Optional[_Union[EnergyStats, _Mapping]] = ..., execution_providers_used: _Optional[_Iterable[str]] = ..., provider_fallback: bool = ..., delegate: _Optional[str] = ..., nodes_per_provider: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class ObjectiveResult(_message.Message):
     __slots__ = ("value", "feasible", "pareto_rank", "percentiles", "status")

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65\x64gescore/v1/fleet.proto\x12\x0c\x65\x64gescore.v1\"\x14\n\x12ListDevicesRequest\"{\n\x0bRuntimeInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x1b\n\x13\x65xecution_providers\x18\x03 \x03(\t\x12\x0f\n\x07\x66ormats\x18\x04 \x03(\t\x12\x1f\n\x17\x61nswers_by_architecture\x18\x05 \x01(\x08\"\xe3\x01\n\tAgentInfo\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x0c\n\x04\x62usy\x18\x03 \x01(\x08\x12\x19\n\x11\x63onnected_seconds\x18\x04 \x01(\x01\x12+\n\x08runtimes\x18\x05 \x03(\x0b\x32\x19.edgescore.v1.RuntimeInfo\x12/\n\x04tags\x18\x06 \x03(\x0b\x32!.edgescore.v1.AgentInfo.TagsEntry\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd9\x01\n\x0f\x44\x65viceClassInfo\x12\x14\n\x0c\x64\x65vice_class\x18\x01 \x01(\t\x12\x15\n\ragents_online\x18\x02 \x01(\r\x12\x13\n\x0b\x61gents_busy\x18\x03 \x01(\r\x12\x13\n\x0bqueue_depth\x18\x04 \x01(\r\x12\x19\n\x11measurements_done\x18\x05 \x01(\x04\x12+\n\x08runtimes\x18\x06 \x03(\x0b\x32\x19.edgescore.v1.RuntimeInfo\x12\'\n\x06\x61gents\x18\x07 \x03(\x0b\x32\x17.edgescore.v1.AgentInfo\"E\n\x13ListDevicesResponse\x12.\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x1d.edgescore.v1.DeviceClassInfo2b\n\x0c\x46leetService\x12R\n\x0bListDevices\x12 .edgescore.v1.ListDevicesRequest\x1a!.edgescore.v1.ListDevicesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65\x64gescore/v1/fleet.proto\x12\x0c\x65\x64gescore.v1\"\x14\n\x12ListDevicesRequest\"\x8e\x01\n\x0bRuntimeInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x1b\n\x13\x65xecution_providers\x18\x03 \x03(\t\x12\x0f\n\x07\x66ormats\x18\x04 \x03(\t\x12\x1f\n\x17\x61nswers_by_architecture\x18\x05 \x01(\x08\x12\x11\n\tdelegates\x18\x06 \x03(\t\"\xe3\x01\n\tAgentInfo\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x0c\n\x04\x62usy\x18\x03 \x01(\x08\x12\x19\n\x11\x63onnected_seconds\x18\x04 \x01(\x01\x12+\n\x08runtimes\x18\x05 \x03(\x0b\x32\x19.edgescore.v1.RuntimeInfo\x12/\n\x04tags\x18\x06 \x03(\x0b\x32!.edgescore.v1.AgentInfo.TagsEntry\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd9\x01\n\x0f\x44\x65viceClassInfo\x12\x14\n\x0c\x64\x65vice_class\x18\x01 \x01(\t\x12\x15\n\ragents_online\x18\x02 \x01(\r\x12\x13\n\x0b\x61gents_busy\x18\x03 \x01(\r\x12\x13\n\x0bqueue_depth\x18\x04 \x01(\r\x12\x19\n\x11measurements_done\x18\x05 \x01(\x04\x12+\n\x08runtimes\x18\x06 \x03(\x0b\x32\x19.edgescore.v1.RuntimeInfo\x12\'\n\x06\x61gents\x18\x07 \x03(\x0b\x32\x17.edgescore.v1.AgentInfo\"E\n\x13ListDevicesResponse\x12.\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x1d.edgescore.v1.DeviceClassInfo2b\n\x0c\x46leetService\x12R\n\x0bListDevices\x12 .edgescore.v1.ListDevicesRequest\x1a!.edgescore.v1.ListDevicesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,16 +35,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AGENTINFO_TAGSENTRY']._serialized_options = b'8\001'
   _globals['_LISTDEVICESREQUEST']._serialized_start=42
   _globals['_LISTDEVICESREQUEST']._serialized_end=62
-  _globals['_RUNTIMEINFO']._serialized_start=64
-  _globals['_RUNTIMEINFO']._serialized_end=187
-  _globals['_AGENTINFO']._serialized_start=190
-  _globals['_AGENTINFO']._serialized_end=417
-  _globals['_AGENTINFO_TAGSENTRY']._serialized_start=374
-  _globals['_AGENTINFO_TAGSENTRY']._serialized_end=417
-  _globals['_DEVICECLASSINFO']._serialized_start=420
-  _globals['_DEVICECLASSINFO']._serialized_end=637
-  _globals['_LISTDEVICESRESPONSE']._serialized_start=639
-  _globals['_LISTDEVICESRESPONSE']._serialized_end=708
-  _globals['_FLEETSERVICE']._serialized_start=710
-  _globals['_FLEETSERVICE']._serialized_end=808
+  _globals['_RUNTIMEINFO']._serialized_start=65
+  _globals['_RUNTIMEINFO']._serialized_end=207
+  _globals['_AGENTINFO']._serialized_start=210
+  _globals['_AGENTINFO']._serialized_end=437
+  _globals['_AGENTINFO_TAGSENTRY']._serialized_start=394
+  _globals['_AGENTINFO_TAGSENTRY']._serialized_end=437
+  _globals['_DEVICECLASSINFO']._serialized_start=440
+  _globals['_DEVICECLASSINFO']._serialized_end=657
+  _globals['_LISTDEVICESRESPONSE']._serialized_start=659
+  _globals['_LISTDEVICESRESPONSE']._serialized_end=728
+  _globals['_FLEETSERVICE']._serialized_start=730
+  _globals['_FLEETSERVICE']._serialized_end=828
 # @@protoc_insertion_point(module_scope)

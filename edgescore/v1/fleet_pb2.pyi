@@ -11,18 +11,20 @@ class ListDevicesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class RuntimeInfo(_message.Message):
-    __slots__ = ("name", "version", "execution_providers", "formats", "answers_by_architecture")
+    __slots__ = ("name", "version", "execution_providers", "formats", "answers_by_architecture", "delegates")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_PROVIDERS_FIELD_NUMBER: _ClassVar[int]
     FORMATS_FIELD_NUMBER: _ClassVar[int]
     ANSWERS_BY_ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
+    DELEGATES_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     execution_providers: _containers.RepeatedScalarFieldContainer[str]
     formats: _containers.RepeatedScalarFieldContainer[str]
     answers_by_architecture: bool
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., execution_providers: _Optional[_Iterable[str]] = ..., formats: _Optional[_Iterable[str]] = ..., answers_by_architecture: bool = ...) -> None: ...
+    delegates: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., execution_providers: _Optional[_Iterable[str]] = ..., formats: _Optional[_Iterable[str]] = ..., answers_by_architecture: bool = ..., delegates: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AgentInfo(_message.Message):
     __slots__ = ("agent_id", "hostname", "busy", "connected_seconds", "runtimes", "tags")

@@ -7,7 +7,11 @@ whose agent is lost goes back to the head of its class queue until its retry cap
 A job goes only to an agent with a runtime for its artifact format (`RuntimeInfo.formats`): the
 queue is FIFO among the jobs some idle agent can run, so an ONNX job is not held up behind a
 TFLite job waiting for the class's one LiteRT agent. A job that no online agent of its class can
-run fails at submission with UNSUPPORTED_FORMAT; while no agent of the class is online, or after
+run fails at submission with UNSUPPORTED_FORMAT. Likewise a job that names an onnxruntime
+execution provider or a TFLite delegate (MeasurementSettings.execution_provider / delegate) goes
+only to an agent that lists it (RuntimeInfo.execution_providers / delegates), and fails at
+submission with UNSUPPORTED_ACCELERATOR, naming what is missing, when no online agent of the class
+does; while no agent of the class is online, or after
 the only capable agent was lost (it may reconnect), jobs wait for the latency timeout as before.
 """
 
@@ -28,6 +32,8 @@ from edgescore.server.fleet.sessions import (
     JobQueue,
     PendingJob,
     answers_by_architecture,
+    describe_accelerator,
+    job_accelerator,
     job_format,
 )
 from edgescore.v1 import agent_pb2, common_pb2
@@ -192,13 +198,25 @@ class Fleet:
         if not online or not q:
             return  # no agent yet (or a reconnect under way): the job waits, as before
         formats = frozenset().union(*(a.formats for a in online))
-        for pending in q.take_unrunnable(formats):
-            if not pending.future.done():
+        for pending in q.take_unrunnable(lambda job: any(a.can_run(job) for a in online)):
+            if pending.future.done():
+                continue
+            fmt = job_format(pending.job)
+            need = job_accelerator(pending.job)
+            if fmt in formats and need is not None:
+                have = sorted({name for a in online for kind, name in a.accelerators(fmt)
+                               if kind == need[0]})
+                what = "execution providers" if need[0] == "provider" else "delegates"
                 pending.future.set_result(JobOutcome(
-                    pending.job.job_id, failure_kind=common_pb2.UNSUPPORTED_FORMAT,
-                    detail=(f"no agent of device class '{device_class}' can run format "
-                            f"'{job_format(pending.job)}' (its agents run: "
-                            f"{', '.join(sorted(formats))})")))
+                    pending.job.job_id, failure_kind=common_pb2.UNSUPPORTED_ACCELERATOR,
+                    detail=(f"no agent of device class '{device_class}' has "
+                            f"{describe_accelerator(need)} for format '{fmt}' (its agents' "
+                            f"{what}: {', '.join(have) or 'none listed'})")))
+                continue
+            pending.future.set_result(JobOutcome(
+                pending.job.job_id, failure_kind=common_pb2.UNSUPPORTED_FORMAT,
+                detail=(f"no agent of device class '{device_class}' can run format "
+                        f"'{fmt}' (its agents run: {', '.join(sorted(formats))})")))
 
     def idle_capacity(self) -> dict[str, tuple[int, frozenset[str]]]:
         """Per class: how many of its agents have nothing to do, and the formats they run."""
@@ -228,8 +246,7 @@ class Fleet:
             if pending.future.done():
                 q.remove(pending)
                 continue
-            fmt = job_format(pending.job)
-            agent = next((a for a in idle if fmt in a.formats), None)
+            agent = next((a for a in idle if a.can_run(pending.job)), None)
             if agent is None:
                 continue  # its agents are busy: later jobs of other formats may still go
             q.remove(pending)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from google.protobuf import json_format
 
+from edgescore.accelerators import canonical_delegate, canonical_provider
 from edgescore.server.errors import InvalidArgument
 from edgescore.server.export.result import FORMAT_NAMES, PRECISION_NAMES
 from edgescore.server.spaces.base import ParsedArch
@@ -94,6 +95,20 @@ def resolve_measurement(
         raise InvalidArgument(f"{field}.format", f"unknown artifact format {s.format}")
     if s.precision not in PRECISION_NAMES:
         raise InvalidArgument(f"{field}.precision", f"unknown precision {s.precision}")
+    try:
+        s.execution_provider = canonical_provider(s.execution_provider)
+    except ValueError as exc:
+        raise InvalidArgument(f"{field}.execution_provider", str(exc)) from None
+    try:
+        s.delegate = canonical_delegate(s.delegate)
+    except ValueError as exc:
+        raise InvalidArgument(f"{field}.delegate", str(exc)) from None
+    if s.execution_provider and s.format != common_pb2.ONNX:
+        raise InvalidArgument(f"{field}.execution_provider",
+                              "applies to ONNX artifacts only (TFLITE: use delegate)")
+    if s.delegate and s.format != common_pb2.TFLITE:
+        raise InvalidArgument(f"{field}.delegate",
+                              "applies to TFLITE artifacts only (ONNX: use execution_provider)")
     if s.input_shape and list(s.input_shape) != [s.batch_size, *arch.input_shape]:
         raise InvalidArgument(f"{field}.input_shape", "is set by the server from the architecture")
     del s.input_shape[:]

@@ -25,6 +25,7 @@ _FAILURE_CODES = {
     common_pb2.AGENT_LOST: grpc.StatusCode.UNAVAILABLE,
     common_pb2.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
     common_pb2.UNSUPPORTED_FORMAT: grpc.StatusCode.FAILED_PRECONDITION,
+    common_pb2.UNSUPPORTED_ACCELERATOR: grpc.StatusCode.FAILED_PRECONDITION,
     common_pb2.UNSUPPORTED_OP: grpc.StatusCode.FAILED_PRECONDITION,
     common_pb2.PARITY_FAILED: grpc.StatusCode.FAILED_PRECONDITION,
     common_pb2.EXPORT_FAILED: grpc.StatusCode.FAILED_PRECONDITION,
@@ -136,6 +137,11 @@ def to_result(target: Target, outcome: Final) -> common_pb2.LatencyResult:
     result.settings.precision = r.settings.precision or target.settings.precision
     result.runtime, result.runtime_version = r.runtime, r.runtime_version
     result.execution_provider = r.execution_provider
+    result.execution_providers_used.extend(r.execution_providers_used)
+    result.provider_fallback = r.provider_fallback
+    result.delegate = r.delegate
+    result.nodes_per_provider.update(r.nodes_per_provider)
+    result.energy.CopyFrom(r.energy)
     result.env_before.CopyFrom(r.env_before)
     result.env_after.CopyFrom(r.env_after)
     result.throttled = r.throttled

@@ -7,9 +7,15 @@ import asyncio
 import queue
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
+from edgescore.accelerators import (
+    canonical_delegate,
+    is_default_delegate,
+    provider_full_name,
+)
 from edgescore.v1 import agent_pb2, common_pb2
 
 
@@ -58,6 +64,27 @@ def job_format(job: agent_pb2.Job) -> str:
     return _FORMAT_NAMES.get(fmt, common_pb2.ArtifactFormat.Name(fmt).lower())
 
 
+def job_accelerator(job: agent_pb2.Job) -> tuple[str, str] | None:
+    """What the job needs besides its format: ("provider", onnxruntime's name) for an ONNX job
+    that names an execution provider, ("delegate", name) for a TFLite job that names a delegate
+    other than the built-in XNNPACK; None for the runtime's default. The server validated the
+    names (measurement.resolve_measurement): a bad one here means the default."""
+    fmt = job_format(job)
+    try:
+        if fmt == "onnx" and job.settings.execution_provider:
+            return ("provider", provider_full_name(job.settings.execution_provider))
+        if fmt == "tflite" and not is_default_delegate(job.settings.delegate):
+            return ("delegate", canonical_delegate(job.settings.delegate))
+    except ValueError:
+        return None
+    return None
+
+
+def describe_accelerator(need: tuple[str, str]) -> str:
+    kind, name = need
+    return f"execution provider '{name}'" if kind == "provider" else f"TFLite delegate '{name}'"
+
+
 class JobQueue(deque):
     """A device class's jobs waiting for an agent: a higher priority first, FIFO among equals
     (the fleet puts a lost agent's job back at the head)."""
@@ -77,9 +104,9 @@ class JobQueue(deque):
         pending.priority = priority
         self.add(pending)
 
-    def take_unrunnable(self, formats: frozenset[str]) -> list[PendingJob]:
-        """Take out the jobs whose artifact format is not among `formats`."""
-        found = [p for p in self if job_format(p.job) not in formats]
+    def take_unrunnable(self, runnable: Callable[[agent_pb2.Job], bool]) -> list[PendingJob]:
+        """Take out the jobs `runnable` says no online agent can run."""
+        found = [p for p in self if not runnable(p.job)]
         for pending in found:
             self.remove(pending)
         return found
@@ -133,3 +160,22 @@ class AgentSession:
         found = frozenset(f.lower() for rt in self.capabilities.runtimes for f in rt.formats)
         # An agent that lists no formats predates them: it ran ONNX, the only format then.
         return found or frozenset({"onnx"})
+
+    def accelerators(self, fmt: str) -> frozenset[tuple[str, str]]:
+        """("provider", name) and ("delegate", name) pairs its runtimes of format `fmt` list."""
+        found: set[tuple[str, str]] = set()
+        for rt in self.capabilities.runtimes:
+            listed = {f.lower() for f in rt.formats} or {"onnx"}  # none listed: ONNX, as above
+            if fmt not in listed:
+                continue
+            found.update(("provider", p) for p in rt.execution_providers)
+            found.update(("delegate", d.lower()) for d in rt.delegates)
+        return frozenset(found)
+
+    def can_run(self, job: agent_pb2.Job) -> bool:
+        """It has a runtime for the job's format, with the provider / delegate the job names."""
+        fmt = job_format(job)
+        if fmt not in self.formats:
+            return False
+        need = job_accelerator(job)
+        return need is None or need in self.accelerators(fmt)

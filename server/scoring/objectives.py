@@ -3,8 +3,10 @@
 Pure functions. `constraint`, `mnas` and `pareto` take a list of `Candidate` rows and give one
 `Outcome` per row (same order); `weighted_rank` judges one candidate by the percentiles it is
 given. Proxy values are "higher is better" (as every served proxy value is); latencies are
-medians in ms. A row that lacks a value an objective needs gets an `error` and `rank` 0 instead of
-failing the batch, as per-item failures never fail a request. `rank` orders the batch: 1 is best,
+medians in ms. An objective on energy (v1 Metric ENERGY) is the same objective with each
+device's energy per inference (mJ) in `latency_ms` and `metric` "energy" naming it in messages.
+A row that lacks a value an objective needs gets an `error` and `rank` 0 instead of failing the
+batch, as per-item failures never fail a request. `rank` orders the batch: 1 is best,
 tied rows share a rank (1, 2, 2, 4).
 """
 
@@ -25,6 +27,7 @@ MNAS_DEFAULT_W = -0.07  # MnasNet's soft-constraint exponent (Tan et al., CVPR 2
 class Candidate:
     proxies: Mapping[str, float] = field(default_factory=dict)  # proxy name -> served value
     latency_ms: Mapping[str, float] = field(default_factory=dict)  # device class -> median ms
+    metric: str = "latency"  # what latency_ms holds: "latency" (ms) or "energy" (mJ/inference)
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,8 @@ def _ranked(outcomes: list[Outcome], sort_keys: list[Optional[tuple]]) -> list[O
 def missing(candidate: Candidate, proxies: Sequence[str], devices: Sequence[str]) -> str:
     """What of `proxies` and `devices` the candidate lacks ("no proxy 'p', ..."), or ""."""
     gone = [f"proxy {p!r}" for p in proxies if _number(candidate.proxies.get(p)) is None]
-    gone += [f"latency on {d!r}" for d in devices if _number(candidate.latency_ms.get(d)) is None]
+    gone += [f"{candidate.metric} on {d!r}" for d in devices
+             if _number(candidate.latency_ms.get(d)) is None]
     return "no " + ", no ".join(gone) if gone else ""
 
 

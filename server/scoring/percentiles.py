@@ -169,11 +169,12 @@ class Populations:
             if self.store is not None else None)
 
     def latency_percentile(self, device_class: str, arch: ParsedArch, latency_ms: float,
-                           settings: Settings = None) -> float:
+                           settings: Settings = None, metric: str = "latency") -> float:
         """How fast `latency_ms` is among the class's stored measurements of networks of the
         space at `arch`'s class count and resolution, taken under the same workload (`settings`:
         format, precision, batch size, threads; see workload.py): the percentile of its negation
-        (faster is higher), in (0, 100)."""
+        (faster is higher), in (0, 100). metric "energy": `latency_ms` is an energy per
+        inference (mJ), ranked among the class's stored energies (less is higher)."""
         if self.store is None:
             raise FailedPrecondition("latency percentiles need the results store")
         group = (arch.num_classes, arch.input_resolution, workload(settings))
@@ -183,10 +184,12 @@ class Populations:
             # Only the rows stored since the last look are read: a class holds thousands.
             known.add(self.store.measurements_for_device(device_class, arch.space,
                                                          since=known.since))
-            measured = np.asarray(known.medians.get(group, []))
+            table = known.energies if metric == "energy" else known.medians
+            measured = np.asarray(table.get(group, []))
         if not measured.size:
+            what = "energy measurements" if metric == "energy" else "measurements"
             raise FailedPrecondition(
-                f"no stored measurements of device class '{device_class}' at "
+                f"no stored {what} of device class '{device_class}' at "
                 f"{arch.input_resolution}x{arch.input_resolution} with {arch.num_classes} classes"
                 f" under these measurement settings to rank a latency against")
         return percentile(-latency_ms, -measured)
@@ -198,6 +201,7 @@ class _Latencies:
 
     def __init__(self, default: tuple[int, int]) -> None:
         self.medians: dict[tuple[int, int, str], list[float]] = {}
+        self.energies: dict[tuple[int, int, str], list[float]] = {}  # mJ per inference
         self.since: Optional[float] = None
         self._seen: set = set()
         self._default = default
@@ -212,3 +216,17 @@ class _Latencies:
                 classes, resolution = r.stats.get("arch_shape") or self._default
                 group = (classes, resolution, workload(r.key.settings))
                 self.medians.setdefault(group, []).append(r.median_ms)
+                energy = _stored_energy(r.stats)
+                if energy is not None:
+                    self.energies.setdefault(group, []).append(energy)
+
+
+def _stored_energy(stats: dict) -> Optional[float]:
+    """The energy per inference (mJ) of a stored measurement, when its board had a sensor."""
+    found = ((stats.get("job_result") or {}).get("energy") or {})
+    value = found.get("energy_per_inference_mj") if found.get("measured") else None
+    try:
+        value = float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+    return value if value is not None and math.isfinite(value) and value > 0 else None

@@ -9,6 +9,12 @@ itself (rank 1), and each ScoreStream is a study of its own. `weighted_rank` is 
 mean of percentiles: each proxy's in the space's reference population (`percentiles.py`), each
 latency's among the class's stored measurements (faster is higher); its result lists the
 percentiles it used.
+
+Every objective has a `metric`: LATENCY (the default) reads each device's median latency,
+ENERGY its energy per inference (mJ, LatencyResult.energy) in the same fields: budgets and the
+MnasNet target in mJ, a Pareto front over energy, weighted_rank over energy percentiles among the
+class's stored energies ("energy:<class>"). A device result without energy (no sensor on the
+board) is the objective's per-item error, as a missing latency is.
 """
 
 from __future__ import annotations
@@ -40,6 +46,9 @@ def validate(request: scoring_pb2.ScoreRequest) -> None:
     devices = {d.device_class for d in request.devices}
     o = getattr(request.objective, kind)
     field = f"objective.{kind}"
+    if o.metric not in (common_pb2.METRIC_UNSPECIFIED, common_pb2.LATENCY, common_pb2.ENERGY):
+        raise InvalidArgument(f"{field}.metric", f"unknown metric {o.metric}")
+    unit = "mJ" if o.metric == common_pb2.ENERGY else "ms"
 
     def need_proxy(name: str) -> None:
         if name not in proxies:
@@ -58,12 +67,14 @@ def validate(request: scoring_pb2.ScoreRequest) -> None:
         for device, budget in o.latency_budget_ms.items():
             need_device(device, "latency_budget_ms")
             if not budget > 0:
-                raise InvalidArgument(f"{field}.latency_budget_ms[{device}]", "must be > 0 ms")
+                raise InvalidArgument(f"{field}.latency_budget_ms[{device}]",
+                                      f"must be > 0 {unit}")
     elif kind == "mnas":
         need_proxy(o.proxy)
         need_device(o.device_class, "device_class")
         if not 0 < o.target_latency_ms < math.inf:
-            raise InvalidArgument(f"{field}.target_latency_ms", "must be a finite number > 0 ms")
+            raise InvalidArgument(f"{field}.target_latency_ms",
+                                  f"must be a finite number > 0 {unit}")
         if not abs(o.w) <= MAX_MNAS_EXPONENT:  # NaN fails this too
             raise InvalidArgument(f"{field}.w", f"must be within -{MAX_MNAS_EXPONENT:g}.."
                                                 f"{MAX_MNAS_EXPONENT:g} (MnasNet: -0.07)")
@@ -102,9 +113,15 @@ def evaluate(request: scoring_pb2.ScoreRequest, result: scoring_pb2.ScoreResult,
         return None
     o = getattr(request.objective, kind)
     measured = [lat for lat in result.latencies if lat.status.code == 0]
+    energy = o.metric == common_pb2.ENERGY
+    if energy:
+        values = {lat.device_class: lat.energy.energy_per_inference_mj for lat in measured
+                  if lat.energy.measured}
+    else:
+        values = {lat.device_class: lat.stats.median_ms for lat in measured}
     candidate = objectives.Candidate(
         proxies={p.name: p.value for p in result.proxies if p.status.code == 0},
-        latency_ms={lat.device_class: lat.stats.median_ms for lat in measured})
+        latency_ms=values, metric="energy" if energy else "latency")
     proxy_pct = kind != "weighted_rank" and (request.objective.report_percentiles or (
         kind == "mnas" and not o.raw_proxy))
     if (proxy_pct or kind == "weighted_rank") and (
@@ -131,15 +148,20 @@ def evaluate(request: scoring_pb2.ScoreRequest, result: scoring_pb2.ScoreResult,
         out = objectives.weighted_rank(
             candidate, o.proxy_weights, o.latency_weights,
             lambda name, value: populations.proxy_percentile(arch, name, settings[name], value),
-            lambda device, ms: populations.latency_percentile(device, arch, ms,
-                                                              measurement[device]))
+            lambda device, ms: populations.latency_percentile(
+                device, arch, ms, measurement[device], metric=candidate.metric))
+        if energy:
+            out = dataclasses.replace(out, percentiles={
+                (f"energy:{k[len('latency:'):]}" if k.startswith("latency:") else k): v
+                for k, v in out.percentiles.items()})
     else:
         (out,) = objectives.pareto([candidate], o.proxy, o.device_class)
         study = o.study or stream_study
         if study and not out.error:
             rank = studies.add_and_rank(study, (candidate.proxies[o.proxy],
                                                 candidate.latency_ms[o.device_class]),
-                                        o.proxy, o.device_class)
+                                        # an energy front is another study than a latency one
+                                        o.proxy, ("energy:" if energy else "") + o.device_class)
             out = objectives.Outcome(value=-float(rank), pareto_rank=rank)
     if pct:
         out = dataclasses.replace(out, percentiles={**out.percentiles, **pct})
