@@ -176,6 +176,11 @@ def test_run_study_spends_the_budget_on_new_archs_and_resumes(tmp_path: Path) ->
     assert len(second.result.records) == 20 and len(set(map(str, client.calls))) == 20
     assert [r.arch for r in second.result.records[:12]] == [r.arch for r in first.result.records]
     assert f"({second.trials_before} before this run)" in second.describe()[0]
+    # A study of that name with other directions is not continued.
+    other = SearchConfig(algo="tpe", objective="proxy", budget=1, proxy="synflow")
+    with pytest.raises(ValueError, match="directions"):
+        run_study(client, other, storage=storage,  # type: ignore[arg-type]
+                  study_name=first.study_name)
 
 
 def test_hypervolume_is_exact_and_agrees_with_optuna() -> None:

@@ -17,7 +17,7 @@ import json
 import math
 import threading
 from collections.abc import Collection, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, NoReturn, Optional, Union
 
 from edgescore.client.api import Client
 from edgescore.client.errors import EdgescoreError
@@ -135,7 +135,7 @@ class Objective:
             return self._repeat(trial, *known)
         return self._evaluate(trial, spec, key)
 
-    def _reject(self, trial: optuna.Trial, reason: str) -> None:
+    def _reject(self, trial: optuna.Trial, reason: str) -> NoReturn:
         trial.set_user_attr("evaluated", False)
         trial.set_user_attr("rejected", reason)
         raise CandidateFailed(reason)

@@ -107,8 +107,33 @@ def run_study(client: Client, config: SearchConfig, *, within: Optional[Collecti
     rejected one)."""
     optuna = import_optuna()
     config.check(OPTUNA_ALGORITHMS)
-    objective = Objective(client, config, within=within, limit=config.budget)
-    name = study_name or (default_study_name(config) if storage else None)
+    verbosity = optuna.logging.get_verbosity()
+    if quiet:
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        objective = Objective(client, config, within=within, limit=config.budget)
+        name = study_name or (default_study_name(config) if storage else None)
+        study, before = _study(optuna, config, objective, storage, name)
+
+        def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            if trial.user_attrs.get("evaluated"):
+                on_record(record_from_attrs(trial.number, trial.user_attrs, config))
+
+        optimize(study, objective, n_trials=MAX_TRIALS_PER_EVALUATION * config.budget,
+                 n_jobs=config.max_in_flight, callbacks=[after_trial])
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    now = study.get_trials(deepcopy=False)[before:]
+    return StudyOutcome(
+        SearchResult(config, evaluated_records(study, config)), study, name or "", before,
+        Counter(t.user_attrs["rejected"].split(":")[0] for t in now
+                if "rejected" in t.user_attrs),
+        sum(1 for t in now if "duplicate_of" in t.user_attrs), objective.evaluations)
+
+
+def _study(optuna: Any, config: SearchConfig, objective: Objective, storage: Optional[str],
+           name: Optional[str]) -> tuple[optuna.Study, int]:
+    """The study (new, or loaded from the storage) and the trials it had."""
     study = optuna.create_study(storage=storage, study_name=name, load_if_exists=True,
                                 directions=objective.directions,
                                 sampler=make_sampler(config.algo, config.seed, config.population))
@@ -120,22 +145,4 @@ def run_study(client: Client, config: SearchConfig, *, within: Optional[Collecti
         objective.remember(study.get_trials(deepcopy=False))
         # A fresh seed: the seeded sampler would otherwise propose the first run's archs again.
         study.sampler = make_sampler(config.algo, config.seed + before, config.population)
-
-    def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if trial.user_attrs.get("evaluated"):
-            on_record(record_from_attrs(trial.number, trial.user_attrs, config))
-
-    verbosity = optuna.logging.get_verbosity()
-    if quiet:
-        optuna.logging.set_verbosity(optuna.logging.ERROR)
-    try:
-        optimize(study, objective, n_trials=MAX_TRIALS_PER_EVALUATION * config.budget,
-                 n_jobs=config.max_in_flight, callbacks=[after_trial])
-    finally:
-        optuna.logging.set_verbosity(verbosity)
-    now = study.get_trials(deepcopy=False)[before:]
-    return StudyOutcome(
-        SearchResult(config, evaluated_records(study, config)), study, name or "", before,
-        Counter(t.user_attrs["rejected"].split(":")[0] for t in now
-                if "rejected" in t.user_attrs),
-        sum(1 for t in now if "duplicate_of" in t.user_attrs), objective.evaluations)
+    return study, before
