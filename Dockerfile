@@ -16,6 +16,7 @@ COPY server ./server
 COPY device_agent ./device_agent
 COPY client ./client
 COPY evaluation ./evaluation
+COPY integrations ./integrations
 RUN pip install ".[server]"
 
 RUN useradd --create-home edgescore

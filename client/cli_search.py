@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import click
 
@@ -25,17 +25,21 @@ DEMO_PROXIES = ["params", "flops", "synflow", "naswot"]
 
 @click.command()
 @click.option("--space", default="nb201", show_default=True)
-@click.option("--algo", type=click.Choice(["evolution", "random"]), default="evolution",
-              show_default=True)
+@click.option("--algo", type=click.Choice(["evolution", "nsga2", "tpe", "random"]),
+              default="evolution", show_default=True,
+              help="nsga2, tpe, random: Optuna's samplers (edgescore[optuna]); evolution: "
+                   "regularized evolution")
 @click.option("--budget", type=int, default=100, show_default=True,
               help="candidates to evaluate")
 @click.option("--proxy", default="synflow", show_default=True)
 @click.option("--device", default="", help="device class to measure latency on")
 @click.option("--latency-ms", type=SECONDS, default=0.0,
               help="latency budget on --device (constraint) or target (mnas)")
-@click.option("--objective", type=click.Choice(["constraint", "mnas", "proxy"]), default=None,
-              help="default: constraint with --latency-ms, else proxy")
-@click.option("--population", type=int, default=20, show_default=True, help="evolution: P")
+@click.option("--objective", type=click.Choice(["constraint", "mnas", "proxy", "pareto"]),
+              default=None, help="default: constraint with --latency-ms, else pareto (proxy up, "
+                                 "latency down) for nsga2 / tpe with --device, else proxy")
+@click.option("--population", type=int, default=20, show_default=True,
+              help="evolution: P; nsga2: the population size")
 @click.option("--sample-size", type=int, default=5, show_default=True, help="evolution: S")
 @click.option("--seed", type=int, default=0, show_default=True, help="the search's seed")
 @click.option("--max-in-flight", type=IN_FLIGHT, default=4, show_default=True)
@@ -48,6 +52,9 @@ DEMO_PROXIES = ["params", "flops", "synflow", "naswot"]
               help="latency table (e.g. hw_nas_bench_c10_dev.csv) defining the feasible set")
 @click.option("--hw-column", default="", help="default c10_<device>_latency")
 @click.option("--allow-predicted", is_flag=True)
+@click.option("--storage", default=None,
+              help="Optuna storage, e.g. sqlite:///study.db: a rerun continues the study")
+@click.option("--study-name", default=None, help="default: made from the search's settings")
 @measurement_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               default=Path("out") / "search", show_default=True)
@@ -56,8 +63,9 @@ DEMO_PROXIES = ["params", "flops", "synflow", "naswot"]
 def search(obj: Context, out: Path, no_progress: bool, within: Optional[Path],
            accuracy_csv: Optional[Path], accuracy_column: str, hw_csv: Optional[Path],
            hw_column: str, **kw: Any) -> None:
-    """Random search or regularized evolution through the server; writes search.csv and
-    pareto.png under --out. Exits 1 when no candidate could be scored."""
+    """A search through the server (Optuna's NSGA-II, TPE or random sampler, or regularized
+    evolution); writes search.csv and pareto.png under --out. Exits 1 when no candidate could
+    be scored."""
     measurement = pop_measurement(kw)
     with obj.client() as client:
         report, found = _search(client, out, measurement=measurement, within=within,
@@ -72,28 +80,48 @@ def search(obj: Context, out: Path, no_progress: bool, within: Optional[Path],
 def _search(client: Client, out: Path, *, measurement: dict, within: Optional[Path] = None,
             accuracy_csv: Optional[Path] = None, accuracy_column: str = "c10_test",
             hw_csv: Optional[Path] = None, hw_column: str = "", no_progress: bool = False,
+            storage: Optional[str] = None, study_name: Optional[str] = None,
             **kw: Any) -> tuple[str, bool]:
     """The search's report, and whether any candidate was scored."""
-    from edgescore.client.search import SearchConfig, run_search
-    from edgescore.client.search_report import closeness, plot_pareto, read_column, write_csv
+    from edgescore.client.search import OPTUNA_ALGORITHMS, SearchConfig, run_search
+    from edgescore.client.search_report import (
+        closeness,
+        hypervolumes,
+        plot_pareto,
+        read_column,
+        write_csv,
+    )
     from edgescore.client.search_spaces import WithinList, sampler_for
 
     config = SearchConfig(measurement=measurement, **kw)
+    optuna_search = config.algo != "evolution"
     try:
-        config.check()
+        if optuna_search:
+            config.check(OPTUNA_ALGORITHMS)
+        else:
+            config.check()
+            if storage or study_name:
+                raise ValueError("--storage and --study-name are for nsga2, tpe and random")
         sampler = sampler_for(config.space)
-        if within is not None:
-            sampler = WithinList(sampler, _archs_of(within))
+        allowed = _archs_of(within) if within is not None else None
+        if allowed is not None:
+            sampler = WithinList(sampler, allowed)
         accuracy = read_column(accuracy_csv, accuracy_column) if accuracy_csv else None
         latency = (read_column(hw_csv, hw_column or f"c10_{config.device}_latency")
                    if hw_csv else None)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    notes: list[str] = []
     with progress(config.budget, f"{config.algo} search", no_progress) as bar:
-        result = run_search(client, config, sampler, on_record=lambda r: bar.update(1))
+        if optuna_search:
+            result, notes = _optuna_search(client, config, allowed, storage, study_name,
+                                           lambda r: bar.update(1))
+        else:
+            result = run_search(client, config, sampler, on_record=lambda r: bar.update(1))
     write_csv(result, out / "search.csv")
     lines = [f"evaluated {len(result.records)} candidates "
-             f"({sum(1 for r in result.records if r.error)} failed): {out / 'search.csv'}"]
+             f"({sum(1 for r in result.records if r.error)} failed): {out / 'search.csv'}",
+             *notes]
     lines.append(f"Pareto plot: {out / 'pareto.png'}" if plot_pareto(result, out / "pareto.png")
                  else "no plot (needs matplotlib: pip install 'edgescore[plots]', and latencies)")
     best = result.best
@@ -107,8 +135,31 @@ def _search(client: Client, out: Path, *, measurement: dict, within: Optional[Pa
         if accuracy is not None:
             near = closeness(result, accuracy, latency)
             lines.append(near.describe() if near else "no feasible arch in the accuracy table")
+        volumes = (hypervolumes(result, accuracy, latency)
+                   if accuracy is not None and latency is not None else None)
+        if volumes is not None:
+            lines.append(volumes.describe())
     (out / "summary.txt").write_text("\n".join(lines) + "\n")
     return "\n".join(lines), best is not None
+
+
+def _optuna_search(client: Client, config: Any, allowed: Optional[list[str]],
+                   storage: Optional[str], study_name: Optional[str],
+                   on_record: Callable[[Any], None]) -> tuple[Any, list[str]]:
+    """Optuna's sampler for `config.algo` (edgescore.integrations.optuna, an extra): the
+    search's result and the study's lines of the report."""
+    try:
+        from edgescore.integrations.optuna.study import import_optuna, run_study
+
+        import_optuna()
+    except ImportError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        outcome = run_study(client, config, within=None if allowed is None else set(allowed),
+                            storage=storage, study_name=study_name, on_record=on_record)
+    except ValueError as exc:  # e.g. a study of that name with other directions
+        raise click.UsageError(str(exc)) from None
+    return outcome.result, outcome.describe()
 
 
 def _archs_of(path: Path) -> list[str]:

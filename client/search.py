@@ -5,6 +5,9 @@ child from the population as it stands when a slot frees up, the asynchronous fo
 al. 2019). The fitness is the objective: `constraint` (feasible first, then the proxy: the
 default with a latency budget), `mnas` (the server's MnasNet reward) or `proxy` (the proxy alone).
 Every evaluated candidate is kept (`SearchResult.records`) for the CSV and the Pareto plot.
+Optuna's samplers (NSGA-II, TPE, random) run the same configuration through
+edgescore.integrations.optuna, which adds the two-valued `pareto` objective (proxy up, latency
+down) and turns its trials into the same records.
 """
 
 from __future__ import annotations
@@ -22,8 +25,12 @@ from edgescore.client.results import BatchItem
 from edgescore.client.search_spaces import Sampler
 from edgescore.v1 import common_pb2
 
-ALGORITHMS = ("random", "evolution")
-OBJECTIVES = ("constraint", "mnas", "proxy")
+ALGORITHMS = ("random", "evolution")  # run_search's own
+# Run by edgescore.integrations.optuna with Optuna's samplers (`edgescore search` runs `random`
+# there too); nsga2 and tpe optimise proxy and latency together by default.
+OPTUNA_ALGORITHMS = ("nsga2", "tpe", "random")
+MULTI_OBJECTIVE_ALGORITHMS = ("nsga2", "tpe")
+OBJECTIVES = ("constraint", "mnas", "proxy", "pareto")
 
 
 @dataclass
@@ -35,7 +42,7 @@ class SearchConfig:
     device: str = ""                    # device class for latency; "" = proxies only
     latency_ms: float = 0.0             # budget on `device` (constraint) or target (mnas)
     objective: str = ""                 # "" = constraint with a device, else proxy
-    population: int = 20                # evolution: P, the population kept (aging)
+    population: int = 20                # evolution: P, the population kept (aging); NSGA-II's
     sample_size: int = 5                # evolution: S, the tournament size
     seed: int = 0                       # the search's own randomness
     proxy_seed: int = 0                 # seed of the proxy computations
@@ -44,18 +51,29 @@ class SearchConfig:
     allow_predicted: bool = False
 
     def resolved_objective(self) -> str:
-        return self.objective or ("constraint" if self.device and self.latency_ms else "proxy")
+        if self.objective:
+            return self.objective
+        if self.device and self.latency_ms:
+            return "constraint"
+        return "pareto" if self.device and self.algo in MULTI_OBJECTIVE_ALGORITHMS else "proxy"
 
-    def check(self) -> None:
-        if self.algo not in ALGORITHMS:
-            raise ValueError(f"unknown algorithm '{self.algo}'; known: {', '.join(ALGORITHMS)}")
+    def check(self, algorithms: Sequence[str] = ALGORITHMS) -> None:
+        """ValueError naming what is wrong; `algorithms`: those the caller runs."""
+        if self.algo not in algorithms:
+            raise ValueError(f"unknown algorithm '{self.algo}'; known: {', '.join(algorithms)}")
         objective = self.resolved_objective()
         if objective not in OBJECTIVES:
             raise ValueError(f"unknown objective '{objective}'; known: {', '.join(OBJECTIVES)}")
         if objective in ("constraint", "mnas") and not (self.device and self.latency_ms > 0):
             raise ValueError(f"objective {objective} needs --device and --latency-ms > 0")
-        if self.budget < 1 or self.population < 1 or not 1 <= self.sample_size <= self.population:
-            raise ValueError("need budget >= 1, population >= 1, 1 <= sample size <= population")
+        if objective == "pareto" and not self.device:
+            raise ValueError("objective pareto (proxy up, latency down) needs --device")
+        if objective == "pareto" and self.algo == "evolution":
+            raise ValueError("evolution needs one fitness: objective constraint, mnas or proxy")
+        if self.budget < 1 or self.population < 1:
+            raise ValueError("need budget >= 1 and population >= 1")
+        if self.algo == "evolution" and not 1 <= self.sample_size <= self.population:
+            raise ValueError("evolution needs 1 <= sample size <= population")
 
 
 @dataclass
@@ -88,9 +106,11 @@ class SearchResult:
         return max(scored, key=lambda r: r.fitness, default=None)
 
 
-def _objective_pb(config: SearchConfig) -> Optional[common_pb2.Objective]:
+def objective_pb(config: SearchConfig) -> Optional[common_pb2.Objective]:
+    """The v1 Objective the server computes for the search's objective (pareto with a latency
+    budget asks for the constraint, so that the server says which candidates are feasible)."""
     objective = config.resolved_objective()
-    if objective == "constraint":
+    if objective == "constraint" or (objective == "pareto" and config.latency_ms > 0):
         return common_pb2.Objective(constraint=common_pb2.ConstraintObjective(
             proxy=config.proxy, latency_budget_ms={config.device: config.latency_ms}))
     if objective == "mnas":
@@ -99,7 +119,8 @@ def _objective_pb(config: SearchConfig) -> Optional[common_pb2.Objective]:
     return None
 
 
-def _record(step: int, item: BatchItem, config: SearchConfig) -> Record:
+def record_of(step: int, item: BatchItem, config: SearchConfig) -> Record:
+    """The record of one scored candidate: its values, feasibility and fitness, or its error."""
     record = Record(step, item.arch)
     if item.error is not None:
         record.error = f"{item.error.code.name}: {item.error.details}"
@@ -119,16 +140,23 @@ def _record(step: int, item: BatchItem, config: SearchConfig) -> Record:
             return record
         record.latency_ms, record.latency_source = lat.median_ms, lat.provenance
     kind = config.resolved_objective()
-    if kind == "proxy":
-        # No budget to break: a scored candidate is feasible.
-        record.feasible, record.fitness = True, (record.proxy,)
+    if kind == "proxy" or (kind == "pareto" and r.objective is None):
+        record.feasible = True  # no budget to break: a scored candidate is feasible
     elif r.objective is None or r.objective.value is None:
         record.error = f"objective: {r.objective.message if r.objective else 'missing'}"
+        return record
     else:
         record.objective, record.feasible = r.objective.value, r.objective.feasible
-        record.fitness = ((record.feasible, record.proxy) if kind == "constraint"
-                          else (record.objective,))
+    record.fitness = fitness(record, kind)
     return record
+
+
+def fitness(record: Record, kind: str) -> tuple:
+    """How a scored record ranks under objective `kind` (higher is better): feasible first,
+    then the proxy, where there is a budget; the server's reward for mnas."""
+    if kind == "mnas":
+        return (record.objective,)
+    return (record.feasible, record.proxy) if kind in ("constraint", "pareto") else (record.proxy,)
 
 
 class _Candidates:
@@ -175,10 +203,10 @@ def run_search(client: Client, config: SearchConfig, sampler: Sampler,
     items = client.score_many(
         iter(candidates), [config.proxy], [config.device] if config.device else [],
         max_in_flight=config.max_in_flight, space=config.space, seed=config.proxy_seed,
-        measurement=dict(config.measurement), objective=_objective_pb(config),
+        measurement=dict(config.measurement), objective=objective_pb(config),
         allow_predicted=config.allow_predicted)
     for item in items:
-        record = _record(len(records), item, config)
+        record = record_of(len(records), item, config)
         records.append(record)
         candidates.add(record)
         on_record(record)

@@ -1,11 +1,12 @@
 """What a search leaves behind: every candidate as CSV, the Pareto-front PNG, and (with a
-benchmark's tables) how close the found arch is to the best feasible one."""
+benchmark's tables) how close the found arch is to the best feasible one and the hypervolume of
+its archs' true accuracy and latency."""
 
 from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -134,3 +135,70 @@ def read_column(path: Path, column: str, key: str = "arch") -> dict[str, float]:
                 raise ValueError(f"{path}:{reader.line_num}: '{column}' is not a number: "
                                  f"{row[column]!r}") from None
         return values
+
+
+def hypervolume(points: Iterable[tuple[float, float]], latency_range: tuple[float, float],
+                accuracy_range: tuple[float, float]) -> float:
+    """The exact 2-D hypervolume of (latency down, accuracy up) points: both axes scaled to
+    [0, 1] by the ranges (e.g. a benchmark table's min and max), the reference point the
+    slowest latency and the lowest accuracy, (1, 0). Points outside the box are clipped to it.
+    It is the integral over latency t of the best accuracy reached within t."""
+    (lat_lo, lat_hi), (acc_lo, acc_hi) = latency_range, accuracy_range
+    scaled = sorted((min(max((lat - lat_lo) / (lat_hi - lat_lo), 0.0), 1.0),
+                     min(max((acc - acc_lo) / (acc_hi - acc_lo), 0.0), 1.0))
+                    for lat, acc in points)
+    area, best = 0.0, 0.0
+    for (x, y), (next_x, _) in zip(scaled, [*scaled[1:], (1.0, 0.0)]):
+        best = max(best, y)
+        area += (next_x - x) * best
+    return area
+
+
+@dataclass
+class Hypervolumes:
+    """A search's archs in the benchmark's true accuracy and latency (see `hypervolume`)."""
+
+    front: float          # the archs on the search's own front (proxy up, latency down)
+    evaluated: float      # every arch it evaluated
+    table: float          # every arch of the table: the most any search of it can reach
+    front_size: int
+    reference: tuple[float, float]   # (latency, accuracy) of the reference point
+
+    def describe(self) -> str:
+        return (f"hypervolume (true accuracy up, latency down; reference point "
+                f"{self.reference[1]:.2f} accuracy, {self.reference[0]:.2f} ms): the proxy "
+                f"front's {self.front_size} archs {self.front:.4f}, all evaluated archs "
+                f"{self.evaluated:.4f}, the whole table {self.table:.4f}")
+
+
+# The accuracy axis starts at this quantile of the table: below it lie the broken and
+# near-broken archs (NB201 has cells at 10 %), whose area every search covers alike.
+ACCURACY_QUANTILE = 0.1
+
+
+def hypervolume_box(table: Iterable[tuple[float, float]]
+                    ) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The latency and accuracy ranges of a benchmark table's (latency, accuracy) points that
+    `hypervolumes` uses: latency from 0 to the slowest arch, accuracy from the table's 10th
+    percentile to 100; their far corner is the reference point."""
+    points = list(table)
+    accuracies = sorted(acc for _, acc in points)
+    low = accuracies[int(ACCURACY_QUANTILE * (len(accuracies) - 1))]
+    return (0.0, max(lat for lat, _ in points)), (low, 100.0)
+
+
+def hypervolumes(result: SearchResult, accuracy: Mapping[str, float],
+                 latency: Mapping[str, float]) -> Optional[Hypervolumes]:
+    """The hypervolumes of a search over a benchmark table (None: no scored arch is in both
+    tables), in the box of `hypervolume_box` over the archs both tables have."""
+    table = {a: (latency[a], accuracy[a]) for a in accuracy.keys() & latency.keys()}
+    ok = [r for r in result.records if not r.error and r.spec_text() in table
+          and math.isfinite(r.latency_ms)]
+    if not table or not ok:
+        return None
+    box = hypervolume_box(table.values())
+    front = [ok[i] for i in pareto_front([(r.latency_ms, r.proxy) for r in ok])]
+    return Hypervolumes(hypervolume([table[r.spec_text()] for r in front], *box),
+                        hypervolume([table[r.spec_text()] for r in ok], *box),
+                        hypervolume(table.values(), *box), len(front),
+                        (box[0][1], box[1][0]))

@@ -13,8 +13,9 @@ COPY server ./server
 COPY device_agent ./device_agent
 COPY client ./client
 COPY evaluation ./evaluation
-# The server and evaluation sources only make the one distribution build; the [agent] extra
-# pulls no torch.
+COPY integrations ./integrations
+# The server, evaluation and integration sources only make the one distribution build; the
+# [agent] extra pulls no torch.
 RUN pip install ".[agent]" && rm -rf /src
 
 RUN useradd --system --create-home --home-dir /home/edgescore edgescore

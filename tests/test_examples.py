@@ -30,6 +30,16 @@ def test_search_loop_example_finds_a_feasible_cell() -> None:
     assert "new best synflow" in done.stdout and "best: (" in done.stdout
 
 
+def test_optuna_example_runs_in_one_command() -> None:
+    """Its own server and HW-NAS-Bench replay agent, an NSGA-II study, the front printed."""
+    done = subprocess.run([sys.executable, str(EXAMPLES / "optuna_search.py"), "--trials", "4"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "4 archs evaluated in" in done.stdout and "Pareto front:" in done.stdout
+    front = [line for line in done.stdout.splitlines() if line.startswith("  synflow")]
+    assert front and all(" ms  accuracy " in line for line in front)
+
+
 def test_reproduce_figure_example(tmp_path: Path) -> None:
     out = tmp_path / "fig.png"
     done = subprocess.run([sys.executable, str(EXAMPLES / "reproduce_figure.py"), "--out",

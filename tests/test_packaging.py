@@ -57,7 +57,8 @@ def test_client_then_agent_extras_install_without_torch(tmp_path: Path) -> None:
     # Nothing generic lands in site-packages.
     site = run(str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])")
     top_level = {p.name for p in Path(site.stdout.strip()).iterdir()}
-    assert not top_level & {"server", "client", "device_agent", "evaluation", "proto", "tests"}
+    assert not top_level & {"server", "client", "device_agent", "evaluation", "integrations",
+                            "proto", "tests"}
 
     run(*pip, f"{ROOT}[agent]", env=env)
     packages = installed(python)
@@ -78,6 +79,12 @@ def test_client_then_agent_extras_install_without_torch(tmp_path: Path) -> None:
         stack.wait_for_agents({"board-py": 1})
         spaces = run(str(env_dir / "bin" / "edgescore"), "--server", stack.target, "spaces")
         assert "nb201" in spaces.stdout
+        # The Optuna searches are an extra: without it, a message naming it, not a traceback.
+        done = subprocess.run([str(env_dir / "bin" / "edgescore"), "--server", stack.target,
+                               "search", "--algo", "nsga2", "--device", "board-py", "--budget",
+                               "1", "--out", str(tmp_path / "search")], capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 1 and "edgescore[optuna]" in done.stderr, done.stderr
         with stack.client(timeout=300) as client:
             result = client.score("|nor_conv_3x3~0|+|skip_connect~0|none~1|+"
                                   "|nor_conv_1x1~0|avg_pool_3x3~1|skip_connect~2|",

@@ -71,6 +71,8 @@ SAMPLE_DEPTHS = (2, 3, 4)
 SAMPLE_WIDTH_MULTIPLIERS = (0.75, 1.0, 1.25)
 SAMPLE_STEMS = (16, 24, 32)
 SAMPLE_SKELETON = ((24, 2), (32, 2), (64, 2), (96, 1), (160, 2), (320, 1))  # (base width, stride)
+SAMPLE_FIRST_STAGE = {"kernel": 3, "expansion": 1.0, "width": 16, "depth": 1, "stride": 1,
+                      "squeeze_excitation": False}
 WIDTH_STEP = 8  # mutate moves a width by one group of 8 channels
 
 
@@ -143,7 +145,8 @@ def parse_spec(spec: Any) -> MacroArch:
 # ---- sampling ----------------------------------------------------------------------------------
 
 
-def _round8(value: float) -> int:
+def round_width(value: float) -> int:
+    """A sampled width: base x multiplier rounded to a multiple of WIDTH_STEP, at least one."""
     return max(WIDTH_STEP, int(value / WIDTH_STEP + 0.5) * WIDTH_STEP)
 
 
@@ -151,7 +154,7 @@ def _sample_stage(rng: random.Random, base: int, stride: int, depth: int) -> dic
     return {
         "kernel": rng.choice(SAMPLE_KERNELS),
         "expansion": rng.choice(SAMPLE_EXPANSIONS),
-        "width": _round8(base * rng.choice(SAMPLE_WIDTH_MULTIPLIERS)),
+        "width": round_width(base * rng.choice(SAMPLE_WIDTH_MULTIPLIERS)),
         "depth": depth,
         "stride": stride,
         "squeeze_excitation": rng.random() < 0.5,
@@ -212,8 +215,7 @@ class MacroGrammar(JsonGrammar):
                          RESOLUTION_RANGE)
 
     def sample(self, rng: random.Random) -> dict[str, Any]:
-        stages = [{"kernel": 3, "expansion": 1.0, "width": 16, "depth": 1, "stride": 1,
-                   "squeeze_excitation": False}]
+        stages = [dict(SAMPLE_FIRST_STAGE)]
         for index, (base, stride) in enumerate(SAMPLE_SKELETON):
             last = index == len(SAMPLE_SKELETON) - 1
             depth = 1 if last else rng.choice(SAMPLE_DEPTHS)
