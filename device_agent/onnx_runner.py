@@ -3,12 +3,12 @@ names (MeasurementSettings.execution_provider; "" is the CPU provider).
 
 The session is created with the requested provider first and the CPU provider after it, as
 onnxruntime does anyway: nodes the accelerator cannot take run on the CPU. The result lists the
-providers the session holds (session.get_providers()) and flags a fallback when the session has
-any provider besides the requested one, or lost the requested one. TensorRT additionally gets an
-engine cache per artifact under the agent's work dir and its engine build time (session creation
-plus the first run) reported apart from the timed runs. Only the CPU provider was run on real
-hardware in this repository's tests; the CUDA / TensorRT paths are unit-tested with a mocked
-session (docs/measurement.md).
+providers the session holds (session.get_providers()) and flags a fallback when the session lost
+the requested provider or, by one profiled untimed run, when another provider ran a kernel.
+TensorRT additionally gets an engine cache per artifact under the agent's work dir and its engine
+build time (session creation plus the first run) reported apart from the timed runs. Only the CPU
+provider was run on real hardware in this repository's tests; the CUDA / TensorRT paths are unit-
+tested with a mocked session (docs/measurement.md).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from edgescore.accelerators import CPU_PROVIDER, PROVIDERS, provider_full_name
 from edgescore.device_agent.protocol import effective_settings
 from edgescore.device_agent.timing import (
     MeasurementAborted,
+    UnsupportedAccelerator,
     finish_stats,
     reset_peak_rss,
     time_runs,
@@ -39,10 +40,6 @@ PROVIDER = CPU_PROVIDER
 INPUT_SEED = 0
 TENSORRT = PROVIDERS["tensorrt"]
 CUDA = PROVIDERS["cuda"]
-
-
-class UnsupportedAccelerator(RuntimeError):
-    """The job's provider / delegate is not available in this agent's runtime."""
 
 
 def engine_cache_root() -> str:

@@ -27,6 +27,7 @@ import numpy as np
 from edgescore.device_agent.protocol import effective_settings
 from edgescore.device_agent.timing import (
     MeasurementAborted,
+    UnsupportedAccelerator,
     finish_stats,
     reset_peak_rss,
     time_runs,
@@ -46,7 +47,7 @@ DELEGATE_LIBRARIES = {
 }
 
 
-class UnsupportedDelegate(RuntimeError):
+class UnsupportedDelegate(UnsupportedAccelerator):
     """The job's delegate library does not load here."""
 
 

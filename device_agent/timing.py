@@ -18,6 +18,10 @@ class MeasurementAborted(RuntimeError):
     """Raised when should_stop() turns true mid-measurement (server cancel or job timeout)."""
 
 
+class UnsupportedAccelerator(RuntimeError):
+    """The job's execution provider or delegate is not available in this agent's runtime."""
+
+
 def reset_peak_rss() -> None:
     """Reset VmHWM so the peak reported is this job's, not the agent's lifetime peak."""
     # Writing "5" to clear_refs resets VmHWM (Linux >= 4.0). It is a procfs control file, not a

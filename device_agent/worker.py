@@ -13,7 +13,7 @@ from edgescore.device_agent.energy import EnergyMeter, close_sensor, detect_sens
 from edgescore.device_agent.limits import DEFAULT_MAX_JOB_SECONDS
 from edgescore.device_agent.protocol import effective_settings
 from edgescore.device_agent.thermal import read_env
-from edgescore.device_agent.timing import MeasurementAborted
+from edgescore.device_agent.timing import MeasurementAborted, UnsupportedAccelerator
 from edgescore.v1 import agent_pb2, common_pb2
 
 log = logging.getLogger(__name__)
@@ -146,8 +146,7 @@ def measure_job(
         return failure(job.job_id, common_pb2.TIMEOUT, f"{limit_text} ({exc})")
     except Exception as exc:
         log.debug("job %s failed", job.job_id, exc_info=True)
-        kind = (common_pb2.UNSUPPORTED_ACCELERATOR
-                if type(exc).__name__ in ("UnsupportedAccelerator", "UnsupportedDelegate")
+        kind = (common_pb2.UNSUPPORTED_ACCELERATOR if isinstance(exc, UnsupportedAccelerator)
                 else common_pb2.RUNTIME_ERROR)
         return failure(job.job_id, kind, f"{type(exc).__name__}: {exc}")
     finally:
