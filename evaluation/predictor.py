@@ -74,8 +74,9 @@ def evaluate_device(table: DeviceTable, target: str, features: list[dict[str, fl
     order = np.random.default_rng(split_seed).permutation(n)
     prior_archs, test_pool = order[: n // 2], order[n // 2:]
     excluded = family(target, table.devices) if hold_out == "family" else {target}
-    basis = TransferBasis(table.rows(prior_archs).without(sorted(excluded)),
-                          lambda arch: features[table.archs.index(arch)], rank=rank)
+    by_arch = dict(zip(table.archs, features))
+    basis = TransferBasis(table.rows(prior_archs).without(sorted(excluded)), by_arch.__getitem__,
+                          rank=rank)
     embedding = basis.embed(features)
     truth = table.column(target)
     macs = np.asarray([f.get("macs_m", 0.0) for f in features])
