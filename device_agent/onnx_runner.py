@@ -172,9 +172,9 @@ def measure_onnx(
     The protocol (warm-up, min/max runs and seconds, abort via should_stop) is
     timing.time_runs; zero settings take protocol.DEFAULTS. info holds runtime, runtime_version,
     execution_provider, execution_providers_used, provider_fallback, input_name and input_shape
-    (the shape actually fed). `meter` (energy.EnergyMeter) brackets the timed runs. onnxruntime
-    errors propagate; UnsupportedAccelerator when the provider is not here; MeasurementAborted
-    when should_stop() turns true.
+    (the shape actually fed). `meter` (energy_meter.EnergyMeter) brackets the timed runs.
+    onnxruntime errors propagate; UnsupportedAccelerator when the provider is not here;
+    MeasurementAborted when should_stop() turns true.
     """
     eff = effective_settings(settings)
 

@@ -63,7 +63,7 @@ def time_runs(
     warmup_runs untimed runs, then timed runs until at least min_runs runs *and* min_seconds have
     elapsed, stopping once max_seconds of timed runs are exceeded (never fewer than one timed
     run). should_stop() is polled before every run and raises MeasurementAborted; between_runs()
-    (e.g. a clock sampler) is called outside the timed interval. `meter` (energy.EnergyMeter),
+    (e.g. a clock sampler) is called outside the timed interval. `meter` (energy_meter.EnergyMeter),
     when given, is started right before the first timed run and stopped after the last with the
     number of runs: its energy covers the timed runs (and between_runs, which is brief).
     """

@@ -9,7 +9,8 @@ import time
 from dataclasses import dataclass
 
 from edgescore.device_agent.cooldown import ClockSampler, finish_trace, wait_for_cooldown
-from edgescore.device_agent.energy import EnergyMeter, close_sensor, detect_sensor
+from edgescore.device_agent.energy import close_sensor, detect_sensor
+from edgescore.device_agent.energy_meter import EnergyMeter
 from edgescore.device_agent.limits import DEFAULT_MAX_JOB_SECONDS
 from edgescore.device_agent.protocol import effective_settings
 from edgescore.device_agent.thermal import read_env

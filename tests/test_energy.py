@@ -13,7 +13,6 @@ import pytest
 from edgescore.device_agent import energy
 from edgescore.device_agent.energy import (
     CounterSensor,
-    EnergyMeter,
     SampledSensor,
     detect_sensor,
     hwmon_sensor,
@@ -22,6 +21,7 @@ from edgescore.device_agent.energy import (
     rapl_sensor,
     tegrastats_power_w,
 )
+from edgescore.device_agent.energy_meter import EnergyMeter
 
 DATA = Path(__file__).parent / "data" / "energy"
 
