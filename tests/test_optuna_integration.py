@@ -181,6 +181,10 @@ def test_run_study_spends_the_budget_on_new_archs_and_resumes(tmp_path: Path) ->
     with pytest.raises(ValueError, match="directions"):
         run_study(client, other, storage=storage,  # type: ignore[arg-type]
                   study_name=first.study_name)
+    # A storage that cannot be opened is the caller's input: a ValueError that names it.
+    for bad in ("bogus://x", f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.db'}"):
+        with pytest.raises(ValueError, match="cannot be opened"):
+            run_study(client, config, storage=bad)  # type: ignore[arg-type]
 
 
 def test_hypervolume_is_exact_and_agrees_with_optuna() -> None:

@@ -134,9 +134,15 @@ def run_study(client: Client, config: SearchConfig, *, within: Optional[Collecti
 def _study(optuna: Any, config: SearchConfig, objective: Objective, storage: Optional[str],
            name: Optional[str]) -> tuple[optuna.Study, int]:
     """The study (new, or loaded from the storage) and the trials it had."""
-    study = optuna.create_study(storage=storage, study_name=name, load_if_exists=True,
-                                directions=objective.directions,
-                                sampler=make_sampler(config.algo, config.seed, config.population))
+    try:
+        study = optuna.create_study(storage=storage, study_name=name, load_if_exists=True,
+                                    directions=objective.directions,
+                                    sampler=make_sampler(config.algo, config.seed,
+                                                         config.population))
+    except Exception as exc:  # SQLAlchemy's errors: an unknown scheme, a file it cannot open
+        if storage is None:
+            raise
+        raise ValueError(f"storage {storage!r} cannot be opened: {exc}") from exc
     if [d.name.lower() for d in study.directions] != objective.directions:
         raise ValueError(f"study '{name}' has directions {study.directions}, this search "
                          f"needs {objective.directions}: give another --study-name")
