@@ -86,9 +86,10 @@ class Result:
 
 def evaluate(table: Table, config: LearnedConfig) -> list[Result]:
     """One result per (feature set, N, seed): tau and rho on the unlabelled archs."""
-    proxy_x, _ = feature_matrix(table.archs, config.space, table.proxies, graph=False)
-    graph_x, _ = feature_matrix(table.archs, config.space, {}, graph=True)
-    matrices = {"graph": graph_x, "proxies": proxy_x, "both": np.hstack([proxy_x, graph_x])}
+    proxy_x, proxy_names = feature_matrix(table.archs, config.space, table.proxies, graph=False)
+    graph_x, graph_names = feature_matrix(table.archs, config.space, {}, graph=True)
+    matrices = {"graph": (graph_x, graph_names), "proxies": (proxy_x, proxy_names),
+                "both": (np.hstack([proxy_x, graph_x]), proxy_names + graph_names)}
     results: list[Result] = []
     for n in config.counts:
         if not 2 <= n <= len(table.archs) - 2:
@@ -98,8 +99,8 @@ def evaluate(table: Table, config: LearnedConfig) -> list[Result]:
             order = np.random.default_rng(seed).permutation(len(table.archs))
             labelled, rest = order[:n], order[n:]
             truth = table.accuracy[rest]
-            for name, x in matrices.items():
-                ranker = LearnedRanker.fit(x[labelled], table.accuracy[labelled])
+            for name, (x, names) in matrices.items():
+                ranker = LearnedRanker.fit(x[labelled], table.accuracy[labelled], names)
                 predicted = ranker.predict_rank(x[rest])
                 results.append(Result(name, n, seed, "", kendall_tau(predicted, truth),
                                       spearman(predicted, truth)))
@@ -140,7 +141,7 @@ def render_report(results: Sequence[Result], table: Table, config: LearnedConfig
         f"proxies: {', '.join(table.proxies)}.",
         "",
         f"For each N and each of {config.seeds} seeds ({seeds}), N archs are drawn as the "
-        "labelled set; the ranker (gradient boosting on accuracy ranks, "
+        "labelled set; the ranker (gradient boosting blended with a linear pairwise ranker, "
         "server/scoring/learned.py) is fitted on them and orders the other archs. τ: Kendall "
         "τ-b, ρ: Spearman, on the unlabelled archs; mean ± sd over seeds. *graph*: GRAF-style "
         "cell features; *proxies*: the proxy columns; *both*: the two together. *best proxy*: "

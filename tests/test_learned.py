@@ -18,9 +18,14 @@ from conftest import nb201_rows
 from edgescore.evaluation.cli import evaluate
 from edgescore.evaluation.inputs import EvalError
 from edgescore.evaluation.learned import read_tables
-from edgescore.server.scoring.graph_features import NO_SHORTEST_PATH, nb201_graph_features
+from edgescore.server.scoring.graph_features import (
+    NO_SHORTEST_PATH,
+    feature_names,
+    nb201_graph_features,
+)
 from edgescore.server.scoring.label_sets import LabelSetError, read_label_set
 from edgescore.server.scoring.learned import LearnedError, LearnedRanker
+from edgescore.server.scoring.ranks import kendall_tau
 
 ROOT = Path(__file__).resolve().parents[1]
 PER_ARCH = ROOT / "docs" / "evaluation" / "nb201-cifar10-1000-seed42" / "per_arch.csv"
@@ -65,6 +70,19 @@ def test_ranker_learns_an_order_and_takes_missing_values() -> None:
         LearnedRanker.fit(x[:3], y[:3])
     with pytest.raises(LearnedError, match="same accuracy"):
         LearnedRanker.fit(x[:10], np.ones(10))
+
+
+def test_ranker_adds_many_weak_proxies_from_few_labels() -> None:
+    # Accuracy is a sum of eight equally weak proxies: trees alone cannot build the sum from 25
+    # rows; the pairwise linear part of the blend can, and graph-only features skip it.
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(400, 8))
+    y = x.sum(axis=1) + 0.5 * rng.normal(size=400)
+    names = [f"p{k}" for k in range(8)]
+    ranker = LearnedRanker.fit(x[:25], y[:25], names)
+    assert kendall_tau(ranker.predict_rank(x[25:]), y[25:]) > 0.7
+    graph_only = LearnedRanker.fit(x[:25, :3], y[:25], feature_names()[:3])
+    assert graph_only.predict_rank(x[25:, :3]).shape == (375,)
 
 
 def _write(path: Path, rows: list[dict[str, str]], proxies: list[str]) -> Path:

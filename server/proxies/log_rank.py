@@ -5,9 +5,7 @@ from __future__ import annotations
 from edgescore.server.proxies import _aggregate
 from edgescore.server.proxies.base import Composite
 
-# Chosen on the NB201 dev split (edgescore eval aggregate: the best of every 2-5 member subset of
-# 20 proxies on one random half of 559 CIFAR-10 archs; Kendall tau 0.778 on the other half).
-DEFAULT_MEMBERS = ("synflow", "jacob_cov", "params", "az_expressivity", "az_trainability")
+DEFAULT_MEMBERS = _aggregate.LABEL_FREE_MEMBERS
 
 PROXY = Composite(
     name="log_rank",

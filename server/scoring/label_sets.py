@@ -109,8 +109,8 @@ class LabelSets:
                   for name, _, resolved in settings.members}
         archs = [spaces.get_space(arch.space).parse(
             json.loads(s) if s.startswith("{") else s).canonical for s in specs]
-        x, _ = feature_matrix(archs, arch.space, values)
+        x, names = feature_matrix(archs, arch.space, values)
         try:
-            return LearnedRanker.fit(x, [accuracy for _, accuracy in labels])
+            return LearnedRanker.fit(x, [accuracy for _, accuracy in labels], names)
         except LearnedError as exc:
             raise FailedPrecondition(f"the label set of space '{arch.space}': {exc}") from None
