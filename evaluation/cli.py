@@ -101,13 +101,17 @@ _AGGREGATE_HELP = ("METHOD:a+b+c, repeatable: a label-free aggregation of proxie
 @click.option("--aggregate", "aggregates", multiple=True, help=_AGGREGATE_HELP + " (default "
               "mean:synflow+jacob_cov+naswot; 'none' for none)")
 @click.option("--archs", type=int, default=0, help="first N rows only (default all)")
+@click.option("--learned", default="", help="comma-separated N: add the few-label ranker fitted "
+              "on N random archs' accuracies (every proxy column and the graph features)")
+@click.option("--learned-seeds", type=click.IntRange(min=1), default=5, show_default=True,
+              help="draws per N for --learned")
 @click.option("--offline", is_flag=True,
               help="read latencies from the table instead of replay agents + server")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("out") / "hw-study",
               show_default=True)
 def hw_study(proxies_csv: tuple[Path, ...], hw_csv: Optional[Path], devices: str,
              quantiles: str, proxies: str, aggregates: tuple[str, ...], archs: int,
-             offline: bool, out: Path) -> None:
+             learned: str, learned_seeds: int, offline: bool, out: Path) -> None:
     """The survey's hardware-aware study on HW-NAS-Bench replay devices: for each device and
     latency budget (quantiles of its latencies) each proxy picks its best feasible arch; report
     the accuracy gap to the best feasible arch and Kendall tau inside the feasible set."""
@@ -128,7 +132,8 @@ def hw_study(proxies_csv: tuple[Path, ...], hw_csv: Optional[Path], devices: str
         proxies_csvs=csvs, hw_csv=hw_csv, out=out,
         devices=split_list(devices) or study.DEVICES,
         quantiles=_quantiles(quantiles) or study.QUANTILES,
-        proxies=split_list(proxies) or None, aggregates=chosen, offline=offline, archs=archs)
+        proxies=split_list(proxies) or None, aggregates=chosen, offline=offline, archs=archs,
+        learned=_counts(learned, "--learned"), learned_seeds=learned_seeds)
     try:
         study.run_study(config)
     except study.StudyError as exc:
@@ -223,14 +228,9 @@ def eval_learned(proxies_csvs: tuple[Path, ...], proxies: str, labels: str, seed
     paths = proxies_csvs or tuple(filter(None, [inputs.default_study_proxies_csv()]))
     if not paths:
         raise _Usage("give --proxies-csv (per_arch.csv from `edgescore eval proxies`)")
-    try:
-        counts = tuple(int(n) for n in split_list(labels))
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got {labels!r}",
-                                 param_hint="'--labels'") from None
     config = learned.LearnedConfig(
         per_arch=tuple(paths), out=out, proxies=tuple(split_list(proxies)) or None,
-        counts=counts, seeds=seeds, first_seed=first_seed)
+        counts=_counts(labels, "--labels"), seeds=seeds, first_seed=first_seed)
     try:
         click.echo(learned.run_learned(config))
     except inputs.EvalError as exc:
@@ -293,6 +293,15 @@ def eval_predictor(space: str, table: Optional[Path], devices: str, ks: str, see
     predictor.write(rows, out, space, command)
     click.echo(predictor.report(rows, space, command))
     click.echo(f"wrote {out}/report.md and per_device.csv")
+
+
+def _counts(text: str, option: str) -> tuple[int, ...]:
+    """Comma-separated label counts."""
+    try:
+        return tuple(int(n) for n in split_list(text))
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {text!r}",
+                                 param_hint=f"'{option}'") from None
 
 
 def _quantiles(text: str) -> list[float]:

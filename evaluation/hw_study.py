@@ -2,7 +2,8 @@
 
 For each replayed HW-NAS-Bench device and each latency budget (the 25/50/75 % quantiles of that
 device's latencies over the archs), the feasible set is every arch at or under the budget. Each
-proxy (and #Params, FLOPs, and label-free aggregations of proxies) picks its top feasible arch;
+proxy (and #Params, FLOPs, label-free aggregations of proxies, and the few-label ranker fitted on
+N random archs' accuracies) picks its top feasible arch;
 the study reports that arch's trained accuracy against the best feasible accuracy (the gap), and
 Kendall's tau between the proxy and accuracy inside the feasible set (Li et al., TPAMI 2024,
 section on hardware-aware NAS: every proxy struggles there).
@@ -25,7 +26,7 @@ from typing import Optional
 import numpy as np
 
 from edgescore.evaluation.aggregate import aggregate_column
-from edgescore.evaluation.per_arch import TableError, load_table
+from edgescore.evaluation.per_arch import ProxyTable, TableError, load_table
 from edgescore.evaluation.stats import kendall_tau
 
 DEVICES = ("raspi4", "pixel3", "edgegpu", "edgetpu", "eyeriss", "fpga")
@@ -47,6 +48,9 @@ class StudyConfig:
     proxies: Optional[Sequence[str]] = None  # default: every proxy column of the CSV
     # label-free aggregations added as proxies of their own: (method, members)
     aggregates: Sequence[tuple[str, tuple[str, ...]]] = DEFAULT_AGGREGATES
+    # few-label ranker columns: label counts, each drawn with seeds 0..learned_seeds-1
+    learned: Sequence[int] = ()
+    learned_seeds: int = 5
     offline: bool = False  # latencies from the table instead of replay agents + server
     archs: int = 0  # 0 = every row of the CSV
     log: Callable[[str], None] = print
@@ -135,6 +139,34 @@ def study(accuracy: Sequence[float], values: Mapping[str, Sequence[Optional[floa
     return rows
 
 
+def learned_columns(table: ProxyTable, counts: Sequence[int], seeds: int) -> list[str]:
+    """Adds one column per (N, seed): the few-label ranker's predicted accuracy of every arch,
+    fitted on N archs drawn at random with that seed from every proxy column and the graph
+    features. The pick is by prediction alone, the labelled archs' included."""
+    from edgescore.server.scoring.learned import LearnedError, LearnedRanker, feature_matrix
+
+    x, names = feature_matrix(table.archs, "nb201", table.values)
+    accuracy = np.array(table.accuracy)
+    added = []
+    for n in counts:
+        if not 5 <= n < len(table.archs):
+            raise StudyError(f"--learned {n}: between 5 and {len(table.archs) - 1} labels")
+        for seed in range(seeds):
+            labelled = np.random.default_rng(seed).permutation(len(accuracy))[:n]
+            try:
+                ranker = LearnedRanker.fit(x[labelled], accuracy[labelled], names)
+            except LearnedError as exc:
+                raise StudyError(f"--learned {n}: {exc}") from None
+            name = learned_name(n, seed)
+            table.values[name] = [float(v) for v in ranker.predict(x)]
+            added.append(name)
+    return added
+
+
+def learned_name(n: int, seed: int) -> str:
+    return f"learned(N={n}, seed {seed})"
+
+
 # -- outputs -----------------------------------------------------------------------------------
 
 
@@ -173,6 +205,15 @@ def markdown(rows: Sequence[StudyRow], n_archs: int, source: str) -> str:
         cells = [f"{r.gap:.2f} / {r.tau:.2f}" if r is not None else "—" for r in got]
         lines.append(f"| {p} | " + " | ".join(cells) + f" | {np.mean(gaps):.2f} | "
                      f"{np.mean(taus):.3f} |")
+    draws: dict[str, list[float]] = {}
+    for p in proxies:
+        if p.startswith("learned(") and ", seed " in p:
+            gaps = [r.gap for d, q in cols if (r := cell.get((p, d, q))) is not None]
+            draws.setdefault(p.split(", seed ")[0] + ")", []).append(float(np.mean(gaps)))
+    if draws:
+        lines += ["", "Few-label ranker, mean gap over its seeds (mean ± sd of the draws' mean "
+                  "gaps): " + "; ".join(f"{k} {np.mean(v):.2f} ± {np.std(v):.2f} "
+                                         f"({len(v)} draws)" for k, v in draws.items())]
     lines += ["", "Budgets (ms) and feasible archs: " + "; ".join(
         f"{d} p{q:g} ≤ {next(r.budget_ms for r in rows if (r.device, r.quantile) == (d, q)):.3g}"
         f" ({next(r.feasible for r in rows if (r.device, r.quantile) == (d, q))})"
@@ -224,7 +265,8 @@ def run_study(config: StudyConfig) -> list[StudyRow]:
         table = load_table(config.proxies_csvs, wanted, config.archs)
     except TableError as exc:
         raise StudyError(str(exc)) from None
-    names = [aggregate_column(table, method, ms) for method, ms in config.aggregates]
+    learned = learned_columns(table, config.learned, config.learned_seeds)
+    names = [aggregate_column(table, method, ms) for method, ms in config.aggregates] + learned
     if config.proxies:  # members asked for only as members are not reported on their own
         table.values = {k: v for k, v in table.values.items() if k in config.proxies or k in names}
     config.log(f"{len(table.archs)} archs, {len(table.values)} proxies"

@@ -102,10 +102,26 @@ def test_cli_runs_the_study_on_replay_agents_through_the_server(tmp_path: Path) 
     assert served == list(csv.DictReader((offline / "study.csv").open()))
 
 
+def test_learned_columns_rank_by_a_ranker_fitted_on_n_labels() -> None:
+    table = load_table([EVAL_CSV], ["synflow", "naswot", "params"], 300)
+    names = hw_study.learned_columns(table, [60], seeds=2)
+    assert names == [hw_study.learned_name(60, 0), hw_study.learned_name(60, 1)]
+    accuracy = np.array(table.accuracy)
+    for name in names:
+        predicted = np.array(table.values[name])
+        assert predicted.shape == accuracy.shape
+        # Within the labelled accuracies' range, and a ranking far better than chance.
+        assert accuracy.min() <= predicted.min() and predicted.max() <= accuracy.max()
+        assert np.corrcoef(np.argsort(np.argsort(predicted)),
+                           np.argsort(np.argsort(accuracy)))[0, 1] > 0.6
+    assert table.values[names[0]] != table.values[names[1]]  # other labels, other ranker
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--devices", "toaster"], "unknown device(s) toaster"),
     (["--proxies", "nonsense"], "no column for nonsense"),
     (["--hw-csv", "/nonexistent/hw.csv"], "HW-NAS-Bench table not found"),
+    (["--learned", "3"], "--learned 3: between 5 and"),
 ])
 def test_cli_bad_input_is_a_clear_error_and_exit_2(tmp_path: Path, extra, message) -> None:
     args = [sys.executable, "-m", "edgescore.cli", "eval", "hw-study", "--offline",
