@@ -149,11 +149,14 @@ def hw_study(proxies_csv: tuple[Path, ...], hw_csv: Optional[Path], devices: str
 @click.option("--max-members", type=click.IntRange(2, 6), default=4, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True,
               help="seed of the selection / report split")
+@click.option("--splits", type=click.IntRange(min=1), default=1, show_default=True,
+              help="repeat the choice on this many splits (seeds --seed, --seed + 1, ...) and "
+                   "summarise them")
 @click.option("--fixed", multiple=True, help=_AGGREGATE_HELP + ", reported beside the chosen ones")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("out") / "aggregate",
               show_default=True)
 def aggregate(proxies_csv: tuple[Path, ...], candidates: str, max_members: int, seed: int,
-              fixed: tuple[str, ...], out: Path) -> None:
+              splits: int, fixed: tuple[str, ...], out: Path) -> None:
     """Label-free aggregations (mean, log-rank, geometric mean of percentiles): the best members
     chosen on one random half of the archs, Kendall tau and Spearman rho on the other half."""
     try:
@@ -163,7 +166,7 @@ def aggregate(proxies_csv: tuple[Path, ...], candidates: str, max_members: int, 
         raise _server_code("aggregate", exc) from None
     try:
         agg.run(list(proxies_csv), split_list(candidates) or None, max_members, seed,
-                [_aggregate(f) for f in fixed], out)
+                [_aggregate(f) for f in fixed], out, splits=splits)
     except TableError as exc:
         raise _Usage(str(exc)) from None
     click.echo((out / "aggregate.md").read_text())

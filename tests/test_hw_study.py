@@ -69,6 +69,28 @@ def test_member_selection_never_sees_the_report_half() -> None:
     assert report.fixed[0].tau_report < report.best[0].tau_report
 
 
+def test_repeated_splits_report_each_choice_and_the_most_chosen(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    accuracy = rng.normal(size=120)
+    columns = {"good": accuracy + rng.normal(scale=0.5, size=120),
+               "also": accuracy + rng.normal(scale=0.5, size=120),
+               "noise": rng.normal(size=120)}
+    per_arch = tmp_path / "per_arch.csv"
+    with per_arch.open("w") as fh:
+        fh.write("index,arch,accuracy,good,also,noise,error,flags,seconds,settings\n")
+        for i in range(120):
+            fh.write(f"{i},a{i},{accuracy[i]},{columns['good'][i]},{columns['also'][i]},"
+                     f"{columns['noise'][i]},,,0.1,k\n")
+    reports = aggregate.run([per_arch], None, 2, 5, [("mean", ("good", "noise"))],
+                            tmp_path / "out", log=lambda _: None, splits=3)
+    assert len(reports) == 3
+    assert len({r.best[0].tau_report for r in reports}) == 3  # three different splits
+    text = (tmp_path / "out" / "aggregate.md").read_text()
+    assert "Repeated over 3 splits (seeds 5-7)" in text
+    assert "| mean (chosen per split) |" in text and "good, also (3 of 3)" in text
+    assert "| mean (fixed) |" in text
+
+
 def test_runs_over_the_same_archs_merge_on_the_index(tmp_path: Path) -> None:
     first, second = tmp_path / "a.csv", tmp_path / "b.csv"
     first.write_text("index,arch,accuracy,x,error,flags,seconds,settings\n"
