@@ -235,7 +235,7 @@ def test_a_job_nobody_waits_for_is_cancelled_on_the_board() -> None:
 def test_a_ray_cluster_serves_the_same_values_as_the_local_pool() -> None:
     address = os.environ["EDGESCORE_TEST_RAY_ADDRESS"]
     proxies = ["params", "flops", "synflow", "naswot", "zico"]
-    cells = archs(4, 11)
+    cells = archs(2, 11)
     with LocalStack(agents={}) as local, local.client(timeout=300) as client:
         expected = [client.score(c, proxies, seed=5).proxies for c in cells]
     args = ["--compute", "ray", "--ray-address", address]
