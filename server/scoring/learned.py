@@ -86,6 +86,13 @@ def _prepared(features: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(features), MISSING, features)
 
 
+def _mid_quantile(ordered: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Each value's mid-quantile among the sorted `ordered`, in (0, 1) (ties share one)."""
+    below = np.searchsorted(ordered, values, "left")
+    not_above = np.searchsorted(ordered, values, "right")
+    return (below + not_above + 1) / (2 * len(ordered) + 2)
+
+
 class _Quantiles:
     """Each proxy value's mid-quantile among the labelled archs' values, in (0, 1); a failed
     value (NaN) sits below every real one."""
@@ -95,12 +102,7 @@ class _Quantiles:
 
     def __call__(self, values: np.ndarray) -> np.ndarray:
         values = _prepared(values)
-        n = len(self._sorted)
-        columns = []
-        for k in range(values.shape[1]):
-            below = np.searchsorted(self._sorted[:, k], values[:, k], "left")
-            not_above = np.searchsorted(self._sorted[:, k], values[:, k], "right")
-            columns.append((below + not_above + 1) / (2 * n + 2))
+        columns = [_mid_quantile(self._sorted[:, k], values[:, k]) for k in range(values.shape[1])]
         return np.column_stack(columns) if columns else np.empty((len(values), 0))
 
 
@@ -151,11 +153,7 @@ class _PairwiseLinear:
 
     def quantile(self, features: np.ndarray) -> np.ndarray:
         """The score's mid-quantile among the labelled archs' scores, in (0, 1)."""
-        scores = self._standardised(features) @ self._weights
-        n = len(self._train_scores)
-        below = np.searchsorted(self._train_scores, scores, "left")
-        not_above = np.searchsorted(self._train_scores, scores, "right")
-        return (below + not_above + 1) / (2 * n + 2)
+        return _mid_quantile(self._train_scores, self._standardised(features) @ self._weights)
 
 
 class LearnedRanker:
