@@ -143,14 +143,20 @@ def learned_columns(table: ProxyTable, counts: Sequence[int], seeds: int) -> lis
     """Adds one column per (N, seed): the few-label ranker's predicted accuracy of every arch,
     fitted on N archs drawn at random with that seed from every proxy column and the graph
     features. The pick is by prediction alone, the labelled archs' included."""
-    from edgescore.server.scoring.learned import LearnedError, LearnedRanker, feature_matrix
+    from edgescore.server.scoring.learned import (
+        MIN_LABELS,
+        LearnedError,
+        LearnedRanker,
+        feature_matrix,
+    )
 
     x, names = feature_matrix(table.archs, "nb201", table.values)
     accuracy = np.array(table.accuracy)
     added = []
     for n in counts:
-        if not 5 <= n < len(table.archs):
-            raise StudyError(f"--learned {n}: between 5 and {len(table.archs) - 1} labels")
+        if not MIN_LABELS <= n < len(table.archs):
+            raise StudyError(f"--learned {n}: between {MIN_LABELS} and "
+                             f"{len(table.archs) - 1} labels")
         for seed in range(seeds):
             labelled = np.random.default_rng(seed).permutation(len(accuracy))[:n]
             try:

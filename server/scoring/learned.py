@@ -112,23 +112,19 @@ class _Aggregates:
     def __init__(self, labelled: np.ndarray, names: Sequence[str]) -> None:
         graph = set(feature_names())
         self.proxy_columns = [k for k, name in enumerate(names) if name not in graph]
-        members = [k for k in self.proxy_columns if names[k] in LABEL_FREE_MEMBERS]
-        self._members = members or self.proxy_columns
+        members = [i for i, k in enumerate(self.proxy_columns) if names[k] in LABEL_FREE_MEMBERS]
+        self._member_positions = members or list(range(len(self.proxy_columns)))
         self._quantiles = _Quantiles(labelled[:, self.proxy_columns])
 
-    def tree_features(self, features: np.ndarray) -> np.ndarray:
+    def features(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The trees' features and the linear ranker's (None without proxy columns), from one
+        pass over the quantiles."""
         if not self.proxy_columns:
-            return features
+            return features, None
         q = self._quantiles(features[:, self.proxy_columns])
-        return np.column_stack([features, self._log_rank(q), q.mean(axis=1)])
-
-    def linear_features(self, features: np.ndarray) -> np.ndarray:
-        q = self._quantiles(features[:, self.proxy_columns])
-        return np.column_stack([q, np.log(q), self._log_rank(q)])
-
-    def _log_rank(self, q: np.ndarray) -> np.ndarray:
-        positions = [self.proxy_columns.index(k) for k in self._members]
-        return np.log(q[:, positions]).mean(axis=1)
+        log_rank = np.log(q[:, self._member_positions]).mean(axis=1)
+        return (np.column_stack([features, log_rank, q.mean(axis=1)]),
+                np.column_stack([q, np.log(q), log_rank]))
 
 
 class _PairwiseLinear:
@@ -179,19 +175,19 @@ class LearnedRanker:
         names = list(names) or [f"x{k}" for k in range(features.shape[1])]
         aggregates = _Aggregates(features, names)
         target = (rankdata(y) - 0.5) / len(y)
+        tree_x, linear_x = aggregates.features(features)
         trees = GradientBoostingRegressor(**MODEL_PARAMS)
-        trees.fit(_prepared(aggregates.tree_features(features)), target)
-        linear = (_PairwiseLinear(aggregates.linear_features(features), y)
-                  if aggregates.proxy_columns else None)
+        trees.fit(_prepared(tree_x), target)
+        linear = None if linear_x is None else _PairwiseLinear(linear_x, y)
         return cls(trees, linear, aggregates, y)
 
     def predict_rank(self, features: np.ndarray) -> np.ndarray:
         """Predicted accuracy quantile among the labelled archs, about (0, 1)."""
-        trees = np.clip(self._trees.predict(_prepared(self._aggregates.tree_features(features))),
-                        0.0, 1.0)
-        if self._linear is None:
+        tree_x, linear_x = self._aggregates.features(features)
+        trees = np.clip(self._trees.predict(_prepared(tree_x)), 0.0, 1.0)
+        if self._linear is None or linear_x is None:
             return trees
-        linear = self._linear.quantile(self._aggregates.linear_features(features))
+        linear = self._linear.quantile(linear_x)
         return self._tree_weight * trees + (1.0 - self._tree_weight) * linear
 
     def predict(self, features: np.ndarray) -> np.ndarray:
