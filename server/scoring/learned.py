@@ -30,14 +30,16 @@ constraints bite on 20 rows).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.ensemble import GradientBoostingRegressor
-from sklearn.linear_model import LogisticRegression
 
 from edgescore.server.proxies._aggregate import LABEL_FREE_MEMBERS
 from edgescore.server.scoring.graph_features import feature_names, nb201_graph_features
 from edgescore.server.scoring.ranks import rankdata
+
+if TYPE_CHECKING:
+    from sklearn.ensemble import GradientBoostingRegressor
 
 GRAPH_SPACES = frozenset({"nb201"})  # spaces with graph features; elsewhere proxies alone
 MIN_LABELS = 5  # fewer cannot rank anything worth serving
@@ -139,6 +141,8 @@ class _PairwiseLinear:
         i, j = i[keep], j[keep]
         diff = z[i] - z[j]
         better = (accuracies[i] > accuracies[j]).astype(int)
+        from sklearn.linear_model import LogisticRegression  # see LearnedRanker.fit
+
         model = LogisticRegression(C=PAIRWISE_C, max_iter=2000, fit_intercept=False)
         model.fit(np.vstack([diff, -diff]), np.concatenate([better, 1 - better]))
         self._weights = model.coef_[0]
@@ -167,6 +171,9 @@ class LearnedRanker:
             names: Sequence[str] = ()) -> LearnedRanker:
         """Fit on labelled rows; `names` are the columns' names (feature_matrix's), without
         which every column counts as a proxy."""
+        # Imported on first fit: scikit-learn costs every server start about a second.
+        from sklearn.ensemble import GradientBoostingRegressor
+
         y = np.asarray(accuracies, dtype=float)
         if len(y) < MIN_LABELS:
             raise LearnedError(f"{len(y)} labelled archs; the ranker needs at least {MIN_LABELS}")

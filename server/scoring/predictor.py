@@ -12,15 +12,17 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 import numpy as np
-from sklearn.ensemble import GradientBoostingRegressor
 
 from edgescore.server.errors import ServerError
 from edgescore.server.scoring.ranks import spearman
 from edgescore.server.scoring.transfer_bank import TransferBank
 from edgescore.server.scoring.workload import Settings, workload
+
+if TYPE_CHECKING:
+    from sklearn.ensemble import GradientBoostingRegressor
 
 Features = Mapping[str, float]
 Featurizer = Callable[[str, str], Features]  # (space, arch spec) -> features
@@ -101,6 +103,9 @@ class LatencyPredictor:
             return list(self._x), list(self._y), self._changes
 
     def _model(self, **loss: Any) -> GradientBoostingRegressor:
+        # Imported on first fit: scikit-learn costs every server start about a second.
+        from sklearn.ensemble import GradientBoostingRegressor
+
         # Shallow trees, shrinkage and subsampling: a few hundred points must not be memorised.
         return GradientBoostingRegressor(n_estimators=self.n_estimators, max_depth=3,
                                          learning_rate=0.05, subsample=0.8,

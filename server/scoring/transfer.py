@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
-from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
 
 Features = Mapping[str, float]
@@ -154,6 +153,9 @@ class TransferBasis:
 
     def _fit_models(self, x: np.ndarray, coords: np.ndarray, x_check: np.ndarray,
                     coords_check: np.ndarray, error_var: np.ndarray, seed: int) -> None:
+        # Imported on first fit: scikit-learn costs every server start about a second.
+        from sklearn.ensemble import HistGradientBoostingRegressor
+
         for j in range(self.rank):
             model = HistGradientBoostingRegressor(max_iter=300, random_state=seed)
             model.fit(x, coords[:, j])
