@@ -218,10 +218,14 @@ def _aggregate(text: str) -> tuple[str, tuple[str, ...]]:
 @click.option("--seeds", type=click.IntRange(min=1), default=10, show_default=True,
               help="draws per N")
 @click.option("--first-seed", type=int, default=0, show_default=True)
+@click.option("--truth", default="", help="rank against this column of the accuracy table "
+              "instead of the CSVs' accuracy (e.g. c10_test, VKDNW's and AZ-NAS's ground truth)")
+@click.option("--accuracy-csv", type=click.Path(path_type=Path),
+              help="the accuracy table for --truth (default: shared accuracy_dev.csv)")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("out") / "learned",
               show_default=True)
 def eval_learned(proxies_csvs: tuple[Path, ...], proxies: str, labels: str, seeds: int,
-                 first_seed: int, out: Path) -> None:
+                 first_seed: int, truth: str, accuracy_csv: Optional[Path], out: Path) -> None:
     """Few-label ranking: fit the learned ranker on N labelled archs (graph features, proxy
     values, both) and report Kendall tau and Spearman rho on the rest."""
     try:
@@ -233,7 +237,8 @@ def eval_learned(proxies_csvs: tuple[Path, ...], proxies: str, labels: str, seed
         raise _Usage("give --proxies-csv (per_arch.csv from `edgescore eval proxies`)")
     config = learned.LearnedConfig(
         per_arch=tuple(paths), out=out, proxies=tuple(split_list(proxies)) or None,
-        counts=_counts(labels, "--labels"), seeds=seeds, first_seed=first_seed)
+        counts=_counts(labels, "--labels"), seeds=seeds, first_seed=first_seed,
+        truth=truth or None, accuracy_csv=accuracy_csv)
     try:
         click.echo(learned.run_learned(config))
     except inputs.EvalError as exc:

@@ -6,6 +6,8 @@ archs, fits the ranker (server/scoring/learned.py) on them and ranks the rest, w
 feature sets: graph features only, proxy values only, and both. The floor is the single proxy a
 user holding those N labels would pick: the one with the best Kendall tau on them, scored on the
 same unlabelled archs. Failed proxy values count as the worst there, as they do for the ranker.
+The ground truth is the CSVs' accuracy column, or with `truth` another column of the accuracy
+table joined on `index` (e.g. `c10_test`, the column VKDNW and AZ-NAS publish against).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Optional
 
 import numpy as np
 
-from edgescore.evaluation.inputs import EvalError
+from edgescore.evaluation.inputs import EvalError, default_accuracy_csv, read_accuracy
 from edgescore.evaluation.per_arch import TableError, load_table
 from edgescore.server.scoring.learned import LearnedRanker, feature_matrix
 from edgescore.server.scoring.ranks import kendall_tau, spearman
@@ -40,10 +42,13 @@ class LearnedConfig:
     seeds: int = 10
     first_seed: int = 0
     space: str = "nb201"
+    truth: Optional[str] = None  # an accuracy-table column; None: the CSVs' accuracy
+    accuracy_csv: Optional[Path] = None  # None: the shared accuracy_dev.csv
 
 
 @dataclass
 class Table:
+    indices: list[int]
     archs: list[str]
     accuracy: np.ndarray
     proxies: dict[str, np.ndarray]  # NaN where a proxy failed
@@ -59,9 +64,23 @@ def read_tables(paths: Sequence[Path], proxies: Optional[Sequence[str]] = None) 
     if len(merged.archs) < 2 * min(LABEL_COUNTS):
         raise EvalError(f"{len(merged.archs)} archs in every CSV; too few to evaluate")
     return Table(
-        archs=merged.archs, accuracy=np.array(merged.accuracy),
+        indices=merged.indices, archs=merged.archs, accuracy=np.array(merged.accuracy),
         proxies={name: np.array([math.nan if v is None else v for v in column])
                  for name, column in merged.values.items()})
+
+
+def with_truth(table: Table, accuracy_csv: Optional[Path], column: str) -> Table:
+    """The table ranked against `column` of the accuracy table instead, joined on `index`."""
+    path = accuracy_csv or default_accuracy_csv()
+    if path is None:
+        raise EvalError("give --accuracy-csv (the accuracy table with the --truth column)")
+    by_index = {index: accuracy for index, _, accuracy in read_accuracy(path, column)}
+    missing = [i for i in table.indices if i not in by_index]
+    if missing:
+        raise EvalError(f"{len(missing)} archs have no {column!r} in {path} "
+                        f"(first index {missing[0]})")
+    return Table(table.indices, table.archs, np.array([by_index[i] for i in table.indices]),
+                 table.proxies)
 
 
 def _worst_for_missing(values: np.ndarray) -> np.ndarray:
@@ -138,7 +157,9 @@ def render_report(results: Sequence[Result], table: Table, config: LearnedConfig
         f"# Few-label ranking: {config.space}, {len(table.archs)} archs",
         "",
         f"Inputs: {', '.join(f'`{p.name}` ({p.parent.name})' for p in config.per_arch)}; "
-        f"proxies: {', '.join(table.proxies)}.",
+        f"proxies: {', '.join(table.proxies)}. Ground truth: "
+        + (f"`{config.truth}` of the accuracy table." if config.truth
+           else "the inputs' accuracy column."),
         "",
         f"For each N and each of {config.seeds} seeds ({seeds}), N archs are drawn as the "
         "labelled set; the ranker (gradient boosting blended with a linear pairwise ranker, "
@@ -164,6 +185,8 @@ def render_report(results: Sequence[Result], table: Table, config: LearnedConfig
 def run_learned(config: LearnedConfig) -> str:
     """Evaluate, write learned.csv and report.md under config.out; return the report."""
     table = read_tables(config.per_arch, config.proxies)
+    if config.truth:
+        table = with_truth(table, config.accuracy_csv, config.truth)
     results = evaluate(table, config)
     config.out.mkdir(parents=True, exist_ok=True)
     write_results(results, config.out / RESULTS_CSV)

@@ -13,11 +13,11 @@ import grpc
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import nb201_rows
+from conftest import NB201_ACCURACY, nb201_rows
 
 from edgescore.evaluation.cli import evaluate
 from edgescore.evaluation.inputs import EvalError
-from edgescore.evaluation.learned import read_tables
+from edgescore.evaluation.learned import read_tables, with_truth
 from edgescore.server.scoring.graph_features import (
     NO_SHORTEST_PATH,
     feature_names,
@@ -130,6 +130,31 @@ def test_eval_learned_writes_a_report(split_csvs: tuple[Path, Path], tmp_path: P
     assert all(t > 0.3 for t in both)  # far from chance even at 20 labels
     bad = CliRunner().invoke(evaluate, ["learned", "--proxies-csv", str(a), "--labels", "x"])
     assert bad.exit_code == 2
+
+
+def test_another_ground_truth_is_joined_on_the_index(split_csvs: tuple[Path, Path],
+                                                      tmp_path: Path) -> None:
+    table = read_tables(split_csvs)
+    test_acc = {int(r["index"]): float(r["c10_test"]) for r in nb201_rows()}
+    joined = with_truth(table, NB201_ACCURACY, "c10_test")
+    assert list(joined.accuracy) == [test_acc[i] for i in table.indices]
+    assert not np.array_equal(joined.accuracy, table.accuracy)  # the CSVs hold c10valid_test
+    result = CliRunner().invoke(evaluate, [
+        "learned", "--proxies-csv", str(split_csvs[0]), "--labels", "20", "--seeds", "1",
+        "--truth", "c10_test", "--accuracy-csv", str(NB201_ACCURACY), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "Ground truth: `c10_test`" in (tmp_path / "report.md").read_text()
+    short = tmp_path / "short.csv"
+    with NB201_ACCURACY.open(newline="") as fh:
+        kept = [r for r in csv.DictReader(fh) if int(r["index"]) != table.indices[5]]
+    with short.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(kept[0]))
+        writer.writeheader()
+        writer.writerows(kept)
+    with pytest.raises(EvalError, match="1 archs have no 'c10_test'"):
+        with_truth(table, short, "c10_test")
+    with pytest.raises(EvalError, match="lacks the column"):
+        with_truth(table, NB201_ACCURACY, "nope")
 
 
 def _label_rows() -> list[dict[str, str]]:
