@@ -31,7 +31,7 @@ def test_evolution_search_on_replayed_raspi4_reports_the_gap(
                                            "--device", "raspi4"])
         stack.wait_for_agents({"raspi4": 1})
         code = cli.main(["--server", stack.target, "search", "--space", "nb201", "--algo",
-                         "evolution", "--budget", "40", "--population", "10", "--sample-size",
+                         "evolution", "--budget", "24", "--population", "8", "--sample-size",
                          "3", "--proxy", "synflow", "--device", "raspi4", "--latency-ms", "20",
                          "--within", str(HW_CSV), "--accuracy-csv", str(NB201_ACCURACY),
                          "--hw-csv", str(HW_CSV), "--out", str(out), "--no-progress"])
@@ -43,8 +43,8 @@ def test_evolution_search_on_replayed_raspi4_reports_the_gap(
     # (log 0), the only failure allowed, and such a candidate is never feasible.
     failed = [r for r in found if r["error"]]
     assert all("score is 0" in r["error"] for r in failed), [r["error"] for r in failed]
-    assert len(found) == 40 and len(failed) <= 5
-    assert len({r["arch"] for r in found}) > 30  # evolution spends its budget on new archs
+    assert len(found) == 24 and len(failed) <= 5
+    assert len({r["arch"] for r in found}) > 18  # evolution spends its budget on new archs
     table = {r["arch"]: float(r["c10_raspi4_latency"]) for r in rows(HW_CSV)}
     for r in found:  # the latencies are HW-NAS-Bench's own, through server and agent
         if r["error"]:
