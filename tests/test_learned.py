@@ -155,6 +155,10 @@ def test_another_ground_truth_is_joined_on_the_index(split_csvs: tuple[Path, Pat
         with_truth(table, short, "c10_test")
     with pytest.raises(EvalError, match="lacks the column"):
         with_truth(table, NB201_ACCURACY, "nope")
+    bad = CliRunner().invoke(evaluate, [
+        "learned", "--proxies-csv", str(split_csvs[0]), "--labels", "20", "--seeds", "1",
+        "--truth", "nope", "--accuracy-csv", str(NB201_ACCURACY), "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "lacks the column(s) nope" in bad.output
 
 
 def _label_rows() -> list[dict[str, str]]:
